@@ -1,0 +1,1 @@
+//! Attesters: obtain evidence for given report data on this machine.

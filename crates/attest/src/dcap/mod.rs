@@ -1,0 +1,1 @@
+//! Intel DCAP: SGX quote v3, TDX quote v4/v5, PCS collateral, and their verification.

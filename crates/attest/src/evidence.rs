@@ -1,0 +1,1 @@
+//! The front door: detect an evidence kind, and verify any kind with one call.

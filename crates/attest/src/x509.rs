@@ -1,0 +1,645 @@
+//! Certificates, CRLs and chain verification, shared by the DCAP and SNP verifiers.
+//!
+//! Parsing is x509-parser's; signatures are checked with aws-lc-rs. Everything is checked at an
+//! explicit time: certificate validity, CRL currency (a CRL issued after `now` is refused as
+//! well as an expired one) and revocation.
+
+use ::time::OffsetDateTime;
+use aws_lc_rs::signature::{self, VerificationAlgorithm};
+use x509_parser::prelude::*;
+use x509_parser::signature_algorithm::SignatureAlgorithm;
+
+use crate::anchor::{SIMULATION_MARKER_OID, TrustAnchor};
+
+/// Why a certificate, CRL or chain was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The bytes are not a DER/PEM certificate or CRL.
+    #[error("{what} is malformed: {reason}")]
+    Malformed {
+        /// What was being parsed.
+        what: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A chain had no certificates in it.
+    #[error("the certificate chain is empty: supply the issuer chain (PEM)")]
+    EmptyChain,
+    /// The signature or key algorithm is not one TEE vendors use.
+    #[error("certificate {subject:?} uses an unsupported algorithm ({algorithm})")]
+    UnsupportedAlgorithm {
+        /// Subject of the certificate (or CRL issuer).
+        subject: String,
+        /// The algorithm.
+        algorithm: String,
+    },
+    /// A signature did not verify under the issuer's key.
+    #[error(
+        "the signature on {subject:?} does not verify under the key of {issuer:?}: wrong issuer or tampered certificate"
+    )]
+    BadSignature {
+        /// The signed object.
+        subject: String,
+        /// The claimed signer.
+        issuer: String,
+    },
+    /// The next certificate in the chain is not the issuer of this one.
+    #[error(
+        "{subject:?} is issued by {expected:?}, but the next certificate in the chain is {actual:?}: supply the right chain"
+    )]
+    IssuerMismatch {
+        /// The certificate.
+        subject: String,
+        /// Its issuer name.
+        expected: String,
+        /// The next certificate's subject.
+        actual: String,
+    },
+    /// An intermediate or root is not a CA certificate.
+    #[error("{subject:?} is used as an issuer but is not a CA certificate")]
+    NotCa {
+        /// The certificate.
+        subject: String,
+    },
+    /// A certificate is not yet valid at the verification time.
+    #[error(
+        "certificate {subject:?} is not valid before {not_before} (verification time {now}): use collateral from that time or a later verification time"
+    )]
+    NotYetValid {
+        /// The certificate.
+        subject: String,
+        /// Start of its validity.
+        not_before: String,
+        /// The verification time.
+        now: String,
+    },
+    /// A certificate has expired at the verification time.
+    #[error(
+        "certificate {subject:?} expired at {not_after} (verification time {now}): fetch a current certificate"
+    )]
+    Expired {
+        /// The certificate.
+        subject: String,
+        /// End of its validity.
+        not_after: String,
+        /// The verification time.
+        now: String,
+    },
+    /// The chain ends in a root that the trust anchor does not pin.
+    #[error("the chain ends in {subject:?}, which is not a trusted root for this verifier")]
+    UntrustedRoot {
+        /// The root's subject.
+        subject: String,
+    },
+    /// The root claims to be self-signed but is not.
+    #[error("root certificate {subject:?} is not self-signed")]
+    NotSelfSigned {
+        /// The root's subject.
+        subject: String,
+    },
+    /// A certificate is listed on its issuer's CRL.
+    #[error("certificate {subject:?} (serial {serial}) is revoked by {crl_issuer:?}")]
+    Revoked {
+        /// The revoked certificate.
+        subject: String,
+        /// Its serial number (hex).
+        serial: String,
+        /// Who revoked it.
+        crl_issuer: String,
+    },
+    /// A CRL is not yet valid at the verification time.
+    #[error(
+        "the CRL of {issuer:?} is issued at {this_update}, after the verification time {now}: use a CRL from before that time"
+    )]
+    CrlNotYetValid {
+        /// CRL issuer.
+        issuer: String,
+        /// thisUpdate.
+        this_update: String,
+        /// The verification time.
+        now: String,
+    },
+    /// A CRL has passed its nextUpdate.
+    #[error(
+        "the CRL of {issuer:?} expired at {next_update} (verification time {now}): fetch a current CRL"
+    )]
+    CrlExpired {
+        /// CRL issuer.
+        issuer: String,
+        /// nextUpdate.
+        next_update: String,
+        /// The verification time.
+        now: String,
+    },
+    /// The CRL needed to check a certificate was not supplied.
+    #[error("no CRL from {issuer:?} was supplied: add it to the collateral")]
+    CrlMissing {
+        /// The issuer whose CRL is needed.
+        issuer: String,
+    },
+    /// A simulation root was given where a production root is required.
+    #[error("this is a simulation root: enable simulation explicitly to trust it")]
+    SimulationNotEnabled,
+}
+
+/// Format a time the way errors and claims print it.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&::time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// The signature algorithms found on TEE vendor certificates and CRLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SigAlg {
+    /// ecdsa-with-SHA256 (Intel PCS).
+    EcdsaSha256,
+    /// ecdsa-with-SHA384.
+    EcdsaSha384,
+    /// RSASSA-PSS with SHA-384, MGF1-SHA-384, 48-byte salt (AMD KDS).
+    RsaPssSha384,
+    /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt.
+    RsaPssSha256,
+    /// sha256WithRSAEncryption.
+    RsaPkcs1Sha256,
+    /// sha384WithRSAEncryption.
+    RsaPkcs1Sha384,
+}
+
+/// The public-key kinds we verify with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// ECDSA on P-256 (`public_key` is the uncompressed point).
+    EcP256,
+    /// ECDSA on P-384 (`public_key` is the uncompressed point).
+    EcP384,
+    /// RSA (`public_key` is the PKCS#1 RSAPublicKey DER).
+    Rsa,
+    /// Anything else: usable as data, never as a verifier.
+    Other,
+}
+
+/// One X.509 extension, raw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    /// Dotted OID.
+    pub oid: String,
+    /// Criticality.
+    pub critical: bool,
+    /// The extnValue contents (DER of the extension's value).
+    pub value: Vec<u8>,
+}
+
+/// A parsed, owned certificate: everything verification needs, parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cert {
+    /// The whole certificate, DER.
+    pub der: Vec<u8>,
+    /// The signed TBSCertificate bytes.
+    pub tbs: Vec<u8>,
+    /// Subject, RFC 4514 text.
+    pub subject: String,
+    /// Issuer, RFC 4514 text.
+    pub issuer: String,
+    subject_raw: Vec<u8>,
+    issuer_raw: Vec<u8>,
+    /// Serial number, big-endian bytes.
+    pub serial: Vec<u8>,
+    /// Validity start.
+    pub not_before: OffsetDateTime,
+    /// Validity end.
+    pub not_after: OffsetDateTime,
+    /// SubjectPublicKeyInfo, DER.
+    pub spki_der: Vec<u8>,
+    /// The subjectPublicKey bits (EC point or RSAPublicKey DER).
+    pub public_key: Vec<u8>,
+    /// The kind of `public_key`.
+    pub key_kind: KeyKind,
+    /// The algorithm of the signature on this certificate, if supported.
+    pub sig_alg: Option<SigAlg>,
+    sig_alg_name: String,
+    /// The signature value.
+    pub signature: Vec<u8>,
+    /// basicConstraints cA.
+    pub is_ca: bool,
+    /// All extensions, raw.
+    pub extensions: Vec<Extension>,
+}
+
+impl Cert {
+    /// Parse one DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
+        let (rest, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Malformed {
+            what: "certificate".into(),
+            reason: e.to_string(),
+        })?;
+        if !rest.is_empty() {
+            return Err(CertError::Malformed {
+                what: "certificate".into(),
+                reason: format!("{} trailing bytes after the certificate", rest.len()),
+            });
+        }
+        let tbs = &cert.tbs_certificate;
+        let spki = tbs.public_key();
+        let key_kind = key_kind(spki);
+        Ok(Self {
+            der: der.to_vec(),
+            tbs: tbs.as_ref().to_vec(),
+            subject: tbs.subject().to_string(),
+            issuer: tbs.issuer().to_string(),
+            subject_raw: tbs.subject().as_raw().to_vec(),
+            issuer_raw: tbs.issuer().as_raw().to_vec(),
+            serial: tbs.raw_serial().to_vec(),
+            not_before: tbs.validity().not_before.to_datetime(),
+            not_after: tbs.validity().not_after.to_datetime(),
+            spki_der: spki.raw.to_vec(),
+            public_key: spki.subject_public_key.data.to_vec(),
+            key_kind,
+            sig_alg: sig_alg(&cert.signature_algorithm),
+            sig_alg_name: cert.signature_algorithm.algorithm.to_id_string(),
+            signature: cert.signature_value.data.to_vec(),
+            is_ca: tbs.is_ca(),
+            extensions: tbs
+                .extensions()
+                .iter()
+                .map(|e| Extension {
+                    oid: e.oid.to_id_string(),
+                    critical: e.critical,
+                    value: e.value.to_vec(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Parse one certificate given as DER or PEM.
+    pub fn from_der_or_pem(input: &[u8]) -> Result<Self, CertError> {
+        if input.starts_with(b"-----") || input.trim_ascii_start().starts_with(b"-----BEGIN") {
+            let mut certs = parse_pem_chain(input)?;
+            if certs.is_empty() {
+                return Err(CertError::EmptyChain);
+            }
+            return Ok(certs.remove(0));
+        }
+        Self::from_der(input)
+    }
+
+    /// The raw value of the extension with this dotted OID.
+    pub fn extension(&self, oid: &str) -> Option<&Extension> {
+        self.extensions.iter().find(|e| e.oid == oid)
+    }
+
+    /// Whether this certificate belongs to cloister's simulation hierarchy.
+    pub fn is_simulation(&self) -> bool {
+        self.extension(SIMULATION_MARKER_OID).is_some()
+    }
+
+    /// Check that `now` lies within the validity period.
+    pub fn check_validity(&self, now: OffsetDateTime) -> Result<(), CertError> {
+        if now < self.not_before {
+            return Err(CertError::NotYetValid {
+                subject: self.subject.clone(),
+                not_before: rfc3339(self.not_before),
+                now: rfc3339(now),
+            });
+        }
+        if now > self.not_after {
+            return Err(CertError::Expired {
+                subject: self.subject.clone(),
+                not_after: rfc3339(self.not_after),
+                now: rfc3339(now),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `issuer`'s subject is this certificate's issuer name.
+    pub fn is_issued_by_name(&self, issuer: &Cert) -> bool {
+        self.issuer_raw == issuer.subject_raw
+    }
+
+    /// Check the signature on this certificate with `issuer`'s key.
+    pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), CertError> {
+        let alg = self
+            .sig_alg
+            .ok_or_else(|| CertError::UnsupportedAlgorithm {
+                subject: self.subject.clone(),
+                algorithm: self.sig_alg_name.clone(),
+            })?;
+        verify_signature(issuer, alg, &self.tbs, &self.signature).map_err(|e| match e {
+            VerifyFail::Unsupported => CertError::UnsupportedAlgorithm {
+                subject: issuer.subject.clone(),
+                algorithm: format!("{alg:?} with a {:?} key", issuer.key_kind),
+            },
+            VerifyFail::Bad => CertError::BadSignature {
+                subject: self.subject.clone(),
+                issuer: issuer.subject.clone(),
+            },
+        })
+    }
+
+    /// Verify `signature` over `message` with this certificate's key.
+    pub fn verify(&self, alg: SigAlg, message: &[u8], signature: &[u8]) -> Result<(), CertError> {
+        verify_signature(self, alg, message, signature).map_err(|_| CertError::BadSignature {
+            subject: "signed data".into(),
+            issuer: self.subject.clone(),
+        })
+    }
+}
+
+/// Parse every certificate in a PEM buffer, in order.
+pub fn parse_pem_chain(input: &[u8]) -> Result<Vec<Cert>, CertError> {
+    let mut certs = Vec::new();
+    for pem in Pem::iter_from_buffer(input) {
+        let pem = pem.map_err(|e| CertError::Malformed {
+            what: "PEM certificate chain".into(),
+            reason: e.to_string(),
+        })?;
+        if pem.label == "CERTIFICATE" {
+            certs.push(Cert::from_der(&pem.contents)?);
+        }
+    }
+    Ok(certs)
+}
+
+/// A parsed, owned certificate revocation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crl {
+    /// The whole CRL, DER.
+    pub der: Vec<u8>,
+    tbs: Vec<u8>,
+    /// Issuer, RFC 4514 text.
+    pub issuer: String,
+    issuer_raw: Vec<u8>,
+    /// thisUpdate.
+    pub this_update: OffsetDateTime,
+    /// nextUpdate.
+    pub next_update: Option<OffsetDateTime>,
+    /// Revoked serial numbers (big-endian, as encoded).
+    pub revoked: Vec<Vec<u8>>,
+    sig_alg: Option<SigAlg>,
+    sig_alg_name: String,
+    signature: Vec<u8>,
+}
+
+impl Crl {
+    /// Parse a CRL given as DER, PEM, or hex of DER.
+    pub fn parse(input: &[u8]) -> Result<Self, CertError> {
+        if input.trim_ascii_start().starts_with(b"-----BEGIN") {
+            let (_, pem) = parse_x509_pem(input).map_err(|e| CertError::Malformed {
+                what: "PEM CRL".into(),
+                reason: e.to_string(),
+            })?;
+            return Self::from_der(&pem.contents);
+        }
+        let (bytes, _) = crate::encoding::decode_input(input);
+        Self::from_der(&bytes)
+    }
+
+    /// Parse a DER CRL.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
+        let (_, crl) =
+            CertificateRevocationList::from_der(der).map_err(|e| CertError::Malformed {
+                what: "CRL".into(),
+                reason: e.to_string(),
+            })?;
+        let tbs = &crl.tbs_cert_list;
+        Ok(Self {
+            der: der.to_vec(),
+            tbs: tbs.as_ref().to_vec(),
+            issuer: tbs.issuer.to_string(),
+            issuer_raw: tbs.issuer.as_raw().to_vec(),
+            this_update: tbs.this_update.to_datetime(),
+            next_update: tbs.next_update.map(|t| t.to_datetime()),
+            revoked: tbs
+                .revoked_certificates
+                .iter()
+                .map(|r| r.raw_serial().to_vec())
+                .collect(),
+            sig_alg: sig_alg(&crl.signature_algorithm),
+            sig_alg_name: crl.signature_algorithm.algorithm.to_id_string(),
+            signature: crl.signature_value.data.to_vec(),
+        })
+    }
+
+    /// Whether this CRL was issued by `ca` (by name).
+    pub fn is_issued_by_name(&self, ca: &Cert) -> bool {
+        self.issuer_raw == ca.subject_raw
+    }
+
+    /// Check the CRL's signature with its issuer's key.
+    pub fn verify_signed_by(&self, ca: &Cert) -> Result<(), CertError> {
+        let alg = self
+            .sig_alg
+            .ok_or_else(|| CertError::UnsupportedAlgorithm {
+                subject: self.issuer.clone(),
+                algorithm: self.sig_alg_name.clone(),
+            })?;
+        verify_signature(ca, alg, &self.tbs, &self.signature).map_err(|_| CertError::BadSignature {
+            subject: format!("CRL of {}", self.issuer),
+            issuer: ca.subject.clone(),
+        })
+    }
+
+    /// Check that `now` lies in `[thisUpdate, nextUpdate]`.
+    pub fn check_current(&self, now: OffsetDateTime) -> Result<(), CertError> {
+        if now < self.this_update {
+            return Err(CertError::CrlNotYetValid {
+                issuer: self.issuer.clone(),
+                this_update: rfc3339(self.this_update),
+                now: rfc3339(now),
+            });
+        }
+        if let Some(next) = self.next_update {
+            if now > next {
+                return Err(CertError::CrlExpired {
+                    issuer: self.issuer.clone(),
+                    next_update: rfc3339(next),
+                    now: rfc3339(now),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `cert`'s serial is listed.
+    pub fn revokes(&self, cert: &Cert) -> bool {
+        let serial = strip_leading_zeros(&cert.serial);
+        self.revoked
+            .iter()
+            .any(|s| strip_leading_zeros(s) == serial)
+    }
+}
+
+fn strip_leading_zeros(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    &b[start..]
+}
+
+/// How revocation is to be checked along a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Every non-root certificate must be covered by a current CRL from its issuer.
+    Required,
+    /// CRLs are checked where supplied (AMD publishes ARK/ASK CRLs only online).
+    IfPresent,
+}
+
+/// Verify `chain` (leaf first, root last) at `now`: validity of every certificate, each
+/// signature by the next, CA flags, the root self-signed and pinned by `anchor`, and revocation
+/// of every non-root certificate against `crls` (each CRL verified and current).
+pub fn verify_chain(
+    chain: &[Cert],
+    anchor: &TrustAnchor,
+    now: OffsetDateTime,
+    crls: &[Crl],
+    revocation: Revocation,
+) -> Result<(), CertError> {
+    let root = chain.last().ok_or(CertError::EmptyChain)?;
+    for cert in chain {
+        cert.check_validity(now)?;
+    }
+    for pair in chain.windows(2) {
+        let (cert, issuer) = (&pair[0], &pair[1]);
+        if !cert.is_issued_by_name(issuer) {
+            return Err(CertError::IssuerMismatch {
+                subject: cert.subject.clone(),
+                expected: cert.issuer.clone(),
+                actual: issuer.subject.clone(),
+            });
+        }
+        if !issuer.is_ca {
+            return Err(CertError::NotCa {
+                subject: issuer.subject.clone(),
+            });
+        }
+        cert.verify_signed_by(issuer)?;
+        check_revocation(cert, issuer, crls, now, revocation)?;
+    }
+    if !root.is_issued_by_name(root) {
+        return Err(CertError::NotSelfSigned {
+            subject: root.subject.clone(),
+        });
+    }
+    root.verify_signed_by(root)?;
+    if !anchor.trusts(root) {
+        return Err(CertError::UntrustedRoot {
+            subject: root.subject.clone(),
+        });
+    }
+    Ok(())
+}
+
+fn check_revocation(
+    cert: &Cert,
+    issuer: &Cert,
+    crls: &[Crl],
+    now: OffsetDateTime,
+    revocation: Revocation,
+) -> Result<(), CertError> {
+    let mut covered = false;
+    for crl in crls.iter().filter(|c| c.is_issued_by_name(issuer)) {
+        crl.verify_signed_by(issuer)?;
+        crl.check_current(now)?;
+        if crl.revokes(cert) {
+            return Err(CertError::Revoked {
+                subject: cert.subject.clone(),
+                serial: hex::encode(&cert.serial),
+                crl_issuer: crl.issuer.clone(),
+            });
+        }
+        covered = true;
+    }
+    if !covered && revocation == Revocation::Required {
+        return Err(CertError::CrlMissing {
+            issuer: issuer.subject.clone(),
+        });
+    }
+    Ok(())
+}
+
+enum VerifyFail {
+    Unsupported,
+    Bad,
+}
+
+fn verify_signature(
+    signer: &Cert,
+    alg: SigAlg,
+    message: &[u8],
+    sig: &[u8],
+) -> Result<(), VerifyFail> {
+    let algorithm: &dyn VerificationAlgorithm = match (alg, signer.key_kind) {
+        (SigAlg::EcdsaSha256, KeyKind::EcP256) => &signature::ECDSA_P256_SHA256_ASN1,
+        (SigAlg::EcdsaSha384, KeyKind::EcP256) => &signature::ECDSA_P256_SHA384_ASN1,
+        (SigAlg::EcdsaSha256, KeyKind::EcP384) => &signature::ECDSA_P384_SHA256_ASN1,
+        (SigAlg::EcdsaSha384, KeyKind::EcP384) => &signature::ECDSA_P384_SHA384_ASN1,
+        (SigAlg::RsaPssSha384, KeyKind::Rsa) => &signature::RSA_PSS_2048_8192_SHA384,
+        (SigAlg::RsaPssSha256, KeyKind::Rsa) => &signature::RSA_PSS_2048_8192_SHA256,
+        (SigAlg::RsaPkcs1Sha256, KeyKind::Rsa) => &signature::RSA_PKCS1_2048_8192_SHA256,
+        (SigAlg::RsaPkcs1Sha384, KeyKind::Rsa) => &signature::RSA_PKCS1_2048_8192_SHA384,
+        _ => return Err(VerifyFail::Unsupported),
+    };
+    signature::UnparsedPublicKey::new(algorithm, &signer.public_key)
+        .verify(message, sig)
+        .map_err(|_| VerifyFail::Bad)
+}
+
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P256: &str = "1.2.840.10045.3.1.7";
+const OID_P384: &str = "1.3.132.0.34";
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
+const OID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
+
+fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> KeyKind {
+    let alg = spki.algorithm.algorithm.to_id_string();
+    if alg == OID_RSA {
+        return KeyKind::Rsa;
+    }
+    if alg != OID_EC_PUBLIC_KEY {
+        return KeyKind::Other;
+    }
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string());
+    match curve.as_deref() {
+        Some(OID_P256) => KeyKind::EcP256,
+        Some(OID_P384) => KeyKind::EcP384,
+        _ => KeyKind::Other,
+    }
+}
+
+fn sig_alg(alg: &AlgorithmIdentifier<'_>) -> Option<SigAlg> {
+    match alg.algorithm.to_id_string().as_str() {
+        "1.2.840.10045.4.3.2" => Some(SigAlg::EcdsaSha256),
+        "1.2.840.10045.4.3.3" => Some(SigAlg::EcdsaSha384),
+        "1.2.840.113549.1.1.11" => Some(SigAlg::RsaPkcs1Sha256),
+        "1.2.840.113549.1.1.12" => Some(SigAlg::RsaPkcs1Sha384),
+        "1.2.840.113549.1.1.10" => pss_alg(alg),
+        _ => None,
+    }
+}
+
+/// Accept RSASSA-PSS only with matching hash and MGF1 hash and a salt as long as the hash,
+/// which is what aws-lc-rs verifies and what AMD issues.
+fn pss_alg(alg: &AlgorithmIdentifier<'_>) -> Option<SigAlg> {
+    let SignatureAlgorithm::RSASSA_PSS(params) = SignatureAlgorithm::try_from(alg).ok()? else {
+        return None;
+    };
+    let hash = params.hash_algorithm_oid().to_id_string();
+    let mgf_hash = params
+        .mask_gen_algorithm()
+        .ok()
+        .map(|m| m.hash.to_id_string())?;
+    let salt = params.salt_length();
+    match (hash.as_str(), mgf_hash.as_str(), salt) {
+        (OID_SHA384, OID_SHA384, 48) => Some(SigAlg::RsaPssSha384),
+        (OID_SHA256, OID_SHA256, 32) => Some(SigAlg::RsaPssSha256),
+        _ => None,
+    }
+}

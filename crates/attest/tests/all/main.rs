@@ -1,0 +1,7 @@
+//! The attest crate's integration tests, one binary (link time matters on small machines).
+//!
+//! Real-hardware vectors are read from `../shared/testdata/attestation` beside the repository
+//! (or `$CLOISTER_TESTDATA`); they are never copied into the repository.
+
+mod support;
+mod x509;
