@@ -105,10 +105,10 @@ impl TrustAnchor {
 fn pin(hex_text: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     // The pins are compile-time constants checked by a unit test; a malformed one trusts nothing.
-    if let Ok(bytes) = hex::decode(hex_text) {
-        if bytes.len() == 32 {
-            out.copy_from_slice(&bytes);
-        }
+    if let Ok(bytes) = hex::decode(hex_text)
+        && bytes.len() == 32
+    {
+        out.copy_from_slice(&bytes);
     }
     out
 }

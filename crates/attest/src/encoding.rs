@@ -44,10 +44,11 @@ pub fn decode_input(input: &[u8]) -> (Vec<u8>, InputEncoding) {
         return (input.to_vec(), InputEncoding::Binary);
     }
     let hex_text = text.strip_prefix(b"0x").unwrap_or(&text);
-    if hex_text.len() % 2 == 0 && hex_text.iter().all(u8::is_ascii_hexdigit) {
-        if let Ok(bytes) = hex::decode(hex_text) {
-            return (bytes, InputEncoding::Hex);
-        }
+    if hex_text.len().is_multiple_of(2)
+        && hex_text.iter().all(u8::is_ascii_hexdigit)
+        && let Ok(bytes) = hex::decode(hex_text)
+    {
+        return (bytes, InputEncoding::Hex);
     }
     let unpadded: Vec<u8> = text.iter().copied().filter(|&b| b != b'=').collect();
     let engines = [

@@ -125,14 +125,14 @@ impl Policy {
         self.check_tcb(claims)?;
         match &claims.measurements {
             Measurements::Sgx(m) => {
-                if let Some(min) = self.min_isv_svn {
-                    if m.isv_svn < min {
-                        return Err(PolicyViolation::SvnTooLow {
-                            what: "ISVSVN",
-                            actual: m.isv_svn.to_string(),
-                            minimum: min.to_string(),
-                        });
-                    }
+                if let Some(min) = self.min_isv_svn
+                    && m.isv_svn < min
+                {
+                    return Err(PolicyViolation::SvnTooLow {
+                        what: "ISVSVN",
+                        actual: m.isv_svn.to_string(),
+                        minimum: min.to_string(),
+                    });
                 }
             }
             Measurements::Tdx(m) => {
@@ -142,30 +142,30 @@ impl Policy {
                 if self.require_sept_ve_disable && !m.sept_ve_disable {
                     return Err(PolicyViolation::SeptVeDisable);
                 }
-                if let Some(min) = self.min_tee_tcb_svn {
-                    if m.tee_tcb_svn.iter().zip(min.iter()).any(|(a, b)| a < b) {
-                        return Err(PolicyViolation::SvnTooLow {
-                            what: "TEE_TCB_SVN",
-                            actual: hex::encode(m.tee_tcb_svn),
-                            minimum: hex::encode(min),
-                        });
-                    }
+                if let Some(min) = self.min_tee_tcb_svn
+                    && m.tee_tcb_svn.iter().zip(min.iter()).any(|(a, b)| a < b)
+                {
+                    return Err(PolicyViolation::SvnTooLow {
+                        what: "TEE_TCB_SVN",
+                        actual: hex::encode(m.tee_tcb_svn),
+                        minimum: hex::encode(min),
+                    });
                 }
             }
             Measurements::Snp(m) => {
-                if let Some(max) = self.max_vmpl {
-                    if m.vmpl > max {
-                        return Err(PolicyViolation::Vmpl { vmpl: m.vmpl, max });
-                    }
+                if let Some(max) = self.max_vmpl
+                    && m.vmpl > max
+                {
+                    return Err(PolicyViolation::Vmpl { vmpl: m.vmpl, max });
                 }
-                if let Some(min) = self.min_snp_tcb {
-                    if !snp_tcb_at_least(&m.reported_tcb, &min) {
-                        return Err(PolicyViolation::SvnTooLow {
-                            what: "REPORTED_TCB",
-                            actual: format!("{:?}", m.reported_tcb),
-                            minimum: format!("{min:?}"),
-                        });
-                    }
+                if let Some(min) = self.min_snp_tcb
+                    && !snp_tcb_at_least(&m.reported_tcb, &min)
+                {
+                    return Err(PolicyViolation::SvnTooLow {
+                        what: "REPORTED_TCB",
+                        actual: format!("{:?}", m.reported_tcb),
+                        minimum: format!("{min:?}"),
+                    });
                 }
             }
         }
@@ -173,26 +173,25 @@ impl Policy {
     }
 
     fn check_tcb(&self, claims: &Claims) -> Result<(), PolicyViolation> {
-        if let (Some(status), Some(accepted)) = (claims.tcb_status, &self.accepted_tcb_statuses) {
-            if !accepted.contains(&status) {
-                return Err(PolicyViolation::TcbStatus {
-                    status,
-                    accepted: accepted
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
+        if let (Some(status), Some(accepted)) = (claims.tcb_status, &self.accepted_tcb_statuses)
+            && !accepted.contains(&status)
+        {
+            return Err(PolicyViolation::TcbStatus {
+                status,
+                accepted: accepted
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
         }
-        if let Some(accepted) = &self.accepted_advisories {
-            if let Some(id) = claims
+        if let Some(accepted) = &self.accepted_advisories
+            && let Some(id) = claims
                 .advisory_ids
                 .iter()
                 .find(|id| !accepted.contains(*id))
-            {
-                return Err(PolicyViolation::Advisory { id: id.clone() });
-            }
+        {
+            return Err(PolicyViolation::Advisory { id: id.clone() });
         }
         Ok(())
     }

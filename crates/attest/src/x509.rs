@@ -451,14 +451,14 @@ impl Crl {
                 now: rfc3339(now),
             });
         }
-        if let Some(next) = self.next_update {
-            if now > next {
-                return Err(CertError::CrlExpired {
-                    issuer: self.issuer.clone(),
-                    next_update: rfc3339(next),
-                    now: rfc3339(now),
-                });
-            }
+        if let Some(next) = self.next_update
+            && now > next
+        {
+            return Err(CertError::CrlExpired {
+                issuer: self.issuer.clone(),
+                next_update: rfc3339(next),
+                now: rfc3339(now),
+            });
         }
         Ok(())
     }

@@ -3,5 +3,7 @@
 //! Real-hardware vectors are read from `../shared/testdata/attestation` beside the repository
 //! (or `$CLOISTER_TESTDATA`); they are never copied into the repository.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 mod x509;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 /// The attestation testdata directory.
-pub fn testdata() -> PathBuf {
+pub(crate) fn testdata() -> PathBuf {
     if let Some(dir) = std::env::var_os("CLOISTER_TESTDATA") {
         return PathBuf::from(dir);
     }
@@ -22,19 +22,19 @@ pub fn testdata() -> PathBuf {
 }
 
 /// Read a vector file relative to the testdata directory.
-pub fn read(rel: &str) -> Vec<u8> {
+pub(crate) fn read(rel: &str) -> Vec<u8> {
     let path = testdata().join(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 /// Parse an RFC 3339 time.
-pub fn at(rfc3339: &str) -> OffsetDateTime {
+pub(crate) fn at(rfc3339: &str) -> OffsetDateTime {
     OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("bad time {rfc3339}: {e}"))
 }
 
 /// A copy of `bytes` with the byte at `offset` flipped.
-pub fn flip(bytes: &[u8], offset: usize) -> Vec<u8> {
+pub(crate) fn flip(bytes: &[u8], offset: usize) -> Vec<u8> {
     let mut out = bytes.to_vec();
     out[offset] ^= 0x01;
     out
