@@ -1,0 +1,5 @@
+//! One module per noun.
+
+pub mod evidence;
+pub mod platform;
+pub mod quickstart;

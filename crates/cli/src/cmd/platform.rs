@@ -1,0 +1,30 @@
+//! `cloister platform check`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::output::{Format, print_json};
+
+/// Platform subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PlatformCommand {
+    /// Say which attester this machine has, or why it has none.
+    Check,
+}
+
+/// Run a platform subcommand.
+pub fn run(cmd: PlatformCommand, format: Format) -> Result<ExitCode> {
+    match cmd {
+        PlatformCommand::Check => {
+            let detection = attest::attester::detect(Path::new("/"));
+            match format {
+                Format::Json => print_json(&detection),
+                Format::Text => println!("{detection}"),
+            }
+            Ok(if detection.found() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}

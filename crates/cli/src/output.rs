@@ -1,0 +1,37 @@
+//! Output helpers: every command prints for people by default and one JSON object with `-o json`.
+
+use serde::Serialize;
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// Print `value` as pretty JSON.
+pub fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot serialize output: {e}"),
+    }
+}
+
+/// Report a usage or I/O error (exit status 2): JSON on stdout with `-o json`, text on stderr.
+pub fn print_usage_error(err: &anyhow::Error, format: Format) {
+    match format {
+        Format::Json => print_json(&serde_json::json!({
+            "accepted": false,
+            "error": format!("{err:#}"),
+            "error_kind": "usage",
+        })),
+        Format::Text => eprintln!("error: {err:#}"),
+    }
+}
+
+/// Write `label  value` lines aligned for reading.
+pub fn field(label: &str, value: impl std::fmt::Display) {
+    println!("  {label:<18} {value}");
+}
