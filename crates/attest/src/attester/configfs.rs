@@ -109,6 +109,14 @@ impl ConfigfsTsm {
                     return Ok(entry);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(AttesterError::Missing {
+                        path: dir,
+                        what: "configfs-tsm needs Linux 6.7+ with configfs mounted at \
+                               /sys/kernel/config and a TDX or SEV-SNP guest driver"
+                            .to_owned(),
+                    });
+                }
                 Err(e) => return Err(io_error("creating", &entry, e)),
             }
         }

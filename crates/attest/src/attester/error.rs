@@ -199,3 +199,31 @@ pub(crate) fn io_error(op: &'static str, path: &Path, source: io::Error) -> Atte
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_says_what_to_do() {
+        let path = Path::new("/dev/sev-guest");
+        let err = io_error(
+            "opening",
+            path,
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        let AttesterError::PermissionDenied { hint, .. } = &err else {
+            panic!("expected PermissionDenied, got {err:?}");
+        };
+        assert!(hint.contains("run as root"), "{hint}");
+        assert!(hint.contains("group owning /dev/sev-guest"), "{hint}");
+        assert!(std::error::Error::source(&err).is_some(), "io source kept");
+    }
+
+    #[test]
+    fn other_io_errors_keep_their_source() {
+        let err = io_error("reading", Path::new("/x"), io::Error::other("boom"));
+        assert!(matches!(err, AttesterError::Io { op: "reading", .. }));
+        assert_eq!(err.to_string(), "reading /x failed: boom");
+    }
+}
