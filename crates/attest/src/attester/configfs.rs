@@ -117,6 +117,16 @@ impl ConfigfsTsm {
                             .to_owned(),
                     });
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(AttesterError::PermissionDenied {
+                        hint: format!(
+                            "run as root: only root may create entries in {}",
+                            dir.display()
+                        ),
+                        path: dir,
+                        source: e,
+                    });
+                }
                 Err(e) => return Err(io_error("creating", &entry, e)),
             }
         }
@@ -204,7 +214,11 @@ impl ConfigfsTsm {
         let writes = self.write_privlevel(entry)? + 1;
         self.write_attr(entry, "inblob", report_data)?;
         let outblob = read_outblob(entry)?;
-        let auxblob = fsio::read_optional(&entry.join("auxblob"))?;
+        // Only SNP defines auxblob contents; other providers may not even expose it.
+        let auxblob = match self.tee {
+            TeeKind::Snp => fsio::read_optional(&entry.join("auxblob"))?,
+            _ => None,
+        };
         let after = fsio::read_u64(&gen_path)?;
         let expected = before.saturating_add(writes);
         if after != expected {

@@ -120,8 +120,9 @@ impl TsmHooks for FakeKernel {
         if self.provider == Some("sev_guest") {
             fs::write(entry.join("privlevel"), b"")?;
             fs::write(entry.join("privlevel_floor"), "1\n")?;
-            fs::write(entry.join("auxblob"), b"CERT-TABLE")?;
         }
+        // Written for every provider: only SNP evidence may pick it up.
+        fs::write(entry.join("auxblob"), b"CERT-TABLE")?;
         Ok(())
     }
 
@@ -197,6 +198,13 @@ fn attester_configfs_snp_report_with_privlevel_and_certs() {
         ["created", "written privlevel", "written inblob", "removing"]
     );
     assert!(tree.tsm_entries().is_empty());
+
+    let json = serde_json::to_value(&ev).unwrap();
+    assert_eq!(json["tee"], "snp");
+    assert_eq!(json["aux"][0]["kind"], "snp-cert-table");
+    assert_eq!(json["aux"][0]["bytes"], hex::encode(b"CERT-TABLE"));
+    let back: attest::attester::Evidence = serde_json::from_value(json).unwrap();
+    assert_eq!(back, ev);
 }
 
 #[test]
