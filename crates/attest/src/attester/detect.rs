@@ -131,6 +131,13 @@ impl Detection {
         }
     }
 
+    /// One indented line per probe, each preceded by a newline.
+    fn write_probes(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.probes
+            .iter()
+            .try_for_each(|p| write!(f, "\n  {} ({}): {}", p.path.display(), p.kind, p.outcome))
+    }
+
     fn all_absent(&self) -> bool {
         self.probes
             .iter()
@@ -141,10 +148,8 @@ impl Detection {
 impl fmt::Display for Detection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(s) = &self.selected {
-            writeln!(f, "using {} ({}) at {}", s.kind, s.tee, s.path.display())?;
-            return self.probes.iter().try_for_each(|p| {
-                writeln!(f, "  {} ({}): {}", p.path.display(), p.kind, p.outcome)
-            });
+            write!(f, "using {} ({}) at {}", s.kind, s.tee, s.path.display())?;
+            return self.write_probes(f);
         }
         if self.all_absent() {
             let paths: Vec<String> = self
@@ -159,11 +164,9 @@ impl fmt::Display for Detection {
                 join_and(&paths)
             );
         }
-        writeln!(f, "no usable TEE attester found:")?;
-        for p in &self.probes {
-            writeln!(f, "  {} ({}): {}", p.path.display(), p.kind, p.outcome)?;
-        }
-        write!(f, "fix one of the above, or use simulation")
+        f.write_str("no usable TEE attester found:")?;
+        self.write_probes(f)?;
+        f.write_str("\nfix one of the above, or use simulation")
     }
 }
 

@@ -417,7 +417,10 @@ fn attester_detect_sev_guest() {
     assert_eq!((s.kind, s.tee), (AttesterKind::SevGuest, TeeKind::Snp));
     let a = d.attester().unwrap();
     assert_eq!((a.kind(), a.tee()), (AttesterKind::SevGuest, TeeKind::Snp));
-    assert!(d.to_string().starts_with("using sev-guest (snp) at "));
+    let text = d.to_string();
+    assert!(text.starts_with("using sev-guest (snp) at "), "{text}");
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(text.contains("dev/tdx_guest (tdx-guest): absent"), "{text}");
 }
 
 #[test]
@@ -434,6 +437,10 @@ fn attester_detect_tdx_guest_alone_is_unusable() {
     let text = d.to_string();
     assert!(text.starts_with("no usable TEE attester found:"), "{text}");
     assert!(text.contains("configfs-tsm"), "{text}");
+    assert!(
+        text.ends_with("fix one of the above, or use simulation"),
+        "{text}"
+    );
 }
 
 #[test]
