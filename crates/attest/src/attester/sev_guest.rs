@@ -14,7 +14,7 @@ use crate::TeeKind;
 /// The device, relative to the root.
 pub(crate) const SEV_GUEST: &str = "dev/sev-guest";
 
-/// `sizeof(struct snp_report_req)`: user_data[64], vmpl (u32), 28 reserved bytes.
+/// `sizeof(struct snp_report_req)`: `user_data[64]`, vmpl (u32), 28 reserved bytes.
 pub const REPORT_REQ_LEN: usize = 96;
 /// `sizeof(struct snp_ext_report_req)`: the report request, certs_address (u64), certs_len
 /// (u32), and 4 bytes of tail padding.

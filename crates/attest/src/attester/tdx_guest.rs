@@ -18,7 +18,7 @@ use crate::TeeKind;
 pub(crate) const TDX_GUEST: &str = "dev/tdx_guest";
 /// The length of a TDREPORT.
 pub const TDREPORT_LEN: usize = 1024;
-/// `sizeof(struct tdx_report_req)`: reportdata[64] then tdreport[1024].
+/// `sizeof(struct tdx_report_req)`: `reportdata[64]` then `tdreport[1024]`.
 pub const TDX_REPORT_REQ_LEN: usize = 64 + TDREPORT_LEN;
 /// `TDX_CMD_GET_REPORT0`.
 pub const TDX_CMD_GET_REPORT0: u64 = iowr(b'T', 1, TDX_REPORT_REQ_LEN);
