@@ -49,7 +49,9 @@ pub enum DetectError {
     #[error("the evidence file is empty")]
     Empty,
     /// Nothing we know looks like this.
-    #[error("unrecognized evidence ({len} bytes, {encoding}): not an SGX/TDX quote, SNP report or CoCo evidence JSON; pass --tee to say what it is")]
+    #[error(
+        "unrecognized evidence ({len} bytes, {encoding}): not an SGX/TDX quote, SNP report or CoCo evidence JSON; pass --tee to say what it is"
+    )]
     Unrecognized {
         /// Decoded length.
         len: usize,

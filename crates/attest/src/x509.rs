@@ -381,6 +381,10 @@ pub struct Crl {
     sig_alg: Option<SigAlg>,
     sig_alg_name: String,
     signature: Vec<u8>,
+    /// SPKI digest of the key this CRL's signature was verified with, so that a CRL checked
+    /// for two chains (the Root CA CRL covers both the PCK and TCB-signing chains) costs one
+    /// signature verification.
+    verified_by: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl Crl {
@@ -420,6 +424,7 @@ impl Crl {
             sig_alg: sig_alg(&crl.signature_algorithm),
             sig_alg_name: crl.signature_algorithm.algorithm.to_id_string(),
             signature: crl.signature_value.data.to_vec(),
+            verified_by: std::sync::OnceLock::new(),
         })
     }
 
@@ -430,16 +435,24 @@ impl Crl {
 
     /// Check the CRL's signature with its issuer's key.
     pub fn verify_signed_by(&self, ca: &Cert) -> Result<(), CertError> {
+        let ca_key = crate::crypto::sha256(&ca.spki_der);
+        if self.verified_by.get() == Some(&ca_key) {
+            return Ok(());
+        }
         let alg = self
             .sig_alg
             .ok_or_else(|| CertError::UnsupportedAlgorithm {
                 subject: self.issuer.clone(),
                 algorithm: self.sig_alg_name.clone(),
             })?;
-        verify_signature(ca, alg, &self.tbs, &self.signature).map_err(|_| CertError::BadSignature {
-            subject: format!("CRL of {}", self.issuer),
-            issuer: ca.subject.clone(),
-        })
+        verify_signature(ca, alg, &self.tbs, &self.signature).map_err(|_| {
+            CertError::BadSignature {
+                subject: format!("CRL of {}", self.issuer),
+                issuer: ca.subject.clone(),
+            }
+        })?;
+        let _ = self.verified_by.set(ca_key);
+        Ok(())
     }
 
     /// Check that `now` lies in `[thisUpdate, nextUpdate]`.

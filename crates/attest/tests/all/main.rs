@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod attester;
+mod dcap;
 mod snp;
 mod support;
 mod x509;

@@ -1,0 +1,149 @@
+//! The SGX extension of a PCK certificate (OID 1.2.840.113741.1.13.1): the platform's TCB.
+
+use x509_parser::der_parser::ber::{BerObject, BerObjectContent};
+use x509_parser::der_parser::der::parse_der;
+
+use super::DcapError;
+use crate::x509::Cert;
+
+const OID_SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
+const OID_PPID: &str = "1.2.840.113741.1.13.1.1";
+const OID_TCB: &str = "1.2.840.113741.1.13.1.2";
+const OID_PCESVN: &str = "1.2.840.113741.1.13.1.2.17";
+const OID_CPUSVN: &str = "1.2.840.113741.1.13.1.2.18";
+const OID_PCE_ID: &str = "1.2.840.113741.1.13.1.3";
+const OID_FMSPC: &str = "1.2.840.113741.1.13.1.4";
+const OID_SGX_TYPE: &str = "1.2.840.113741.1.13.1.5";
+
+/// What a PCK certificate says about its platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PckExtensions {
+    /// PPID (encrypted platform ID).
+    pub ppid: Vec<u8>,
+    /// The 16 SGX TCB component SVNs.
+    pub tcb_components: [u8; 16],
+    /// PCESVN.
+    pub pce_svn: u16,
+    /// CPUSVN.
+    pub cpu_svn: [u8; 16],
+    /// PCE-ID.
+    pub pce_id: [u8; 2],
+    /// FMSPC.
+    pub fmspc: [u8; 6],
+    /// SGX type (0 standard, 1 scalable, 2 scalable with integrity).
+    pub sgx_type: u64,
+}
+
+fn bad(reason: impl Into<String>) -> DcapError {
+    DcapError::PckExtension {
+        reason: reason.into(),
+    }
+}
+
+/// The `(OID, value)` pairs of a SEQUENCE OF SEQUENCE { OID, value }.
+fn pairs<'a>(obj: &'a BerObject<'a>) -> Result<Vec<(String, &'a BerObject<'a>)>, DcapError> {
+    let items = obj.as_sequence().map_err(|_| bad("expected a SEQUENCE"))?;
+    items
+        .iter()
+        .map(|item| {
+            let pair = item
+                .as_sequence()
+                .map_err(|_| bad("expected SEQUENCE { OID, value }"))?;
+            match pair.as_slice() {
+                [oid, value] => {
+                    let oid = oid.as_oid().map_err(|_| bad("expected an OID"))?;
+                    Ok((oid.to_id_string(), value))
+                }
+                _ => Err(bad("expected SEQUENCE { OID, value }")),
+            }
+        })
+        .collect()
+}
+
+fn octets<const N: usize>(obj: &BerObject<'_>, what: &str) -> Result<[u8; N], DcapError> {
+    let bytes = obj
+        .as_slice()
+        .map_err(|_| bad(format!("{what} is not an OCTET STRING")))?;
+    bytes
+        .try_into()
+        .map_err(|_| bad(format!("{what} is {} bytes, expected {N}", bytes.len())))
+}
+
+fn small_int(obj: &BerObject<'_>, what: &str) -> Result<u64, DcapError> {
+    match &obj.content {
+        BerObjectContent::Integer(_) | BerObjectContent::Enum(_) => obj
+            .as_u64()
+            .map_err(|_| bad(format!("{what} is not a small integer"))),
+        _ => Err(bad(format!("{what} is not an integer"))),
+    }
+}
+
+impl PckExtensions {
+    /// Read the SGX extension of `pck`.
+    pub fn from_cert(pck: &Cert) -> Result<Self, DcapError> {
+        let ext = pck
+            .extension(OID_SGX_EXTENSIONS)
+            .ok_or_else(|| bad("the certificate has no SGX extension; is it a PCK certificate?"))?;
+        let (_, root) = parse_der(&ext.value).map_err(|e| bad(e.to_string()))?;
+        let mut out = Self {
+            ppid: Vec::new(),
+            tcb_components: [0; 16],
+            pce_svn: 0,
+            cpu_svn: [0; 16],
+            pce_id: [0; 2],
+            fmspc: [0; 6],
+            sgx_type: 0,
+        };
+        let (mut has_tcb, mut has_fmspc, mut has_pce_id) = (false, false, false);
+        for (oid, value) in pairs(&root)? {
+            match oid.as_str() {
+                OID_PPID => out.ppid = value.as_slice().map_err(|_| bad("PPID"))?.to_vec(),
+                OID_TCB => {
+                    out.read_tcb(value)?;
+                    has_tcb = true;
+                }
+                OID_PCE_ID => {
+                    out.pce_id = octets(value, "PCE-ID")?;
+                    has_pce_id = true;
+                }
+                OID_FMSPC => {
+                    out.fmspc = octets(value, "FMSPC")?;
+                    has_fmspc = true;
+                }
+                OID_SGX_TYPE => out.sgx_type = small_int(value, "SGX type")?,
+                _ => {}
+            }
+        }
+        if !(has_tcb && has_fmspc && has_pce_id) {
+            return Err(bad("TCB, FMSPC or PCE-ID is missing"));
+        }
+        Ok(out)
+    }
+
+    fn read_tcb(&mut self, tcb: &BerObject<'_>) -> Result<(), DcapError> {
+        let mut seen = 0u32;
+        for (oid, value) in pairs(tcb)? {
+            if oid == OID_PCESVN {
+                self.pce_svn = u16::try_from(small_int(value, "PCESVN")?)
+                    .map_err(|_| bad("PCESVN out of range"))?;
+                seen |= 1 << 16;
+            } else if oid == OID_CPUSVN {
+                self.cpu_svn = octets(value, "CPUSVN")?;
+            } else if let Some(index) = component_index(&oid) {
+                self.tcb_components[index] = u8::try_from(small_int(value, "TCB component")?)
+                    .map_err(|_| bad("TCB component SVN out of range"))?;
+                seen |= 1 << index;
+            }
+        }
+        if seen != 0x1_FFFF {
+            return Err(bad("the TCB lacks some of its 16 components or PCESVN"));
+        }
+        Ok(())
+    }
+}
+
+/// `...13.1.2.N` for N in 1..=16 is SGX TCB component N.
+fn component_index(oid: &str) -> Option<usize> {
+    let n: usize = oid.strip_prefix(OID_TCB)?.strip_prefix('.')?.parse().ok()?;
+    (1..=16).contains(&n).then(|| n - 1)
+}
