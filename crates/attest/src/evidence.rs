@@ -8,9 +8,13 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::anchor::TrustAnchor;
+use crate::azure::{self, AzureError};
 use crate::claims::{Claims, TeeKind};
+use crate::dcap::{Collateral, DcapError, DcapVerifier, Quote};
 use crate::encoding::{InputEncoding, decode_base64_any, decode_input};
+use crate::eventlog::{EventLog, EventLogError};
 use crate::policy::{Policy, PolicyViolation};
+use crate::snp::{Report, SnpError, SnpVerifier};
 
 /// The SEV-SNP attestation report size.
 const SNP_REPORT_LEN: usize = 0x4A0;
@@ -200,4 +204,270 @@ fn coco_quote(
         payload: bytes,
         event_log,
     })
+}
+
+/// What verification needs besides the evidence itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inputs {
+    /// The TEE kind, when the caller knows it.
+    pub tee: Option<TeeKind>,
+    /// Collateral files `(name, bytes)` for DCAP evidence.
+    pub collateral: Vec<(String, Vec<u8>)>,
+    /// The SNP VCEK or VLEK (DER or PEM), unless the evidence carries it.
+    pub vek: Option<Vec<u8>>,
+    /// The AMD chain (ASK or ASVK, and ARK; PEM), or extra Intel issuer chains.
+    pub chain: Option<Vec<u8>>,
+    /// The nonce a vTPM quote must carry.
+    pub nonce: Option<Vec<u8>>,
+}
+
+/// Why evidence was not accepted, by stage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The evidence was not recognized.
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    /// Something verification needs was not supplied.
+    #[error("{what} is needed to verify {tee} evidence: {hint}")]
+    MissingInput {
+        /// The evidence kind.
+        tee: TeeKind,
+        /// What is missing.
+        what: &'static str,
+        /// How to supply it.
+        hint: &'static str,
+    },
+    /// DCAP (SGX/TDX) verification failed.
+    #[error(transparent)]
+    Dcap(#[from] DcapError),
+    /// SEV-SNP verification failed.
+    #[error(transparent)]
+    Snp(#[from] SnpError),
+    /// Azure vTPM verification failed.
+    #[error(transparent)]
+    Azure(#[from] AzureError),
+    /// The TDX event log does not replay to the quote's RTMRs.
+    #[error(transparent)]
+    EventLog(#[from] EventLogError),
+    /// The evidence verified but the policy does not accept it.
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
+}
+
+impl VerifyError {
+    /// A stable, machine-readable name of the failing stage.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Detect(_) => "unrecognized-evidence",
+            Self::MissingInput { .. } => "missing-input",
+            Self::Dcap(_) => "dcap",
+            Self::Snp(_) => "snp",
+            Self::Azure(_) => "azure-vtpm",
+            Self::EventLog(_) => "event-log",
+            Self::Policy(_) => "policy",
+        }
+    }
+}
+
+/// The result of [`Verifiers::verify_and_appraise`]: what is known even when it fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The detected kind, if detection got that far.
+    pub tee: Option<TeeKind>,
+    /// The detected input encoding.
+    pub encoding: Option<InputEncoding>,
+    /// The verified claims (also present when only the policy refused them).
+    pub claims: Option<Claims>,
+    /// Why the evidence was not accepted.
+    pub error: Option<VerifyError>,
+}
+
+impl Outcome {
+    /// Whether the evidence verified and the policy accepted it.
+    pub fn accepted(&self) -> bool {
+        self.error.is_none() && self.claims.is_some()
+    }
+}
+
+/// One verifier per evidence kind, sharing their caches across calls.
+#[derive(Debug)]
+pub struct Verifiers {
+    dcap: DcapVerifier,
+    snp: SnpVerifier,
+}
+
+impl Verifiers {
+    /// Verifiers rooted in Intel's and AMD's real roots.
+    pub fn production() -> Self {
+        Self {
+            dcap: DcapVerifier::new(TrustAnchor::intel()),
+            snp: SnpVerifier::new(TrustAnchor::amd()),
+        }
+    }
+
+    /// Verifiers that trust only `anchor` (for example a simulation root).
+    pub fn with_anchor(anchor: TrustAnchor) -> Self {
+        Self {
+            dcap: DcapVerifier::new(anchor.clone()),
+            snp: SnpVerifier::new(anchor),
+        }
+    }
+
+    /// Detect and verify `evidence` at `now`.
+    pub fn verify(
+        &self,
+        evidence: &[u8],
+        inputs: &Inputs,
+        now: OffsetDateTime,
+    ) -> Result<(Detected, Claims), VerifyError> {
+        let detected = detect(evidence, inputs.tee)?;
+        let claims = self.verify_detected(&detected, inputs, now)?;
+        Ok((detected, claims))
+    }
+
+    /// Verify, then appraise the claims with `policy`.
+    pub fn verify_and_appraise(
+        &self,
+        evidence: &[u8],
+        inputs: &Inputs,
+        policy: &Policy,
+        now: OffsetDateTime,
+    ) -> Outcome {
+        let detected = match detect(evidence, inputs.tee) {
+            Ok(d) => d,
+            Err(e) => {
+                return Outcome {
+                    tee: inputs.tee,
+                    encoding: None,
+                    claims: None,
+                    error: Some(e.into()),
+                };
+            }
+        };
+        let (claims, error) = match self.verify_detected(&detected, inputs, now) {
+            Ok(claims) => {
+                let error = policy.check(&claims).err().map(VerifyError::from);
+                (Some(claims), error)
+            }
+            Err(e) => (None, Some(e)),
+        };
+        Outcome {
+            tee: Some(detected.tee),
+            encoding: Some(detected.encoding),
+            claims,
+            error,
+        }
+    }
+
+    fn verify_detected(
+        &self,
+        d: &Detected,
+        inputs: &Inputs,
+        now: OffsetDateTime,
+    ) -> Result<Claims, VerifyError> {
+        match d.tee {
+            TeeKind::Sgx | TeeKind::Tdx => {
+                let collateral = collateral(d.tee, inputs)?;
+                let claims = self.dcap.verify(&d.payload, &collateral, now)?;
+                if let Some(log) = &d.event_log {
+                    check_event_log(log, &claims)?;
+                }
+                Ok(claims)
+            }
+            TeeKind::Snp => {
+                let (vek, chain) = snp_inputs(d.tee, inputs)?;
+                Ok(self.snp.verify(&d.payload, vek, chain, now)?)
+            }
+            TeeKind::AzSnpVtpm => {
+                let evidence = azure::VtpmEvidence::parse(&d.payload)?;
+                let chain = inputs.chain.as_deref().ok_or(VerifyError::MissingInput {
+                    tee: d.tee,
+                    what: "the AMD chain",
+                    hint: "pass --chain with the ASK and ARK (PEM) of the VM's product line",
+                })?;
+                Ok(azure::verify_snp(
+                    &evidence,
+                    &self.snp,
+                    chain,
+                    inputs.nonce.as_deref(),
+                    now,
+                )?)
+            }
+            TeeKind::AzTdxVtpm => {
+                let evidence = azure::VtpmEvidence::parse(&d.payload)?;
+                let collateral = collateral(d.tee, inputs)?;
+                Ok(azure::verify_tdx(
+                    &evidence,
+                    &self.dcap,
+                    &collateral,
+                    inputs.nonce.as_deref(),
+                    now,
+                )?)
+            }
+        }
+    }
+}
+
+fn collateral(tee: TeeKind, inputs: &Inputs) -> Result<Collateral, VerifyError> {
+    if inputs.collateral.is_empty() {
+        return Err(VerifyError::MissingInput {
+            tee,
+            what: "collateral",
+            hint: "pass --collateral with collateral.json, or the PCS tcb_info and qe_identity responses, CRLs and the TCB signing chain",
+        });
+    }
+    let mut collateral = Collateral::from_files(&inputs.collateral)?;
+    if let Some(chain) = &inputs.chain {
+        collateral.add_file("--chain", chain)?;
+    }
+    Ok(collateral)
+}
+
+fn snp_inputs(tee: TeeKind, inputs: &Inputs) -> Result<(&[u8], &[u8]), VerifyError> {
+    let vek = inputs.vek.as_deref().ok_or(VerifyError::MissingInput {
+        tee,
+        what: "the VCEK or VLEK",
+        hint: "pass --vek with the certificate from AMD KDS (or the host's certificate table)",
+    })?;
+    let chain = inputs.chain.as_deref().ok_or(VerifyError::MissingInput {
+        tee,
+        what: "the AMD chain",
+        hint: "pass --chain with the ASK (or ASVK) and ARK of the product line (PEM)",
+    })?;
+    Ok((vek, chain))
+}
+
+/// A CoCo `tdx` evidence's event log must replay to the quote's RTMRs.
+fn check_event_log(log: &[u8], claims: &Claims) -> Result<(), VerifyError> {
+    if let crate::claims::Measurements::Tdx(m) = &claims.measurements {
+        let replayed = EventLog::parse(log)?.replay();
+        let quoted: Vec<[u8; 48]> = m.rtmr.iter().map(|r| r.0).collect();
+        if replayed[..] != quoted[..] {
+            return Err(EventLogError::RtmrMismatch.into());
+        }
+    }
+    Ok(())
+}
+
+/// Every field of the evidence, decoded, without verifying anything.
+pub fn inspect(input: &[u8], hint: Option<TeeKind>) -> Result<serde_json::Value, VerifyError> {
+    let d = detect(input, hint)?;
+    let body = match d.tee {
+        TeeKind::Sgx | TeeKind::Tdx => to_json(&Quote::parse(&d.payload)?),
+        TeeKind::Snp => to_json(&Report::parse(&d.payload)?),
+        TeeKind::AzSnpVtpm | TeeKind::AzTdxVtpm => {
+            to_json(&azure::VtpmEvidence::parse(&d.payload)?.inspect())
+        }
+    };
+    Ok(serde_json::json!({
+        "tee": d.tee,
+        "encoding": d.encoding,
+        "form": d.form,
+        "evidence": body,
+    }))
+}
+
+fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
 }

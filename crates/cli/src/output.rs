@@ -4,7 +4,7 @@ use serde::Serialize;
 
 /// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Human-readable text.
     Text,
     /// One JSON object on stdout.
@@ -12,7 +12,7 @@ pub enum Format {
 }
 
 /// Print `value` as pretty JSON.
-pub fn print_json<T: Serialize>(value: &T) {
+pub(crate) fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
         Err(e) => eprintln!("error: cannot serialize output: {e}"),
@@ -20,7 +20,7 @@ pub fn print_json<T: Serialize>(value: &T) {
 }
 
 /// Report a usage or I/O error (exit status 2): JSON on stdout with `-o json`, text on stderr.
-pub fn print_usage_error(err: &anyhow::Error, format: Format) {
+pub(crate) fn print_usage_error(err: &anyhow::Error, format: Format) {
     match format {
         Format::Json => print_json(&serde_json::json!({
             "accepted": false,
@@ -32,6 +32,6 @@ pub fn print_usage_error(err: &anyhow::Error, format: Format) {
 }
 
 /// Write `label  value` lines aligned for reading.
-pub fn field(label: &str, value: impl std::fmt::Display) {
+pub(crate) fn field(label: &str, value: impl std::fmt::Display) {
     println!("  {label:<18} {value}");
 }

@@ -256,7 +256,8 @@ impl Collateral {
             .iter()
             .find(|c| c.issuer.contains("PCK"))
             .ok_or_else(|| missing("PCK CRL"))?;
-        let pem = |certs: &[Cert]| -> String { certs.iter().map(|c| to_pem(&c.der)).collect() };
+        let pem =
+            |certs: &[Cert]| -> String { certs.iter().map(|c| to_pem_string(&c.der)).collect() };
         let combined = CombinedJson {
             pck_crl_issuer_chain: pem(&self.pck_crl_issuer_chain),
             root_ca_crl: hex::encode(&root_crl.der),
@@ -272,8 +273,8 @@ impl Collateral {
     }
 }
 
-/// PEM-encode one certificate.
-pub(crate) fn to_pem(der: &[u8]) -> String {
+/// PEM-encode one DER certificate.
+pub fn to_pem_string(der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");

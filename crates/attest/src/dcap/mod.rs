@@ -14,7 +14,7 @@ mod quote;
 mod tcb;
 mod verify;
 
-pub use collateral::{Collateral, QeIdentity, SignedJson, TcbInfo, TcbLevel};
+pub use collateral::{Collateral, QeIdentity, SignedJson, TcbInfo, TcbLevel, to_pem_string};
 pub use error::DcapError;
 pub use pck::PckExtensions;
 pub use quote::{Body, CertificationData, EnclaveReport, Header, Quote, TdReport};

@@ -23,3 +23,35 @@ pub enum SimError {
     #[error("the saved simulation hierarchy is unreadable: {0}")]
     Persist(String),
 }
+
+pub mod amd;
+pub mod intel;
+mod options;
+
+pub use options::{SimOptions, Simulated, simulate};
+
+/// The marker extension every simulated certificate carries (a UTF-8 note, DER).
+pub(crate) fn marker_extension() -> Result<rcgen::CustomExtension, SimError> {
+    let value = marker_value()?;
+    Ok(rcgen::CustomExtension::from_oid_content(
+        &MARKER_OID_ARCS,
+        value,
+    ))
+}
+
+/// The DER value of the marker extension.
+pub(crate) fn marker_value() -> Result<Vec<u8>, SimError> {
+    use der::Encode as _;
+    der::asn1::Utf8StringRef::new("cloister simulation: not hardware evidence")
+        .and_then(|s| s.to_der())
+        .map_err(|e| SimError::Cert(e.to_string()))
+}
+
+/// [`crate::anchor::SIMULATION_MARKER_OID`] as arcs.
+pub(crate) const MARKER_OID_ARCS: [u64; 9] = [1, 3, 6, 1, 4, 1, 57264, 1, 1];
+
+/// RFC 3339 with whole seconds, the way Intel PCS and AMD KDS write times.
+pub(crate) fn pcs_time(t: time::OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    crate::x509::rfc3339(t)
+}

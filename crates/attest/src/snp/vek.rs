@@ -1,6 +1,6 @@
 //! VCEK and VLEK certificates and AMD's extensions on them (KDS specification).
 
-use x509_parser::der_parser::ber::BerObjectContent;
+use x509_parser::der_parser::ber::{BerObject, BerObjectContent};
 use x509_parser::der_parser::der::parse_der;
 
 use super::{Product, SnpError};
@@ -111,10 +111,13 @@ fn string_ext(cert: &Cert, oid: &str) -> Option<String> {
 /// hwID is an OCTET STRING in some certificates and the raw bytes in others.
 fn octets(value: &[u8]) -> Vec<u8> {
     match parse_der(value) {
-        Ok((rest, obj)) if rest.is_empty() => match obj.content {
-            BerObjectContent::OctetString(b) => b.to_vec(),
-            _ => value.to_vec(),
-        },
+        Ok((
+            [],
+            BerObject {
+                content: BerObjectContent::OctetString(b),
+                ..
+            },
+        )) => b.to_vec(),
         _ => value.to_vec(),
     }
 }

@@ -202,10 +202,10 @@ fn check_binding(report: &Report, vek: &Vek, product: Product) -> Result<(), Snp
             vek: format_tcb(&vek_tcb),
         });
     }
-    if let (Some(hw_id), false) = (&vek.hw_id, report.chip_id_masked()) {
-        if !report.chip_id.starts_with(hw_id) || hw_id.is_empty() {
-            return Err(SnpError::ChipIdMismatch);
-        }
+    if let (Some(hw_id), false) = (&vek.hw_id, report.chip_id_masked())
+        && (!report.chip_id.starts_with(hw_id) || hw_id.is_empty())
+    {
+        return Err(SnpError::ChipIdMismatch);
     }
     Ok(())
 }

@@ -121,7 +121,6 @@ fn collateral(v: &Vector) -> Collateral {
 }
 
 fn verify_at(
-    v: &Vector,
     quote: &[u8],
     coll: &Collateral,
     now: time::OffsetDateTime,
@@ -130,7 +129,7 @@ fn verify_at(
 }
 
 fn verify(v: &Vector) -> Result<Claims, DcapError> {
-    verify_at(v, &quote(v), &collateral(v), at(v.now))
+    verify_at(&quote(v), &collateral(v), at(v.now))
 }
 
 fn tdx(c: &Claims) -> &TdxMeasurements {
@@ -338,7 +337,7 @@ fn verification_outside_the_collateral_window_is_refused() {
     for v in &VERIFYING {
         let (q, coll) = (quote(v), collateral(v));
         let late = at(v.window.1) + Duration::days(1);
-        let err = verify_at(v, &q, &coll, late).unwrap_err();
+        let err = verify_at(&q, &coll, late).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -350,7 +349,7 @@ fn verification_outside_the_collateral_window_is_refused() {
             v.quote
         );
         let early = at(v.window.0) - Duration::days(1);
-        let err = verify_at(v, &q, &coll, early).unwrap_err();
+        let err = verify_at(&q, &coll, early).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -382,19 +381,19 @@ fn flipped_bytes_are_rejected_with_the_right_error() {
         let (q, coll, now) = (quote(v), collateral(v), at(v.now));
         let (report_data, signature, qe_report) = tamper_offsets(&Quote::parse(&q).unwrap());
         assert_eq!(
-            verify_at(v, &flip(&q, report_data), &coll, now).unwrap_err(),
+            verify_at(&flip(&q, report_data), &coll, now).unwrap_err(),
             DcapError::QuoteSignature,
             "{}",
             v.quote
         );
         assert_eq!(
-            verify_at(v, &flip(&q, signature), &coll, now).unwrap_err(),
+            verify_at(&flip(&q, signature), &coll, now).unwrap_err(),
             DcapError::QuoteSignature,
             "{}",
             v.quote
         );
         assert_eq!(
-            verify_at(v, &flip(&q, qe_report), &coll, now).unwrap_err(),
+            verify_at(&flip(&q, qe_report), &coll, now).unwrap_err(),
             DcapError::QeReportSignature,
             "{}",
             v.quote
@@ -411,7 +410,7 @@ fn tampered_tcb_info_is_rejected() {
         let digit = tcb.text.as_bytes()[pos];
         let other = if digit == b'1' { "2" } else { "1" };
         tcb.text.replace_range(pos..pos + 1, other);
-        let err = verify_at(v, &quote(v), &coll, at(v.now)).unwrap_err();
+        let err = verify_at(&quote(v), &coll, at(v.now)).unwrap_err();
         assert_eq!(
             err,
             DcapError::CollateralSignature { what: "TCB info" },
@@ -420,7 +419,7 @@ fn tampered_tcb_info_is_rejected() {
         );
         let mut coll = collateral(v);
         coll.qe_identity.as_mut().unwrap().signature[5] ^= 1;
-        let err = verify_at(v, &quote(v), &coll, at(v.now)).unwrap_err();
+        let err = verify_at(&quote(v), &coll, at(v.now)).unwrap_err();
         assert_eq!(
             err,
             DcapError::CollateralSignature {
@@ -441,7 +440,7 @@ fn wrong_chains_and_anchors_are_rejected() {
         attest::x509::parse_pem_chain(&read("intel/tcb_signing_chain_2018-2025.pem"))
             .map(|c| vec![c])
             .unwrap();
-    let err = verify_at(&v, &quote(&v), &coll, at(v.now)).unwrap_err();
+    let err = verify_at(&quote(&v), &coll, at(v.now)).unwrap_err();
     assert!(
         matches!(err, DcapError::TcbSigningChain(CertError::Expired { .. })),
         "{err}"
@@ -452,7 +451,7 @@ fn wrong_chains_and_anchors_are_rejected() {
         .unwrap();
     both.add_file("new", &read("intel/tcb_signing_chain_2025-2032.pem"))
         .unwrap();
-    verify_at(&v, &quote(&v), &both, at(v.now)).unwrap();
+    verify_at(&quote(&v), &both, at(v.now)).unwrap();
     // A root that is not Intel's.
     let amd =
         DcapVerifier::uncached(TrustAnchor::amd()).verify(&quote(&v), &collateral(&v), at(v.now));
@@ -461,13 +460,13 @@ fn wrong_chains_and_anchors_are_rejected() {
         DcapError::TcbSigningChain(CertError::UntrustedRoot { .. })
     ));
     // SGX collateral for a TDX quote.
-    let err = verify_at(&v, &quote(&v), &collateral(&SGX_PHALA), at(v.now)).unwrap_err();
+    let err = verify_at(&quote(&v), &collateral(&SGX_PHALA), at(v.now)).unwrap_err();
     assert!(
         matches!(err, DcapError::WrongCollateralKind { .. }),
         "{err}"
     );
     // TDX collateral of another FMSPC.
-    let err = verify_at(&v, &quote(&v), &collateral(&TDX_NEAR), at(TDX_NEAR.now)).unwrap_err();
+    let err = verify_at(&quote(&v), &collateral(&TDX_NEAR), at(TDX_NEAR.now)).unwrap_err();
     assert!(matches!(err, DcapError::FmspcMismatch { .. }), "{err}");
 }
 
@@ -475,7 +474,7 @@ fn wrong_chains_and_anchors_are_rejected() {
 fn missing_collateral_says_what_to_add() {
     let mut coll = collateral(&SGX_PHALA);
     coll.tcb_info = None;
-    let err = verify_at(&SGX_PHALA, &quote(&SGX_PHALA), &coll, at(SGX_PHALA.now)).unwrap_err();
+    let err = verify_at(&quote(&SGX_PHALA), &coll, at(SGX_PHALA.now)).unwrap_err();
     assert!(matches!(
         err,
         DcapError::CollateralMissing {
@@ -485,7 +484,7 @@ fn missing_collateral_says_what_to_add() {
     ));
     let mut coll = collateral(&SGX_PHALA);
     coll.crls.retain(|c| !c.issuer.contains("PCK"));
-    let err = verify_at(&SGX_PHALA, &quote(&SGX_PHALA), &coll, at(SGX_PHALA.now)).unwrap_err();
+    let err = verify_at(&quote(&SGX_PHALA), &coll, at(SGX_PHALA.now)).unwrap_err();
     assert!(
         matches!(err, DcapError::PckChain(CertError::CrlMissing { .. })),
         "{err}"
@@ -523,7 +522,7 @@ fn pcs_files_give_the_same_verdict_as_the_combined_json() {
         } else {
             TDX_DCAPRS_02
         };
-        let a = verify_at(&v, &quote(&v), &from_files, at(v.now)).unwrap();
+        let a = verify_at(&quote(&v), &from_files, at(v.now)).unwrap();
         let b = verify(&v).unwrap();
         assert_eq!(a, b, "{dir}");
     }
@@ -535,7 +534,7 @@ fn combined_json_round_trips() {
     let again =
         Collateral::from_combined_json(coll.to_combined_json().unwrap().as_bytes()).unwrap();
     assert_eq!(again.digest(), coll.digest());
-    verify_at(&TDX_PHALA, &quote(&TDX_PHALA), &again, at(TDX_PHALA.now)).unwrap();
+    verify_at(&quote(&TDX_PHALA), &again, at(TDX_PHALA.now)).unwrap();
 }
 
 #[test]

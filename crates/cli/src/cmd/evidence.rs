@@ -15,7 +15,7 @@ use crate::output::{Format, field, print_json};
 
 /// Evidence subcommands.
 #[derive(Debug, Subcommand)]
-pub enum EvidenceCommand {
+pub(crate) enum EvidenceCommand {
     /// Verify evidence against collateral and a trust anchor at an explicit time.
     Verify(VerifyArgs),
     /// Print every field of the evidence, decoded, without verifying anything.
@@ -26,7 +26,7 @@ pub enum EvidenceCommand {
 
 /// Arguments of `evidence verify`.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// The evidence: a quote, report or CoCo evidence JSON (binary, hex or base64).
     #[arg(long)]
     evidence: PathBuf,
@@ -68,7 +68,7 @@ pub struct VerifyArgs {
 
 /// Arguments of `evidence inspect`.
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// The evidence file (binary, hex, base64 or CoCo JSON).
     #[arg(long)]
     evidence: PathBuf,
@@ -79,7 +79,7 @@ pub struct InspectArgs {
 
 /// Arguments of `evidence simulate`.
 #[derive(Debug, Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// Which TEE to simulate.
     #[arg(long, value_parser = ["sgx", "tdx", "snp"])]
     tee: String,
@@ -99,7 +99,7 @@ pub struct SimulateArgs {
 }
 
 /// Run an evidence subcommand.
-pub fn run(cmd: EvidenceCommand, format: Format) -> Result<ExitCode> {
+pub(crate) fn run(cmd: EvidenceCommand, format: Format) -> Result<ExitCode> {
     match cmd {
         EvidenceCommand::Verify(a) => verify(a, format),
         EvidenceCommand::Inspect(a) => inspect(a, format),
@@ -171,7 +171,11 @@ fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
         Format::Json => print_json(&report),
         Format::Text => print_verify_text(&report),
     }
-    Ok(if report.accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn load_anchor(path: &Path) -> Result<TrustAnchor> {
@@ -206,9 +210,15 @@ fn verify_report(outcome: &Outcome, at: OffsetDateTime) -> VerifyReport {
 }
 
 fn print_verify_text(r: &VerifyReport) {
-    let tee = r.tee.map_or("unknown evidence".to_string(), |t| t.to_string());
+    let tee = r
+        .tee
+        .map_or("unknown evidence".to_string(), |t| t.to_string());
     let verdict = if r.accepted { "ACCEPTED" } else { "REJECTED" };
-    let sim = if r.simulated { "  [SIMULATED: not hardware evidence]" } else { "" };
+    let sim = if r.simulated {
+        "  [SIMULATED: not hardware evidence]"
+    } else {
+        ""
+    };
     println!("{verdict}  {tee}{sim}");
     if let Some(e) = &r.error {
         field("reason", e);
@@ -223,9 +233,12 @@ fn print_verify_text(r: &VerifyReport) {
 }
 
 /// Print the claims people look at first, one per line.
-pub fn print_claims(c: &Claims) {
+pub(crate) fn print_claims(c: &Claims) {
     use attest::Measurements;
-    field("TCB status", c.tcb_status.map_or("n/a".into(), |s| s.to_string()));
+    field(
+        "TCB status",
+        c.tcb_status.map_or("n/a".into(), |s| s.to_string()),
+    );
     if !c.advisory_ids.is_empty() {
         field("advisories", c.advisory_ids.join(", "));
     }
@@ -234,7 +247,10 @@ pub fn print_claims(c: &Claims) {
         Measurements::Sgx(m) => {
             field("MRENCLAVE", hex::encode(m.mr_enclave));
             field("MRSIGNER", hex::encode(m.mr_signer));
-            field("ISVPRODID/ISVSVN", format!("{}/{}", m.isv_prod_id, m.isv_svn));
+            field(
+                "ISVPRODID/ISVSVN",
+                format!("{}/{}", m.isv_prod_id, m.isv_svn),
+            );
         }
         Measurements::Tdx(m) => {
             field("MRTD", hex::encode(m.mr_td));
@@ -251,7 +267,10 @@ pub fn print_claims(c: &Claims) {
             let t = m.reported_tcb;
             field(
                 "REPORTED_TCB",
-                format!("bl {} tee {} snp {} ucode {}", t.bootloader, t.tee, t.snp, t.microcode),
+                format!(
+                    "bl {} tee {} snp {} ucode {}",
+                    t.bootloader, t.tee, t.snp, t.microcode
+                ),
             );
         }
         _ => {}
@@ -324,7 +343,7 @@ fn simulate(args: SimulateArgs, format: Format) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut written = Vec::new();
-    for (name, bytes) in &sim.files {
+    for (name, bytes) in sim.files() {
         let path = args.out.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path.display().to_string());
@@ -340,7 +359,10 @@ fn simulate(args: SimulateArgs, format: Format) -> Result<ExitCode> {
             "verify_command": command,
         })),
         Format::Text => {
-            println!("SIMULATED {tee} evidence (not hardware) written to {}", args.out.display());
+            println!(
+                "SIMULATED {tee} evidence (not hardware) written to {}",
+                args.out.display()
+            );
             for w in &written {
                 println!("  {w}");
             }
@@ -351,11 +373,14 @@ fn simulate(args: SimulateArgs, format: Format) -> Result<ExitCode> {
 }
 
 /// Parse up to 64 bytes of hex, zero-padded to 64.
-pub fn parse_report_data(text: &str) -> Result<[u8; 64]> {
+pub(crate) fn parse_report_data(text: &str) -> Result<[u8; 64]> {
     let bytes = hex::decode(text.trim_start_matches("0x"))
         .context("--report-data must be hex (up to 128 hex digits)")?;
     if bytes.len() > 64 {
-        bail!("--report-data is {} bytes; the hardware field holds 64", bytes.len());
+        bail!(
+            "--report-data is {} bytes; the hardware field holds 64",
+            bytes.len()
+        );
     }
     let mut out = [0u8; 64];
     out[..bytes.len()].copy_from_slice(&bytes);

@@ -1,5 +1,5 @@
 //! One module per noun.
 
-pub mod evidence;
-pub mod platform;
-pub mod quickstart;
+pub(crate) mod evidence;
+pub(crate) mod platform;
+pub(crate) mod quickstart;

@@ -10,13 +10,13 @@ use crate::output::{Format, print_json};
 
 /// Platform subcommands.
 #[derive(Debug, Subcommand)]
-pub enum PlatformCommand {
+pub(crate) enum PlatformCommand {
     /// Say which attester this machine has, or why it has none.
     Check,
 }
 
 /// Run a platform subcommand.
-pub fn run(cmd: PlatformCommand, format: Format) -> Result<ExitCode> {
+pub(crate) fn run(cmd: PlatformCommand, format: Format) -> Result<ExitCode> {
     match cmd {
         PlatformCommand::Check => {
             let detection = attest::attester::detect(Path::new("/"));
@@ -24,7 +24,11 @@ pub fn run(cmd: PlatformCommand, format: Format) -> Result<ExitCode> {
                 Format::Json => print_json(&detection),
                 Format::Text => println!("{detection}"),
             }
-            Ok(if detection.found() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if detection.selected.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

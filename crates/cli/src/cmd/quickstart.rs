@@ -19,7 +19,7 @@ use crate::output::{Format, field, print_json};
 
 /// Arguments of `quickstart`.
 #[derive(Debug, Args)]
-pub struct QuickstartArgs {}
+pub(crate) struct QuickstartArgs {}
 
 #[derive(Debug, Serialize)]
 struct Step {
@@ -33,7 +33,7 @@ struct Step {
 }
 
 /// Run the quickstart.
-pub fn run(_args: QuickstartArgs, format: Format) -> Result<ExitCode> {
+pub(crate) fn run(_args: QuickstartArgs, format: Format) -> Result<ExitCode> {
     let now = OffsetDateTime::now_utc();
     let report_data = attest::crypto::sha512(b"cloister quickstart");
     let policy = Policy {
@@ -48,8 +48,12 @@ pub fn run(_args: QuickstartArgs, format: Format) -> Result<ExitCode> {
         let sim = simulate(tee, &report_data, &SimOptions::default(), now)?;
         let inputs = sim.inputs();
         let anchor = TrustAnchor::simulation(sim.anchor_pem.as_bytes())?;
-        let outcome =
-            Verifiers::with_anchor(anchor).verify_and_appraise(&sim.evidence, &inputs, &policy, now);
+        let outcome = Verifiers::with_anchor(anchor).verify_and_appraise(
+            &sim.evidence,
+            &inputs,
+            &policy,
+            now,
+        );
         let production = Verifiers::production().verify_and_appraise(
             &sim.evidence,
             &inputs,
@@ -76,7 +80,11 @@ pub fn run(_args: QuickstartArgs, format: Format) -> Result<ExitCode> {
             }
         ),
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn step(tee: TeeKind, outcome: &Outcome, production: &Outcome) -> Step {

@@ -1,0 +1,299 @@
+//! The `cloister` binary end to end: real processes, real files, exit codes and JSON.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn cloister(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(args)
+        .output()
+        .expect("run cloister")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn vector(rel: &str) -> String {
+    let base = std::env::var_os("CLOISTER_TESTDATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/attestation"),
+        PathBuf::from,
+    );
+    let path = base.join(rel);
+    assert!(path.exists(), "missing vector {}", path.display());
+    path.display().to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cloister-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn quickstart_verifies_every_simulated_kind_and_none_passes_for_hardware() {
+    let out = cloister(&["quickstart", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    for step in steps {
+        assert_eq!(step["simulated"], true, "{step}");
+        assert_eq!(step["accepted_under_simulation_root"], true, "{step}");
+        assert_eq!(step["rejected_under_production_roots"], true, "{step}");
+    }
+}
+
+#[test]
+fn verify_real_sgx_quote_reports_status_and_advisories() {
+    let quote = vector("sgx/phala_sgx_quote.bin");
+    let coll = vector("sgx/phala_sgx_quote_collateral.json");
+    let out = cloister(&[
+        "evidence",
+        "verify",
+        "--evidence",
+        &quote,
+        "--collateral",
+        &coll,
+        "--at",
+        "2025-07-01T00:00:00Z",
+        "-o",
+        "json",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["accepted"], true);
+    assert_eq!(v["tee"], "sgx");
+    assert_eq!(v["simulated"], false);
+    assert_eq!(v["tcb_status"], "ConfigurationAndSWHardeningNeeded");
+    assert_eq!(
+        v["advisory_ids"],
+        serde_json::json!(["INTEL-SA-00289", "INTEL-SA-00615"])
+    );
+    assert_eq!(
+        v["claims"]["measurements"]["mr_enclave"],
+        "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+    );
+    assert!(v["error"].is_null());
+}
+
+#[test]
+fn verify_rejects_with_exit_1_and_says_why() {
+    let quote = vector("tdx/phala_tdx_quote_outdated.bin");
+    let coll = vector("tdx/phala_tdx_quote_outdated_collateral.json");
+    let out = cloister(&[
+        "evidence",
+        "verify",
+        "--evidence",
+        &quote,
+        "--collateral",
+        &coll,
+        "--at",
+        "2026-03-01T00:00:00Z",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["accepted"], false);
+    assert_eq!(v["tee"], "tdx");
+    let err = v["error"].as_str().unwrap().to_lowercase();
+    assert!(err.contains("no matching tcb level"), "{err}");
+}
+
+#[test]
+fn debug_enclave_is_rejected_unless_allowed() {
+    let quote = vector("tdx/trustee_tdx_quote_4.bin");
+    let coll = vector("tdx/collateral_50806f000000_2023-06/collateral.json");
+    let args = [
+        "evidence",
+        "verify",
+        "--evidence",
+        &quote,
+        "--collateral",
+        &coll,
+        "--at",
+        "2023-07-01T00:00:00Z",
+        "-o",
+        "json",
+    ];
+    let out = cloister(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(json(&out)["error"].as_str().unwrap().contains("debug"));
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-debug");
+    let out = cloister(&allowed);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["tcb_status"], "UpToDate");
+    assert_eq!(v["claims"]["debug"], true);
+}
+
+#[test]
+fn verify_real_snp_report_from_hex() {
+    let out = cloister(&[
+        "evidence",
+        "verify",
+        "--evidence",
+        &vector("snp/virtee_report_milan.hex"),
+        "--vek",
+        &vector("snp/virtee_vcek_milan.der"),
+        "--chain",
+        &vector("snp/amd_milan_ask_ark.pem"),
+        "--at",
+        "2025-01-01T00:00:00Z",
+        "-o",
+        "json",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["tee"], "snp");
+    assert_eq!(v["evidence_encoding"], "hex");
+    assert_eq!(
+        v["claims"]["measurements"]["measurement"],
+        "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f"
+    );
+}
+
+#[test]
+fn simulate_then_verify_each_kind_through_files() {
+    for tee in ["sgx", "tdx", "snp"] {
+        let dir = scratch(tee);
+        let out = cloister(&[
+            "evidence",
+            "simulate",
+            "--tee",
+            tee,
+            "--report-data",
+            "c0ffee",
+            "--out",
+            dir.to_str().unwrap(),
+            "-o",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sim = json(&out);
+        let at = sim["verify_at"].as_str().unwrap().to_string();
+        let mut args = vec![
+            "evidence".to_string(),
+            "verify".into(),
+            "--at".into(),
+            at.clone(),
+            "-o".into(),
+            "json".into(),
+            "--trust-anchor".into(),
+            dir.join("anchor.pem").display().to_string(),
+            "--evidence".into(),
+            dir.join("evidence.bin").display().to_string(),
+        ];
+        if tee == "snp" {
+            args.extend(["--vek".into(), dir.join("vcek.der").display().to_string()]);
+            args.extend([
+                "--chain".into(),
+                dir.join("chain.pem").display().to_string(),
+            ]);
+        } else {
+            args.extend([
+                "--collateral".into(),
+                dir.join("collateral.json").display().to_string(),
+            ]);
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cloister(&argv);
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(0), "{tee}: {v}");
+        assert_eq!(v["simulated"], true);
+        assert_eq!(v["tee"], tee);
+        assert!(
+            v["claims"]["report_data"]
+                .as_str()
+                .unwrap()
+                .starts_with("c0ffee00")
+        );
+        // The same evidence without the simulation anchor is refused.
+        let argv: Vec<&str> = argv
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| !(6..8).contains(i))
+            .map(|(_, a)| a)
+            .collect();
+        let out = cloister(&argv);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{tee} accepted without the simulation root"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn inspect_decodes_fields_without_verifying() {
+    let out = cloister(&[
+        "evidence",
+        "inspect",
+        "--evidence",
+        &vector("tdx/phala_near_quote.hex"),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("287a9242edd8c8429913ec66f44af611b820cf9b574f303a6caeddeb4c9826311aef6e518aaf4a17f55a81154592b7b3"), "RTMR3 missing: {text}");
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let out = cloister(&[
+        "evidence",
+        "verify",
+        "--evidence",
+        "/nonexistent/q.bin",
+        "--at",
+        "2025-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/q.bin"));
+    let out = cloister(&["evidence", "verify", "--evidence", "x"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "missing --at must be a usage error"
+    );
+    let out = cloister(&["evidence", "verify", "--evidence", "x", "--at", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+}
+
+#[test]
+fn platform_check_explains_itself_in_json() {
+    let out = cloister(&["platform", "check", "-o", "json"]);
+    let v = json(&out);
+    assert!(v["probes"].as_array().is_some_and(|p| !p.is_empty()), "{v}");
+    assert_eq!(out.status.success(), !v["selected"].is_null());
+}
