@@ -6,7 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod attester;
+mod azure;
 mod dcap;
+mod eventlog;
+mod sim;
 mod snp;
 mod support;
 mod x509;

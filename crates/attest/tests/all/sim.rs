@@ -1,0 +1,158 @@
+//! Simulation: real formats, the real verifiers, and never mistaken for hardware.
+
+use std::sync::OnceLock;
+
+use attest::dcap::{DcapError, DcapVerifier};
+use attest::evidence::Verifiers;
+use attest::policy::PolicyViolation;
+use attest::sim::amd::{AmdPki, SnpParams};
+use attest::sim::intel::{IntelPki, SIMULATED_ADVISORY, SgxParams, TdxParams};
+use attest::sim::{SimOptions, simulate};
+use attest::snp::SnpVerifier;
+use attest::x509::CertError;
+use attest::{Policy, TcbStatus, TeeKind, TrustAnchor};
+use time::OffsetDateTime;
+
+fn now() -> OffsetDateTime {
+    crate::support::at("2026-11-22T12:00:00Z")
+}
+
+fn intel() -> &'static IntelPki {
+    static PKI: OnceLock<IntelPki> = OnceLock::new();
+    PKI.get_or_init(|| IntelPki::generate(now()).unwrap())
+}
+
+fn amd() -> &'static AmdPki {
+    static PKI: OnceLock<AmdPki> = OnceLock::new();
+    PKI.get_or_init(|| AmdPki::generate(now()).unwrap())
+}
+
+#[test]
+fn every_tcb_knob_lands_in_its_status() {
+    let pki = intel();
+    let anchor = TrustAnchor::simulation(pki.root_pem().as_bytes()).unwrap();
+    let verifier = DcapVerifier::new(anchor);
+    let quote = pki.sgx_quote(&SgxParams::default()).unwrap();
+    let tdx_quote = pki.tdx_quote(&TdxParams::default()).unwrap();
+    for status in [
+        TcbStatus::UpToDate,
+        TcbStatus::SWHardeningNeeded,
+        TcbStatus::ConfigurationNeeded,
+        TcbStatus::ConfigurationAndSWHardeningNeeded,
+        TcbStatus::OutOfDate,
+    ] {
+        for (tdx, q) in [(false, &quote), (true, &tdx_quote)] {
+            let collateral = pki.collateral(tdx, status, now()).unwrap();
+            let claims = verifier.verify(q, &collateral, now()).unwrap();
+            assert_eq!(claims.tcb_status, Some(status), "tdx={tdx}");
+            assert!(claims.simulated);
+            let expected: Vec<String> = if status == TcbStatus::UpToDate {
+                vec![]
+            } else {
+                vec![SIMULATED_ADVISORY.to_string()]
+            };
+            assert_eq!(claims.advisory_ids, expected);
+        }
+    }
+    let revoked = pki.collateral(false, TcbStatus::Revoked, now()).unwrap();
+    assert_eq!(
+        verifier.verify(&quote, &revoked, now()).unwrap_err(),
+        DcapError::TcbRevoked
+    );
+}
+
+#[test]
+fn simulated_evidence_never_passes_for_hardware() {
+    for tee in [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp] {
+        let sim = simulate(tee, &[7; 64], &SimOptions::default(), now()).unwrap();
+        let production = Verifiers::production().verify(&sim.evidence, &sim.inputs(), now());
+        let err = production.unwrap_err().to_string();
+        assert!(err.contains("not a trusted root"), "{tee}: {err}");
+        // A simulation root cannot be passed off as a production root either.
+        assert_eq!(
+            TrustAnchor::from_root(sim.anchor_pem.as_bytes()).unwrap_err(),
+            CertError::SimulationNotEnabled
+        );
+        let anchor = TrustAnchor::simulation(sim.anchor_pem.as_bytes()).unwrap();
+        let (_, claims) = Verifiers::with_anchor(anchor)
+            .verify(&sim.evidence, &sim.inputs(), now())
+            .unwrap();
+        assert!(claims.simulated);
+        assert_eq!(claims.report_data, [7; 64]);
+        assert_eq!(
+            Policy::default().check(&claims),
+            Err(PolicyViolation::Simulated)
+        );
+        let allowed = Policy {
+            allow_simulation: true,
+            ..Policy::default()
+        };
+        allowed.check(&claims).unwrap();
+    }
+}
+
+#[test]
+fn debug_knob_reaches_the_claims() {
+    for tee in [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp] {
+        let options = SimOptions {
+            debug: true,
+            ..SimOptions::default()
+        };
+        let sim = simulate(tee, &[0; 64], &options, now()).unwrap();
+        let anchor = TrustAnchor::simulation(sim.anchor_pem.as_bytes()).unwrap();
+        let (_, claims) = Verifiers::with_anchor(anchor)
+            .verify(&sim.evidence, &sim.inputs(), now())
+            .unwrap();
+        assert!(claims.debug, "{tee}");
+    }
+}
+
+#[test]
+fn simulated_snp_report_carries_its_parameters() {
+    let pki = amd();
+    let params = SnpParams {
+        vmpl: 2,
+        host_data: [9; 32],
+        ..SnpParams::default()
+    };
+    let (report, vcek) = pki.report(&params).unwrap();
+    let anchor = TrustAnchor::simulation(pki.ark_pem().as_bytes()).unwrap();
+    let verifier = SnpVerifier::new(anchor);
+    let claims = verifier
+        .verify(&report, &vcek, pki.chain_pem().as_bytes(), now())
+        .unwrap();
+    match &claims.measurements {
+        attest::Measurements::Snp(m) => {
+            assert_eq!((m.vmpl, m.host_data, m.report_version), (2, [9; 32], 5));
+            assert_eq!(m.reported_tcb, params.tcb);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(claims.platform.chip_id, Some(pki.chip_id()));
+    // Tampering with a simulated report fails exactly like with a real one.
+    let mut bad = report.clone();
+    bad[0x90] ^= 1;
+    assert_eq!(
+        verifier
+            .verify(&bad, &vcek, pki.chain_pem().as_bytes(), now())
+            .unwrap_err(),
+        attest::snp::SnpError::BadSignature
+    );
+}
+
+#[test]
+fn simulated_quotes_parse_like_hardware_quotes() {
+    let pki = intel();
+    let q = attest::dcap::Quote::parse(
+        &pki.sgx_quote(&SgxParams {
+            isv_svn: 7,
+            ..SgxParams::default()
+        })
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!((q.header.version, q.header.tee_type), (3, 0));
+    let q = attest::dcap::Quote::parse(&pki.tdx_quote(&TdxParams::default()).unwrap()).unwrap();
+    assert_eq!((q.header.version, q.header.tee_type), (4, 0x81));
+    assert_eq!(q.certification.cert_data_type, 5);
+}
