@@ -11,7 +11,7 @@ use crate::harness::{Harness, Measured};
 
 /// Floor measurements.
 #[derive(Debug, Clone)]
-pub struct Floor {
+pub(crate) struct Floor {
     /// One ECDSA-P256-SHA256 verify of a 384-byte message (a DCAP quote body's size).
     pub p256: Measured,
     /// One ECDSA-P384-SHA384 verify of 672 bytes (the signed part of an SNP report).
@@ -19,10 +19,24 @@ pub struct Floor {
 }
 
 /// Measure the floor.
-pub fn measure(h: &Harness) -> anyhow::Result<Floor> {
+pub(crate) fn measure(h: &Harness) -> anyhow::Result<Floor> {
     let rng = SystemRandom::new();
-    let p256 = ecdsa_verify(h, &rng, &ECDSA_P256_SHA256_FIXED_SIGNING, &signature::ECDSA_P256_SHA256_FIXED, 384, "ECDSA P-256 verify")?;
-    let p384 = ecdsa_verify(h, &rng, &ECDSA_P384_SHA384_FIXED_SIGNING, &signature::ECDSA_P384_SHA384_FIXED, 0x2A0, "ECDSA P-384 verify")?;
+    let p256 = ecdsa_verify(
+        h,
+        &rng,
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &signature::ECDSA_P256_SHA256_FIXED,
+        384,
+        "ECDSA P-256 verify",
+    )?;
+    let p384 = ecdsa_verify(
+        h,
+        &rng,
+        &ECDSA_P384_SHA384_FIXED_SIGNING,
+        &signature::ECDSA_P384_SHA384_FIXED,
+        0x2A0,
+        "ECDSA P-384 verify",
+    )?;
     Ok(Floor { p256, p384 })
 }
 

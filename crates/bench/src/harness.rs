@@ -9,33 +9,38 @@ use std::time::{Duration, Instant};
 
 /// One measured item.
 #[derive(Debug, Clone)]
-pub struct Measured {
+pub(crate) struct Measured {
     /// What was measured.
-    pub name: String,
+    pub(crate) name: String,
     /// Median time per operation.
-    pub per_op: Duration,
+    pub(crate) per_op: Duration,
 }
 
 impl Measured {
     /// Microseconds per operation.
-    pub fn micros(&self) -> f64 {
+    pub(crate) fn micros(&self) -> f64 {
         self.per_op.as_secs_f64() * 1e6
     }
 }
 
 /// Timing settings.
 #[derive(Debug, Clone, Copy)]
-pub struct Harness {
+pub(crate) struct Harness {
     /// Rounds per item (the median is reported).
-    pub rounds: usize,
+    pub(crate) rounds: usize,
     /// Target duration of one round.
-    pub round: Duration,
+    pub(crate) round: Duration,
 }
 
 impl Harness {
     /// Settings from `BENCH_ROUNDS` and `BENCH_ROUND_MS`, defaulting to 7 rounds of 200 ms.
-    pub fn from_env() -> Self {
-        let var = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    pub(crate) fn from_env() -> Self {
+        let var = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
         Self {
             rounds: var("BENCH_ROUNDS", 7).max(1) as usize,
             round: Duration::from_millis(var("BENCH_ROUND_MS", 200)),
@@ -43,7 +48,7 @@ impl Harness {
     }
 
     /// Measure `op`, which must succeed every time (a failing operation aborts the bench).
-    pub fn measure<T, E: std::fmt::Debug>(
+    pub(crate) fn measure<T, E: std::fmt::Debug>(
         &self,
         name: &str,
         mut op: impl FnMut() -> Result<T, E>,

@@ -7,7 +7,7 @@ use sev::parser::ByteParser as _;
 use crate::harness::{Harness, Measured};
 
 /// dcap-qvl's full verification of one quote with its collateral.
-pub fn dcap_qvl(
+pub(crate) fn dcap_qvl(
     h: &Harness,
     name: &str,
     quote: &[u8],
@@ -15,7 +15,9 @@ pub fn dcap_qvl(
     now_secs: u64,
 ) -> anyhow::Result<Measured> {
     let collateral = dcap_qvl_collateral(collateral_json)?;
-    h.measure(name, || dcap_qvl::verify::verify(quote, &collateral, now_secs))
+    h.measure(name, || {
+        dcap_qvl::verify::verify(quote, &collateral, now_secs)
+    })
 }
 
 /// The combined collateral JSON (CRLs and signatures as hex) in dcap-qvl's own type.
@@ -43,7 +45,7 @@ fn dcap_qvl_collateral(json: &[u8]) -> anyhow::Result<dcap_qvl::QuoteCollateralV
 }
 
 /// The sev crate: full chain (ARK, ASK, VEK) plus report, and report only with a parsed VEK.
-pub fn sev(
+pub(crate) fn sev(
     h: &Harness,
     report: &[u8],
     vek_der: &[u8],

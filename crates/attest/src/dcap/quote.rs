@@ -173,6 +173,8 @@ pub struct Quote {
     pub attestation_key: [u8; 64],
     /// The QE's certification of the attestation key.
     pub certification: CertificationData,
+    /// Bytes after the quote's declared end (ignored: outside every signature).
+    pub trailing_bytes: usize,
 }
 
 const SGX_BODY_LEN: usize = 384;
@@ -324,13 +326,10 @@ impl Quote {
                 ),
             });
         }
-        let end = auth_start + auth_len;
-        let rest = bytes.get(end..).unwrap_or_default();
-        if rest.iter().any(|&b| b != 0) {
-            return Err(DcapError::Malformed {
-                reason: format!("{} non-zero bytes follow the quote", rest.len()),
-            });
-        }
+        // Bytes after the declared authentication data (zero padding from fixed-size
+        // buffers, or anything else) are outside every signature and every structure: they
+        // are ignored, and counted for `inspect`.
+        let trailing_bytes = bytes.len().saturating_sub(auth_start + auth_len);
         Ok(Self {
             header,
             body,
@@ -338,6 +337,7 @@ impl Quote {
             signature,
             attestation_key,
             certification,
+            trailing_bytes,
         })
     }
 
