@@ -45,6 +45,16 @@ struct Row {
     peer: Option<(f64, String)>,
 }
 
+impl Row {
+    fn plain(measured: Measured) -> Self {
+        Self {
+            measured,
+            floor: None,
+            peer: None,
+        }
+    }
+}
+
 fn print_rows(title: &str, rows: &[Row]) {
     println!("\n{title}");
     println!(
@@ -96,6 +106,27 @@ fn dcap(h: &Harness, case: &DcapCase, floor_p256: f64) -> Result<(Vec<Row>, serd
     let cached = h.measure(&format!("cloister cached, {}", case.name), || {
         cached_verifier.verify(&case.quote, &collateral, case.now)
     })?;
+    let load = h.measure(
+        &format!("  of which: collateral JSON → Collateral, {}", case.name),
+        || Collateral::from_combined_json(&case.collateral),
+    )?;
+    let tcb_text = collateral
+        .tcb_info
+        .as_ref()
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    let tcb_parse = h.measure(
+        &format!("  of which: TCB info JSON parse, {}", case.name),
+        || attest::dcap::TcbInfo::parse(&tcb_text),
+    )?;
+    let quote_parse = h.measure(
+        &format!("  of which: quote parse + PCK chain parse, {}", case.name),
+        || {
+            let q = attest::dcap::Quote::parse(&case.quote)?;
+            attest::x509::parse_pem_chain(&q.certification.pck_chain_pem)
+                .map_err(|e| anyhow::anyhow!(e))
+        },
+    )?;
     let peer = Some((qvl.micros(), qvl.name.clone()));
     let summary = json!({
         "full_us": full.micros(), "cached_us": cached.micros(), "dcap_qvl_us": qvl.micros(),
@@ -120,6 +151,9 @@ fn dcap(h: &Harness, case: &DcapCase, floor_p256: f64) -> Result<(Vec<Row>, serd
             floor: Some((9.0 * floor_p256, "9 sig")),
             peer: None,
         },
+        Row::plain(load),
+        Row::plain(tcb_parse),
+        Row::plain(quote_parse),
     ];
     Ok((rows, summary))
 }

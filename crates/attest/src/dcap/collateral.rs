@@ -35,8 +35,9 @@ pub struct Collateral {
     pub crls: Vec<Crl>,
     /// TCB-signing chains (leaf first); several generations may be supplied.
     pub tcb_signing_chains: Vec<Vec<Cert>>,
-    /// The PCK CRL issuer chain, kept for serialization.
-    pub pck_crl_issuer_chain: Vec<Cert>,
+    /// The PCK CRL issuer chain (PEM), kept for serialization only: the PCK chain in the
+    /// quote carries the same CA.
+    pub pck_crl_issuer_chain: String,
     /// SHA-256 over all of the above, computed once (the verifier's cache key).
     digest: std::sync::OnceLock<[u8; 32]>,
 }
@@ -172,18 +173,28 @@ impl Collateral {
                 self.tcb_signing_chains.push(chain);
             }
         } else if leaf.subject.contains("PCK") {
-            self.pck_crl_issuer_chain = chain;
+            self.pck_crl_issuer_chain = chain.iter().map(|c| to_pem_string(&c.der)).collect();
         }
     }
 
     fn add_json(&mut self, name: &str, bytes: &[u8]) -> Result<(), DcapError> {
-        let value: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
-        if value.contains_key("tcb_info") {
+        // One pass over the keys (no Value tree), then one typed parse of the right form.
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Keys<'a> {
+            #[serde(borrow, default, rename = "tcb_info")]
+            combined: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            tcb_info: Option<&'a RawValue>,
+            #[serde(borrow, default)]
+            enclave_identity: Option<&'a RawValue>,
+        }
+        let keys: Keys<'_> = serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
+        if keys.combined.is_some() {
             let c: CombinedJson = serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
             return self.add_combined(c);
         }
-        if value.contains_key("tcbInfo") {
+        if keys.tcb_info.is_some() {
             let r: PcsTcbInfo<'_> =
                 serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
             self.tcb_info = Some(SignedJson {
@@ -192,7 +203,7 @@ impl Collateral {
             });
             return Ok(());
         }
-        if value.contains_key("enclaveIdentity") {
+        if keys.enclave_identity.is_some() {
             let r: PcsQeIdentity<'_> =
                 serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
             self.qe_identity = Some(SignedJson {
@@ -222,11 +233,13 @@ impl Collateral {
             &c.tcb_info_issuer_chain,
             "tcb_info_issuer_chain",
         )?);
-        self.add_chain(pem_chain(
-            &c.qe_identity_issuer_chain,
-            "qe_identity_issuer_chain",
-        )?);
-        self.add_chain(pem_chain(&c.pck_crl_issuer_chain, "pck_crl_issuer_chain")?);
+        if c.qe_identity_issuer_chain != c.tcb_info_issuer_chain {
+            self.add_chain(pem_chain(
+                &c.qe_identity_issuer_chain,
+                "qe_identity_issuer_chain",
+            )?);
+        }
+        self.pck_crl_issuer_chain = c.pck_crl_issuer_chain;
         Ok(())
     }
 
@@ -259,7 +272,7 @@ impl Collateral {
         let pem =
             |certs: &[Cert]| -> String { certs.iter().map(|c| to_pem_string(&c.der)).collect() };
         let combined = CombinedJson {
-            pck_crl_issuer_chain: pem(&self.pck_crl_issuer_chain),
+            pck_crl_issuer_chain: self.pck_crl_issuer_chain.clone(),
             root_ca_crl: hex::encode(&root_crl.der),
             pck_crl: hex::encode(&pck_crl.der),
             tcb_info_issuer_chain: pem(chain),
@@ -377,11 +390,40 @@ struct TcbInfoJson {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct TcbLevelJson {
-    tcb: serde_json::Value,
+    tcb: TcbJson,
     tcb_date: String,
     tcb_status: String,
     #[serde(rename = "advisoryIDs", default)]
     advisory_ids: Vec<String>,
+}
+
+/// A level's TCB: v3 lists components; v2 names them `sgxtcbcompNNsvn`.
+#[derive(Deserialize)]
+struct TcbJson {
+    sgxtcbcomponents: Option<Vec<SvnJson>>,
+    tdxtcbcomponents: Option<Vec<SvnJson>>,
+    pcesvn: u16,
+    sgxtcbcomp01svn: Option<u8>,
+    sgxtcbcomp02svn: Option<u8>,
+    sgxtcbcomp03svn: Option<u8>,
+    sgxtcbcomp04svn: Option<u8>,
+    sgxtcbcomp05svn: Option<u8>,
+    sgxtcbcomp06svn: Option<u8>,
+    sgxtcbcomp07svn: Option<u8>,
+    sgxtcbcomp08svn: Option<u8>,
+    sgxtcbcomp09svn: Option<u8>,
+    sgxtcbcomp10svn: Option<u8>,
+    sgxtcbcomp11svn: Option<u8>,
+    sgxtcbcomp12svn: Option<u8>,
+    sgxtcbcomp13svn: Option<u8>,
+    sgxtcbcomp14svn: Option<u8>,
+    sgxtcbcomp15svn: Option<u8>,
+    sgxtcbcomp16svn: Option<u8>,
+}
+
+#[derive(Deserialize)]
+struct SvnJson {
+    svn: u8,
 }
 
 #[derive(Deserialize)]
@@ -458,16 +500,8 @@ impl TcbInfo {
 }
 
 fn parse_level(l: &TcbLevelJson) -> Result<TcbLevel, DcapError> {
-    let tcb = &l.tcb;
-    let svn = |v: &serde_json::Value| -> Result<u8, DcapError> {
-        v.as_u64()
-            .and_then(|n| u8::try_from(n).ok())
-            .ok_or_else(|| malformed("TCB info level", "SVN is not a byte"))
-    };
-    let components = |key: &str| -> Result<Option<[u8; 16]>, DcapError> {
-        let Some(list) = tcb.get(key).and_then(|v| v.as_array()) else {
-            return Ok(None);
-        };
+    let t = &l.tcb;
+    let sixteen = |list: &[SvnJson], key: &str| -> Result<[u8; 16], DcapError> {
         if list.len() != 16 {
             return Err(malformed(
                 "TCB info level",
@@ -476,33 +510,48 @@ fn parse_level(l: &TcbLevelJson) -> Result<TcbLevel, DcapError> {
         }
         let mut out = [0u8; 16];
         for (slot, item) in out.iter_mut().zip(list) {
-            *slot = svn(item.get("svn").unwrap_or(item))?;
+            *slot = item.svn;
         }
-        Ok(Some(out))
+        Ok(out)
     };
-    let sgx_components = match components("sgxtcbcomponents")? {
-        Some(c) => c,
+    let sgx_components = match &t.sgxtcbcomponents {
+        Some(list) => sixteen(list, "sgxtcbcomponents")?,
         None => {
-            // TCB info v2: sgxtcbcomp01svn .. sgxtcbcomp16svn.
+            let v2 = [
+                t.sgxtcbcomp01svn,
+                t.sgxtcbcomp02svn,
+                t.sgxtcbcomp03svn,
+                t.sgxtcbcomp04svn,
+                t.sgxtcbcomp05svn,
+                t.sgxtcbcomp06svn,
+                t.sgxtcbcomp07svn,
+                t.sgxtcbcomp08svn,
+                t.sgxtcbcomp09svn,
+                t.sgxtcbcomp10svn,
+                t.sgxtcbcomp11svn,
+                t.sgxtcbcomp12svn,
+                t.sgxtcbcomp13svn,
+                t.sgxtcbcomp14svn,
+                t.sgxtcbcomp15svn,
+                t.sgxtcbcomp16svn,
+            ];
             let mut out = [0u8; 16];
-            for (i, slot) in out.iter_mut().enumerate() {
-                let key = format!("sgxtcbcomp{:02}svn", i + 1);
-                *slot = svn(tcb
-                    .get(&key)
-                    .ok_or_else(|| malformed("TCB info level", format!("{key} missing")))?)?;
+            for (slot, svn) in out.iter_mut().zip(v2) {
+                *slot = svn.ok_or_else(|| {
+                    malformed("TCB info level", "an SGX TCB component is missing")
+                })?;
             }
             out
         }
     };
-    let pce_svn = tcb
-        .get("pcesvn")
-        .and_then(|v| v.as_u64())
-        .and_then(|n| u16::try_from(n).ok())
-        .ok_or_else(|| malformed("TCB info level", "pcesvn missing"))?;
     Ok(TcbLevel {
         sgx_components,
-        pce_svn,
-        tdx_components: components("tdxtcbcomponents")?,
+        pce_svn: t.pcesvn,
+        tdx_components: t
+            .tdxtcbcomponents
+            .as_deref()
+            .map(|list| sixteen(list, "tdxtcbcomponents"))
+            .transpose()?,
         date: l.tcb_date.clone(),
         status: status(&l.tcb_status, "TCB info level")?,
         advisory_ids: l.advisory_ids.clone(),
