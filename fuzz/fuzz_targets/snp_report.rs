@@ -9,4 +9,5 @@ fuzz_target!(|data: &[u8]| {
         let _ = report.product();
     }
     let _ = attest::snp::Vek::parse(data);
+    let _ = attest::snp::cert_table::parse(data);
 });

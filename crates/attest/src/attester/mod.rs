@@ -20,6 +20,7 @@ mod fsio;
 mod gramine;
 mod ioctl;
 pub mod sev_guest;
+mod simulated;
 pub mod tdx_guest;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,7 @@ pub use detect::{Detection, Probe, ProbeOutcome, Selected, detect};
 pub use error::AttesterError;
 pub use gramine::Gramine;
 pub use sev_guest::SevGuest;
+pub use simulated::SimulatedAttester;
 pub use tdx_guest::TdxGuest;
 
 /// Obtains hardware evidence on the machine it runs on.

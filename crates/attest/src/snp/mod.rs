@@ -6,6 +6,7 @@
 //! binding of the report to the VEK: REPORTED_TCB equals the VEK's TCB extensions and CHIP_ID
 //! equals its hwID.
 
+pub mod cert_table;
 mod error;
 mod report;
 mod vek;

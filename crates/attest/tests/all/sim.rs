@@ -156,3 +156,65 @@ fn simulated_quotes_parse_like_hardware_quotes() {
     assert_eq!((q.header.version, q.header.tee_type), (4, 0x81));
     assert_eq!(q.certification.cert_data_type, 5);
 }
+
+#[test]
+fn the_simulated_attester_produces_verifiable_evidence() {
+    use attest::attester::{Attester, AttesterKind, AuxKind, SimulatedAttester};
+    use attest::evidence::Inputs;
+    use attest::snp::cert_table::{self, CertKind};
+
+    for tee in [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp] {
+        let attester = SimulatedAttester::new(tee, now()).unwrap();
+        assert_eq!(
+            (attester.kind(), attester.tee()),
+            (AttesterKind::Simulated, tee)
+        );
+        let evidence = attester.evidence(&[0x42; 64]).unwrap();
+        let mut inputs = Inputs {
+            tee: Some(tee),
+            ..Inputs::default()
+        };
+        if let Some(pki) = attester.intel() {
+            let collateral = pki
+                .collateral(tee == TeeKind::Tdx, TcbStatus::UpToDate, now())
+                .unwrap();
+            inputs.collateral = vec![(
+                "c".into(),
+                collateral.to_combined_json().unwrap().into_bytes(),
+            )];
+        } else {
+            let table = cert_table::parse(evidence.aux(AuxKind::SnpCertTable).unwrap()).unwrap();
+            let get = |k: CertKind| table.iter().find(|(kind, _)| *kind == k).unwrap().1.clone();
+            inputs.vek = Some(get(CertKind::Vcek));
+            let pem = [get(CertKind::Ask), get(CertKind::Ark)]
+                .iter()
+                .map(|der| attest::dcap::to_pem_string(der))
+                .collect::<String>();
+            inputs.chain = Some(pem.into_bytes());
+        }
+        let anchor = TrustAnchor::simulation(attester.anchor_pem().as_bytes()).unwrap();
+        let (_, claims) = Verifiers::with_anchor(anchor)
+            .verify(&evidence.bytes, &inputs, now())
+            .unwrap();
+        assert_eq!(claims.report_data, [0x42; 64], "{tee}");
+        assert!(claims.simulated);
+    }
+}
+
+#[test]
+fn certificate_tables_round_trip_and_reject_garbage() {
+    use attest::snp::cert_table::{self, CertKind};
+    let table = cert_table::build(&[(CertKind::Vcek, b"vcek"), (CertKind::Ark, b"ark!")]);
+    let parsed = cert_table::parse(&table).unwrap();
+    assert_eq!(
+        parsed,
+        vec![
+            (CertKind::Vcek, b"vcek".to_vec()),
+            (CertKind::Ark, b"ark!".to_vec())
+        ]
+    );
+    for len in 0..table.len() {
+        let _ = cert_table::parse(&table[..len]);
+    }
+    assert!(cert_table::parse(&[1; 24]).is_err());
+}
