@@ -375,6 +375,32 @@ impl Verifiers {
                 }
                 Ok(claims)
             }
+            TeeKind::Snp if d.form == Form::CocoJson => {
+                let coco = crate::snp::coco::parse(&d.payload)?;
+                let from_evidence = |kinds: &[&str]| -> Vec<u8> {
+                    let pem: String = kinds
+                        .iter()
+                        .filter_map(|k| {
+                            coco.certs
+                                .iter()
+                                .find(|c| c.cert_type.eq_ignore_ascii_case(k))
+                        })
+                        .map(|c| crate::dcap::to_pem_string(&c.data))
+                        .collect();
+                    pem.into_bytes()
+                };
+                let inputs = Inputs {
+                    vek: inputs.vek.clone().or_else(|| {
+                        Some(from_evidence(&["VCEK", "VLEK"])).filter(|v| !v.is_empty())
+                    }),
+                    chain: inputs.chain.clone().or_else(|| {
+                        Some(from_evidence(&["ASK", "ASVK", "ARK"])).filter(|c| !c.is_empty())
+                    }),
+                    ..inputs.clone()
+                };
+                let (vek, chain) = snp_inputs(d.tee, &inputs)?;
+                Ok(self.snp.verify(&coco.report, vek, chain, now)?)
+            }
             TeeKind::Snp => {
                 let (vek, chain) = snp_inputs(d.tee, inputs)?;
                 Ok(self.snp.verify(&d.payload, vek, chain, now)?)
@@ -455,6 +481,9 @@ pub fn inspect(input: &[u8], hint: Option<TeeKind>) -> Result<serde_json::Value,
     let d = detect(input, hint)?;
     let body = match d.tee {
         TeeKind::Sgx | TeeKind::Tdx => to_json(&Quote::parse(&d.payload)?),
+        TeeKind::Snp if d.form == Form::CocoJson => to_json(&Report::parse(
+            &crate::snp::coco::parse(&d.payload)?.report,
+        )?),
         TeeKind::Snp => to_json(&Report::parse(&d.payload)?),
         TeeKind::AzSnpVtpm | TeeKind::AzTdxVtpm => {
             to_json(&azure::VtpmEvidence::parse(&d.payload)?.inspect())

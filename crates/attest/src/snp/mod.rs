@@ -7,6 +7,7 @@
 //! equals its hwID.
 
 pub mod cert_table;
+pub mod coco;
 mod error;
 mod report;
 mod vek;

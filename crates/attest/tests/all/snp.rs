@@ -296,3 +296,48 @@ fn malformed_reports_are_errors_never_panics() {
     padded.push(1);
     assert!(Report::parse(&padded).is_err());
 }
+
+#[test]
+fn coco_snp_json_evidence_verifies_through_the_front_door() {
+    use attest::evidence::{Form, Inputs, Verifiers, detect};
+    use attest::snp::coco::{self, CertEntry};
+    let chain = attest::x509::parse_pem_chain(&read(GENOA.chain)).unwrap();
+    let report = Report::parse(&report_bytes(&GENOA)).unwrap();
+    let certs = vec![
+        CertEntry {
+            cert_type: "VCEK".into(),
+            data: read(GENOA.vek),
+        },
+        CertEntry {
+            cert_type: "ASK".into(),
+            data: chain[0].der.clone(),
+        },
+        CertEntry {
+            cert_type: "ARK".into(),
+            data: chain[1].der.clone(),
+        },
+    ];
+    let json = coco::to_json(&report, attest::snp::Product::Genoa, certs).unwrap();
+    assert_eq!(
+        coco::parse(json.as_bytes()).unwrap().report,
+        report.raw,
+        "byte-exact re-encoding"
+    );
+    let detected = detect(json.as_bytes(), None).unwrap();
+    assert_eq!(
+        (detected.tee, detected.form),
+        (attest::TeeKind::Snp, Form::CocoJson)
+    );
+    let (_, claims) = Verifiers::production()
+        .verify(json.as_bytes(), &Inputs::default(), at(GENOA.now))
+        .unwrap();
+    assert_eq!(snp(&claims).reported_tcb, tcb(10, 0, 25, 84));
+    // A changed measurement in the JSON breaks the signature.
+    let tampered = json.replacen("\"measurement\":[197", "\"measurement\":[196", 1);
+    assert_ne!(tampered, json);
+    assert!(
+        Verifiers::production()
+            .verify(tampered.as_bytes(), &Inputs::default(), at(GENOA.now))
+            .is_err()
+    );
+}
