@@ -199,10 +199,6 @@ pub struct Cert {
     pub der: Vec<u8>,
     /// The signed TBSCertificate bytes.
     pub tbs: Vec<u8>,
-    /// Subject, RFC 4514 text.
-    pub subject: String,
-    /// Issuer, RFC 4514 text.
-    pub issuer: String,
     subject_raw: Vec<u8>,
     issuer_raw: Vec<u8>,
     /// Serial number, big-endian bytes.
@@ -247,8 +243,6 @@ impl Cert {
         Ok(Self {
             der: der.to_vec(),
             tbs: tbs.as_ref().to_vec(),
-            subject: tbs.subject().to_string(),
-            issuer: tbs.issuer().to_string(),
             subject_raw: tbs.subject().as_raw().to_vec(),
             issuer_raw: tbs.issuer().as_raw().to_vec(),
             serial: tbs.raw_serial().to_vec(),
@@ -285,6 +279,16 @@ impl Cert {
         Self::from_der(input)
     }
 
+    /// Subject, RFC 4514 text (formatted on demand: only errors and classification need it).
+    pub fn subject(&self) -> String {
+        name_text(&self.subject_raw)
+    }
+
+    /// Issuer, RFC 4514 text.
+    pub fn issuer(&self) -> String {
+        name_text(&self.issuer_raw)
+    }
+
     /// The raw value of the extension with this dotted OID.
     pub fn extension(&self, oid: &str) -> Option<&Extension> {
         self.extensions.iter().find(|e| e.oid == oid)
@@ -299,14 +303,14 @@ impl Cert {
     pub fn check_validity(&self, now: OffsetDateTime) -> Result<(), CertError> {
         if now < self.not_before {
             return Err(CertError::NotYetValid {
-                subject: self.subject.clone(),
+                subject: self.subject(),
                 not_before: rfc3339(self.not_before),
                 now: rfc3339(now),
             });
         }
         if now > self.not_after {
             return Err(CertError::Expired {
-                subject: self.subject.clone(),
+                subject: self.subject(),
                 not_after: rfc3339(self.not_after),
                 now: rfc3339(now),
             });
@@ -324,17 +328,17 @@ impl Cert {
         let alg = self
             .sig_alg
             .ok_or_else(|| CertError::UnsupportedAlgorithm {
-                subject: self.subject.clone(),
+                subject: self.subject(),
                 algorithm: self.sig_alg_name.clone(),
             })?;
         verify_signature(issuer, alg, &self.tbs, &self.signature).map_err(|e| match e {
             VerifyFail::Unsupported => CertError::UnsupportedAlgorithm {
-                subject: issuer.subject.clone(),
+                subject: issuer.subject(),
                 algorithm: format!("{alg:?} with a {:?} key", issuer.key_kind),
             },
             VerifyFail::Bad => CertError::BadSignature {
-                subject: self.subject.clone(),
-                issuer: issuer.subject.clone(),
+                subject: self.subject(),
+                issuer: issuer.subject(),
             },
         })
     }
@@ -343,7 +347,7 @@ impl Cert {
     pub fn verify(&self, alg: SigAlg, message: &[u8], signature: &[u8]) -> Result<(), CertError> {
         verify_signature(self, alg, message, signature).map_err(|_| CertError::BadSignature {
             subject: "signed data".into(),
-            issuer: self.subject.clone(),
+            issuer: self.subject(),
         })
     }
 }
@@ -369,8 +373,6 @@ pub struct Crl {
     /// The whole CRL, DER.
     pub der: Vec<u8>,
     tbs: Vec<u8>,
-    /// Issuer, RFC 4514 text.
-    pub issuer: String,
     issuer_raw: Vec<u8>,
     /// thisUpdate.
     pub this_update: OffsetDateTime,
@@ -412,7 +414,6 @@ impl Crl {
         Ok(Self {
             der: der.to_vec(),
             tbs: tbs.as_ref().to_vec(),
-            issuer: tbs.issuer.to_string(),
             issuer_raw: tbs.issuer.as_raw().to_vec(),
             this_update: tbs.this_update.to_datetime(),
             next_update: tbs.next_update.map(|t| t.to_datetime()),
@@ -426,6 +427,11 @@ impl Crl {
             signature: crl.signature_value.data.to_vec(),
             verified_by: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Issuer, RFC 4514 text.
+    pub fn issuer(&self) -> String {
+        name_text(&self.issuer_raw)
     }
 
     /// Whether this CRL was issued by `ca` (by name).
@@ -442,13 +448,13 @@ impl Crl {
         let alg = self
             .sig_alg
             .ok_or_else(|| CertError::UnsupportedAlgorithm {
-                subject: self.issuer.clone(),
+                subject: self.issuer(),
                 algorithm: self.sig_alg_name.clone(),
             })?;
         verify_signature(ca, alg, &self.tbs, &self.signature).map_err(|_| {
             CertError::BadSignature {
-                subject: format!("CRL of {}", self.issuer),
-                issuer: ca.subject.clone(),
+                subject: format!("CRL of {}", self.issuer()),
+                issuer: ca.subject(),
             }
         })?;
         let _ = self.verified_by.set(ca_key);
@@ -459,7 +465,7 @@ impl Crl {
     pub fn check_current(&self, now: OffsetDateTime) -> Result<(), CertError> {
         if now < self.this_update {
             return Err(CertError::CrlNotYetValid {
-                issuer: self.issuer.clone(),
+                issuer: self.issuer(),
                 this_update: rfc3339(self.this_update),
                 now: rfc3339(now),
             });
@@ -468,7 +474,7 @@ impl Crl {
             && now > next
         {
             return Err(CertError::CrlExpired {
-                issuer: self.issuer.clone(),
+                issuer: self.issuer(),
                 next_update: rfc3339(next),
                 now: rfc3339(now),
             });
@@ -483,6 +489,11 @@ impl Crl {
             .iter()
             .any(|s| strip_leading_zeros(s) == serial)
     }
+}
+
+/// Format a DER-encoded name as RFC 4514 text.
+fn name_text(raw: &[u8]) -> String {
+    X509Name::from_der(raw).map_or_else(|_| hex::encode(raw), |(_, name)| name.to_string())
 }
 
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
@@ -517,14 +528,14 @@ pub fn verify_chain(
         let (cert, issuer) = (&pair[0], &pair[1]);
         if !cert.is_issued_by_name(issuer) {
             return Err(CertError::IssuerMismatch {
-                subject: cert.subject.clone(),
-                expected: cert.issuer.clone(),
-                actual: issuer.subject.clone(),
+                subject: cert.subject(),
+                expected: cert.issuer(),
+                actual: issuer.subject(),
             });
         }
         if !issuer.is_ca {
             return Err(CertError::NotCa {
-                subject: issuer.subject.clone(),
+                subject: issuer.subject(),
             });
         }
         cert.verify_signed_by(issuer)?;
@@ -534,12 +545,12 @@ pub fn verify_chain(
     // self-signature would add a signature verification and no assurance (RFC 5280 §6.1).
     if !root.is_issued_by_name(root) {
         return Err(CertError::NotSelfSigned {
-            subject: root.subject.clone(),
+            subject: root.subject(),
         });
     }
     if !anchor.trusts(root) {
         return Err(CertError::UntrustedRoot {
-            subject: root.subject.clone(),
+            subject: root.subject(),
         });
     }
     Ok(())
@@ -558,16 +569,16 @@ fn check_revocation(
         crl.check_current(now)?;
         if crl.revokes(cert) {
             return Err(CertError::Revoked {
-                subject: cert.subject.clone(),
+                subject: cert.subject(),
                 serial: hex::encode(&cert.serial),
-                crl_issuer: crl.issuer.clone(),
+                crl_issuer: crl.issuer(),
             });
         }
         covered = true;
     }
     if !covered && revocation == Revocation::Required {
         return Err(CertError::CrlMissing {
-            issuer: issuer.subject.clone(),
+            issuer: issuer.subject(),
         });
     }
     Ok(())

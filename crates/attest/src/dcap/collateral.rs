@@ -168,11 +168,11 @@ impl Collateral {
 
     fn add_chain(&mut self, chain: Vec<Cert>) {
         let Some(leaf) = chain.first() else { return };
-        if leaf.subject.contains("TCB Signing") {
+        if leaf.subject().contains("TCB Signing") {
             if !self.tcb_signing_chains.contains(&chain) {
                 self.tcb_signing_chains.push(chain);
             }
-        } else if leaf.subject.contains("PCK") {
+        } else if leaf.subject().contains("PCK") {
             self.pck_crl_issuer_chain = chain.iter().map(|c| to_pem_string(&c.der)).collect();
         }
     }
@@ -262,12 +262,12 @@ impl Collateral {
         let root_crl = self
             .crls
             .iter()
-            .find(|c| c.issuer.contains("Root CA"))
+            .find(|c| c.issuer().contains("Root CA"))
             .ok_or_else(|| missing("Root CA CRL"))?;
         let pck_crl = self
             .crls
             .iter()
-            .find(|c| c.issuer.contains("PCK"))
+            .find(|c| c.issuer().contains("PCK"))
             .ok_or_else(|| missing("PCK CRL"))?;
         let pem =
             |certs: &[Cert]| -> String { certs.iter().map(|c| to_pem_string(&c.der)).collect() };

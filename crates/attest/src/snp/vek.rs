@@ -73,7 +73,7 @@ impl Vek {
 
     /// Whether this is a VLEK (issued by an ASVK to a cloud provider).
     pub fn is_vlek(&self) -> bool {
-        self.csp_id.is_some() || self.cert.issuer.contains("SEV-VLEK")
+        self.csp_id.is_some() || self.cert.issuer().contains("SEV-VLEK")
     }
 
     /// The product line named by the certificate (productName, else its issuer).
@@ -81,7 +81,7 @@ impl Vek {
         self.product_name
             .as_deref()
             .and_then(Product::from_name)
-            .or_else(|| Product::from_name(&self.cert.issuer))
+            .or_else(|| Product::from_name(&self.cert.issuer()))
     }
 }
 

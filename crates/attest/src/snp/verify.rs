@@ -147,14 +147,14 @@ fn order_chain(chain: &[u8], vek: &Cert) -> Result<Vec<Cert>, SnpError> {
         .ok_or_else(|| SnpError::BadChain {
             reason: format!(
                 "no certificate in the chain issued the VEK (its issuer is {:?})",
-                vek.issuer
+                vek.issuer()
             ),
         })?;
     let ark = certs
         .iter()
         .find(|c| ask.is_issued_by_name(c) && c.is_issued_by_name(c))
         .ok_or_else(|| SnpError::BadChain {
-            reason: format!("no ARK in the chain issued {:?}", ask.subject),
+            reason: format!("no ARK in the chain issued {:?}", ask.subject()),
         })?;
     Ok(vec![ask.clone(), ark.clone()])
 }

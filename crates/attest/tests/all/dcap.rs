@@ -483,7 +483,7 @@ fn missing_collateral_says_what_to_add() {
         }
     ));
     let mut coll = collateral(&SGX_PHALA);
-    coll.crls.retain(|c| !c.issuer.contains("PCK"));
+    coll.crls.retain(|c| !c.issuer().contains("PCK"));
     let err = verify_at(&quote(&SGX_PHALA), &coll, at(SGX_PHALA.now)).unwrap_err();
     assert!(
         matches!(err, DcapError::PckChain(CertError::CrlMissing { .. })),
