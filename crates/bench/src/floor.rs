@@ -7,57 +7,55 @@ use aws_lc_rs::signature::{
     KeyPair as _,
 };
 
-use crate::harness::{Harness, Measured};
-
-/// Floor measurements.
-#[derive(Debug, Clone)]
-pub(crate) struct Floor {
-    /// One ECDSA-P256-SHA256 verify of a 384-byte message (a DCAP quote body's size).
-    pub p256: Measured,
-    /// One ECDSA-P384-SHA384 verify of 672 bytes (the signed part of an SNP report).
-    pub p384: Measured,
+/// One signature ready to be verified again and again.
+pub(crate) struct Signed {
+    algorithm: &'static signature::EcdsaVerificationAlgorithm,
+    public: Vec<u8>,
+    message: Vec<u8>,
+    signature: Vec<u8>,
 }
 
-/// Measure the floor.
-pub(crate) fn measure(h: &Harness) -> anyhow::Result<Floor> {
-    let rng = SystemRandom::new();
-    let p256 = ecdsa_verify(
-        h,
-        &rng,
+impl Signed {
+    fn new(
+        signing: &'static signature::EcdsaSigningAlgorithm,
+        algorithm: &'static signature::EcdsaVerificationAlgorithm,
+        len: usize,
+    ) -> anyhow::Result<Self> {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::generate(signing).map_err(|_| anyhow::anyhow!("keygen"))?;
+        let message = vec![0x5a; len];
+        let signature = key
+            .sign(&rng, &message)
+            .map_err(|_| anyhow::anyhow!("sign"))?;
+        Ok(Self {
+            algorithm,
+            public: key.public_key().as_ref().to_vec(),
+            message,
+            signature: signature.as_ref().to_vec(),
+        })
+    }
+
+    /// One verification.
+    pub(crate) fn verify(&self) -> Result<(), aws_lc_rs::error::Unspecified> {
+        signature::UnparsedPublicKey::new(self.algorithm, &self.public)
+            .verify(&self.message, &self.signature)
+    }
+}
+
+/// ECDSA-P256-SHA256 over 384 bytes (a DCAP quote body's size).
+pub(crate) fn p256() -> anyhow::Result<Signed> {
+    Signed::new(
         &ECDSA_P256_SHA256_FIXED_SIGNING,
         &signature::ECDSA_P256_SHA256_FIXED,
         384,
-        "ECDSA P-256 verify",
-    )?;
-    let p384 = ecdsa_verify(
-        h,
-        &rng,
+    )
+}
+
+/// ECDSA-P384-SHA384 over 672 bytes (the signed part of an SNP report).
+pub(crate) fn p384() -> anyhow::Result<Signed> {
+    Signed::new(
         &ECDSA_P384_SHA384_FIXED_SIGNING,
         &signature::ECDSA_P384_SHA384_FIXED,
         0x2A0,
-        "ECDSA P-384 verify",
-    )?;
-    Ok(Floor { p256, p384 })
-}
-
-fn ecdsa_verify(
-    h: &Harness,
-    rng: &SystemRandom,
-    signing: &'static signature::EcdsaSigningAlgorithm,
-    verifying: &'static signature::EcdsaVerificationAlgorithm,
-    len: usize,
-    name: &str,
-) -> anyhow::Result<Measured> {
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing, rng)
-        .map_err(|_| anyhow::anyhow!("key generation failed"))?;
-    let key = EcdsaKeyPair::from_pkcs8(signing, pkcs8.as_ref())
-        .map_err(|_| anyhow::anyhow!("key load failed"))?;
-    let message = vec![0x5a; len];
-    let sig = key
-        .sign(rng, &message)
-        .map_err(|_| anyhow::anyhow!("signing failed"))?;
-    let public = key.public_key().as_ref().to_vec();
-    h.measure(name, || {
-        signature::UnparsedPublicKey::new(verifying, &public).verify(&message, sig.as_ref())
-    })
+    )
 }

@@ -14,6 +14,18 @@ pub(crate) struct Measured {
     pub(crate) name: String,
     /// Median time per operation.
     pub(crate) per_op: Duration,
+    /// Median over rounds of (this round's time per op ÷ the paired floor round's), when
+    /// measured with [`Harness::paired`]: robust to a shared machine's drift.
+    pub(crate) ratio_to_floor: Option<f64>,
+    /// How many floor operations that ratio is over.
+    pub(crate) floor_ops: f64,
+}
+
+impl Measured {
+    /// Time per operation in floor operations (drift-free), for comparing two items.
+    pub(crate) fn in_floor_ops(&self) -> f64 {
+        self.ratio_to_floor.unwrap_or(f64::NAN) * self.floor_ops
+    }
 }
 
 impl Measured {
@@ -69,6 +81,48 @@ impl Harness {
         Ok(Measured {
             name: name.to_string(),
             per_op: rounds[rounds.len() / 2],
+            ratio_to_floor: None,
+            floor_ops: 1.0,
+        })
+    }
+
+    /// Measure `op` in rounds that alternate with rounds of `floor` (one primitive operation),
+    /// and report the median per-round ratio `op / (floor_ops × floor)`.
+    pub(crate) fn paired<T, E: std::fmt::Debug, U, F>(
+        &self,
+        name: &str,
+        mut op: impl FnMut() -> Result<T, E>,
+        floor_ops: f64,
+        mut floor: impl FnMut() -> Result<U, F>,
+    ) -> anyhow::Result<Measured> {
+        if let Err(e) = op() {
+            anyhow::bail!("{name}: the measured operation fails: {e:?}");
+        }
+        let iters = self.calibrate(&mut op);
+        let floor_iters = self.calibrate(&mut floor);
+        let mut times = Vec::with_capacity(self.rounds);
+        let mut ratios = Vec::with_capacity(self.rounds);
+        for _ in 0..self.rounds {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let _ = black_box(op());
+            }
+            let per_op = start.elapsed() / iters;
+            let start = Instant::now();
+            for _ in 0..floor_iters {
+                let _ = black_box(floor());
+            }
+            let per_floor = start.elapsed() / floor_iters;
+            times.push(per_op);
+            ratios.push(per_op.as_secs_f64() / (floor_ops * per_floor.as_secs_f64().max(1e-12)));
+        }
+        times.sort();
+        ratios.sort_by(f64::total_cmp);
+        Ok(Measured {
+            name: name.to_string(),
+            per_op: times[times.len() / 2],
+            ratio_to_floor: Some(ratios[ratios.len() / 2]),
+            floor_ops,
         })
     }
 

@@ -3,6 +3,10 @@
 //! measured in one run on the same real quotes and reports. Prints ratios; the last line is
 //! JSON.
 //!
+//! Every item is timed in rounds that alternate with rounds of its floor primitive, and the
+//! ratio reported is the median of the per-round ratios, so a shared machine's drift cancels.
+//! Ratios to a peer are ratios of those floor-normalized figures.
+//!
 //! `cargo run --release -p bench` (vectors from `../shared/testdata/attestation` or
 //! `$CLOISTER_TESTDATA`; `BENCH_ROUNDS` and `BENCH_ROUND_MS` tune the harness).
 
@@ -19,6 +23,7 @@ use attest::{TrustAnchor, decode_input};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::floor::Signed;
 use crate::harness::{Harness, Measured};
 
 fn testdata(rel: &str) -> Result<Vec<u8>> {
@@ -38,40 +43,34 @@ fn at(text: &str) -> Result<OffsetDateTime> {
     )?)
 }
 
-/// One row of the report: a measurement and its ratios.
-struct Row {
-    measured: Measured,
-    floor: Option<(f64, &'static str)>,
-    peer: Option<(f64, String)>,
+/// One row: a measurement, what its floor ratio is over, and the peer it is compared with.
+struct Row<'a> {
+    measured: &'a Measured,
+    floor: &'static str,
+    peer: Option<&'a Measured>,
 }
 
-impl Row {
-    fn plain(measured: Measured) -> Self {
-        Self {
-            measured,
-            floor: None,
-            peer: None,
-        }
-    }
+fn ratio(m: &Measured) -> f64 {
+    m.ratio_to_floor.unwrap_or(f64::NAN)
 }
 
-fn print_rows(title: &str, rows: &[Row]) {
+fn print_rows(title: &str, rows: &[Row<'_>]) {
     println!("\n{title}");
     println!(
-        "  {:<52} {:>10} {:>10} {:>16} {:>16}",
+        "  {:<48} {:>9} {:>9} {:>20} {:>9}",
         "", "µs/op", "ops/s", "× floor", "× peer"
     );
     for r in rows {
         let us = r.measured.micros();
-        let floor = r
-            .floor
-            .map_or(String::new(), |(f, what)| format!("{:.2} ({what})", us / f));
-        let peer = r
-            .peer
-            .as_ref()
-            .map_or(String::new(), |(p, _)| format!("{:.2}", us / p));
+        let floor = match r.measured.ratio_to_floor {
+            Some(x) => format!("{x:.2} ({})", r.floor),
+            None => String::new(),
+        };
+        let peer = r.peer.map_or(String::new(), |p| {
+            format!("{:.2}", r.measured.in_floor_ops() / p.in_floor_ops())
+        });
         println!(
-            "  {:<52} {:>10.1} {:>10.0} {:>16} {:>16}",
+            "  {:<48} {:>9.1} {:>9.0} {:>20} {:>9}",
             r.measured.name,
             us,
             1e6 / us,
@@ -88,77 +87,77 @@ struct DcapCase {
     now: OffsetDateTime,
 }
 
-fn dcap(h: &Harness, case: &DcapCase, floor_p256: f64) -> Result<(Vec<Row>, serde_json::Value)> {
+fn dcap(h: &Harness, case: &DcapCase, p256: &Signed) -> Result<serde_json::Value> {
+    let floor = || p256.verify();
     let qvl = peers::dcap_qvl(
         h,
         &format!("dcap-qvl 0.7.1 (ring), {}", case.name),
         &case.quote,
         &case.collateral,
         case.now.unix_timestamp().try_into()?,
+        floor,
     )?;
     let uncached = DcapVerifier::uncached(TrustAnchor::intel());
-    let full = h.measure(&format!("cloister full, {}", case.name), || {
-        let collateral = Collateral::from_combined_json(&case.collateral)?;
-        uncached.verify(&case.quote, &collateral, case.now)
-    })?;
+    let full = h.paired(
+        &format!("cloister full, {}", case.name),
+        || {
+            let collateral = Collateral::from_combined_json(&case.collateral)?;
+            uncached.verify(&case.quote, &collateral, case.now)
+        },
+        9.0,
+        floor,
+    )?;
     let cached_verifier = DcapVerifier::new(TrustAnchor::intel());
     let collateral = Collateral::from_combined_json(&case.collateral)?;
-    let cached = h.measure(&format!("cloister cached, {}", case.name), || {
-        cached_verifier.verify(&case.quote, &collateral, case.now)
-    })?;
+    let cached = h.paired(
+        &format!("cloister cached, {}", case.name),
+        || cached_verifier.verify(&case.quote, &collateral, case.now),
+        2.0,
+        floor,
+    )?;
     let load = h.measure(
-        &format!("  of which: collateral JSON → Collateral, {}", case.name),
+        &format!("  of which: load collateral, {}", case.name),
         || Collateral::from_combined_json(&case.collateral),
     )?;
-    let tcb_text = collateral
-        .tcb_info
-        .as_ref()
-        .map(|t| t.text.clone())
-        .unwrap_or_default();
-    let tcb_parse = h.measure(
-        &format!("  of which: TCB info JSON parse, {}", case.name),
-        || attest::dcap::TcbInfo::parse(&tcb_text),
-    )?;
-    let quote_parse = h.measure(
-        &format!("  of which: quote parse + PCK chain parse, {}", case.name),
-        || {
-            let q = attest::dcap::Quote::parse(&case.quote)?;
-            attest::x509::parse_pem_chain(&q.certification.pck_chain_pem)
-                .map_err(|e| anyhow::anyhow!(e))
-        },
-    )?;
-    let peer = Some((qvl.micros(), qvl.name.clone()));
-    let summary = json!({
+    print_rows(
+        &format!(
+            "{} (× floor: over N P-256 verifies; × peer: over dcap-qvl)",
+            case.name
+        ),
+        &[
+            Row {
+                measured: &full,
+                floor: "9 sig",
+                peer: Some(&qvl),
+            },
+            Row {
+                measured: &cached,
+                floor: "2 sig",
+                peer: Some(&qvl),
+            },
+            Row {
+                measured: &qvl,
+                floor: "9 sig",
+                peer: None,
+            },
+            Row {
+                measured: &load,
+                floor: "",
+                peer: None,
+            },
+        ],
+    );
+    Ok(json!({
         "full_us": full.micros(), "cached_us": cached.micros(), "dcap_qvl_us": qvl.micros(),
-        "full_over_9_sig_floor": full.micros() / (9.0 * floor_p256),
-        "cached_over_2_sig_floor": cached.micros() / (2.0 * floor_p256),
-        "full_over_dcap_qvl": full.micros() / qvl.micros(),
-        "cached_over_dcap_qvl": cached.micros() / qvl.micros(),
-    });
-    let rows = vec![
-        Row {
-            measured: full,
-            floor: Some((9.0 * floor_p256, "9 sig")),
-            peer: peer.clone(),
-        },
-        Row {
-            measured: cached,
-            floor: Some((2.0 * floor_p256, "2 sig")),
-            peer: peer.clone(),
-        },
-        Row {
-            measured: qvl,
-            floor: Some((9.0 * floor_p256, "9 sig")),
-            peer: None,
-        },
-        Row::plain(load),
-        Row::plain(tcb_parse),
-        Row::plain(quote_parse),
-    ];
-    Ok((rows, summary))
+        "full_over_9_sig_floor": ratio(&full),
+        "cached_over_2_sig_floor": ratio(&cached),
+        "dcap_qvl_over_9_sig_floor": ratio(&qvl),
+        "full_over_dcap_qvl": full.in_floor_ops() / qvl.in_floor_ops(),
+        "cached_over_dcap_qvl": cached.in_floor_ops() / qvl.in_floor_ops(),
+    }))
 }
 
-fn snp(h: &Harness, floor: &floor::Floor) -> Result<(Vec<Row>, serde_json::Value)> {
+fn snp(h: &Harness, p384: &Signed) -> Result<serde_json::Value> {
     let report = decode_input(&testdata("snp/virtee_report_milan.hex")?).0;
     let vek = testdata("snp/virtee_vcek_milan.der")?;
     let chain = testdata("snp/amd_milan_ask_ark.pem")?;
@@ -168,85 +167,94 @@ fn snp(h: &Harness, floor: &floor::Floor) -> Result<(Vec<Row>, serde_json::Value
         certs.get(1).context("no ARK")?,
     );
     let now = at("2025-01-01T00:00:00Z")?;
-    let rsa = h.measure("floor: RSA-4096 PSS-SHA384 verify (ARK signs ASK)", || {
-        ask.verify_signed_by(ark)
-    })?;
+    let floor = || p384.verify();
+    let rsa = h.paired(
+        "RSA-4096 PSS verify (ARK signs ASK)",
+        || ask.verify_signed_by(ark),
+        1.0,
+        floor,
+    )?;
+    // The full floor is 2 RSA-4096 verifies and one P-384, in units of one P-384.
+    let full_floor = 2.0 * ratio(&rsa) + 1.0;
     let uncached = SnpVerifier::uncached(TrustAnchor::amd());
-    let full = h.measure("cloister full (ASK, VCEK, report)", || {
-        uncached.verify(&report, &vek, &chain, now)
-    })?;
+    let full = h.paired(
+        "cloister full (ASK, VCEK, report)",
+        || uncached.verify(&report, &vek, &chain, now),
+        full_floor,
+        floor,
+    )?;
     let cached_verifier = SnpVerifier::new(TrustAnchor::amd());
-    let cached = h.measure("cloister cached VEK (report)", || {
-        cached_verifier.verify(&report, &vek, &chain, now)
-    })?;
+    let cached = h.paired(
+        "cloister cached VEK (report)",
+        || cached_verifier.verify(&report, &vek, &chain, now),
+        1.0,
+        floor,
+    )?;
     let ask_pem = attest::dcap::to_pem_string(&ask.der);
     let ark_pem = attest::dcap::to_pem_string(&ark.der);
-    let (sev_full, sev_report) =
-        peers::sev(h, &report, &vek, ask_pem.as_bytes(), ark_pem.as_bytes())?;
-    let full_floor = 2.0 * rsa.micros() + floor.p384.micros();
-    let one_p384 = floor.p384.micros();
-    let summary = json!({
+    let (sev_full, sev_report) = peers::sev(
+        h,
+        &report,
+        &vek,
+        ask_pem.as_bytes(),
+        ark_pem.as_bytes(),
+        full_floor,
+        floor,
+    )?;
+    print_rows(
+        "SEV-SNP (× floor: over 2 RSA-4096 + 1 P-384, or 1 P-384; × peer: over the sev crate)",
+        &[
+            Row {
+                measured: &full,
+                floor: "2 RSA+P384",
+                peer: Some(&sev_full),
+            },
+            Row {
+                measured: &cached,
+                floor: "1 P-384",
+                peer: Some(&sev_report),
+            },
+            Row {
+                measured: &sev_full,
+                floor: "2 RSA+P384",
+                peer: None,
+            },
+            Row {
+                measured: &sev_report,
+                floor: "1 P-384",
+                peer: None,
+            },
+            Row {
+                measured: &rsa,
+                floor: "1 P-384",
+                peer: None,
+            },
+        ],
+    );
+    Ok(json!({
         "full_us": full.micros(), "cached_us": cached.micros(),
         "sev_full_us": sev_full.micros(), "sev_report_us": sev_report.micros(),
-        "p384_verify_us": one_p384, "rsa4096_pss_verify_us": rsa.micros(),
-        "full_over_floor": full.micros() / full_floor,
-        "cached_over_one_p384": cached.micros() / one_p384,
-        "full_over_sev": full.micros() / sev_full.micros(),
-        "cached_over_sev_report_only": cached.micros() / sev_report.micros(),
-    });
-    let rows = vec![
-        Row {
-            measured: full,
-            floor: Some((full_floor, "2 RSA+P384")),
-            peer: Some((sev_full.micros(), sev_full.name.clone())),
-        },
-        Row {
-            measured: cached,
-            floor: Some((one_p384, "1 P-384")),
-            peer: Some((sev_report.micros(), sev_report.name.clone())),
-        },
-        Row {
-            measured: sev_full,
-            floor: Some((3.0 * rsa.micros() + one_p384, "3 RSA+P384")),
-            peer: None,
-        },
-        Row {
-            measured: sev_report,
-            floor: Some((one_p384, "1 P-384")),
-            peer: None,
-        },
-        Row {
-            measured: rsa,
-            floor: None,
-            peer: None,
-        },
-    ];
-    Ok((rows, summary))
+        "full_over_floor": ratio(&full),
+        "cached_over_one_p384": ratio(&cached),
+        "full_over_sev": full.in_floor_ops() / sev_full.in_floor_ops(),
+        "cached_over_sev_report_only": cached.in_floor_ops() / sev_report.in_floor_ops(),
+    }))
 }
 
 fn main() -> Result<()> {
     let h = Harness::from_env();
     println!(
-        "cloister trust-core benchmark: median of {} rounds of {:?}",
+        "cloister trust-core benchmark: median of {} paired rounds of {:?}",
         h.rounds, h.round
     );
-    let floor = floor::measure(&h)?;
-    print_rows(
-        "floor (aws-lc-rs)",
-        &[
-            Row {
-                measured: floor.p256.clone(),
-                floor: None,
-                peer: None,
-            },
-            Row {
-                measured: floor.p384.clone(),
-                floor: None,
-                peer: None,
-            },
-        ],
+    let (p256, p384) = (floor::p256()?, floor::p384()?);
+    let p256_alone = h.measure("floor: ECDSA P-256 verify", || p256.verify())?;
+    let p384_alone = h.measure("floor: ECDSA P-384 verify", || p384.verify())?;
+    println!(
+        "\nfloor (aws-lc-rs): P-256 verify {:.1} µs, P-384 verify {:.1} µs",
+        p256_alone.micros(),
+        p384_alone.micros()
     );
-    let p256 = floor.p256.micros();
     let sgx = DcapCase {
         name: "SGX quote v3",
         quote: testdata("sgx/phala_sgx_quote.bin")?,
@@ -259,21 +267,15 @@ fn main() -> Result<()> {
         collateral: testdata("tdx/phala_tdx_quote_collateral.json")?,
         now: at("2025-07-01T00:00:00Z")?,
     };
-    let (sgx_rows, sgx_summary) = dcap(&h, &sgx, p256)?;
-    print_rows(
-        "SGX DCAP (ratios: × floor = over N P-256 verifies; × peer = over dcap-qvl)",
-        &sgx_rows,
-    );
-    let (tdx_rows, tdx_summary) = dcap(&h, &tdx, p256)?;
-    print_rows("TDX DCAP", &tdx_rows);
-    let (snp_rows, snp_summary) = snp(&h, &floor)?;
-    print_rows("SEV-SNP (× peer = over the sev crate)", &snp_rows);
+    let sgx = dcap(&h, &sgx, &p256)?;
+    let tdx = dcap(&h, &tdx, &p256)?;
+    let snp = snp(&h, &p384)?;
     println!(
         "\ntargets: DCAP full ≤ 1.10× 9-sig floor and < dcap-qvl; cached ≤ 1.20× 2-sig floor; SNP cached ≤ 1.20× one P-384"
     );
     let out = json!({
-        "p256_verify_us": p256, "p384_verify_us": floor.p384.micros(),
-        "sgx": sgx_summary, "tdx": tdx_summary, "snp": snp_summary,
+        "p256_verify_us": p256_alone.micros(), "p384_verify_us": p384_alone.micros(),
+        "sgx": sgx, "tdx": tdx, "snp": snp,
     });
     println!("{out}");
     Ok(())

@@ -6,18 +6,22 @@ use sev::parser::ByteParser as _;
 
 use crate::harness::{Harness, Measured};
 
-/// dcap-qvl's full verification of one quote with its collateral.
-pub(crate) fn dcap_qvl(
+/// dcap-qvl's full verification of one quote with its collateral, paired with the P-256 floor.
+pub(crate) fn dcap_qvl<U, F>(
     h: &Harness,
     name: &str,
     quote: &[u8],
     collateral_json: &[u8],
     now_secs: u64,
+    floor: impl FnMut() -> Result<U, F>,
 ) -> anyhow::Result<Measured> {
     let collateral = dcap_qvl_collateral(collateral_json)?;
-    h.measure(name, || {
-        dcap_qvl::verify::verify(quote, &collateral, now_secs)
-    })
+    h.paired(
+        name,
+        || dcap_qvl::verify::verify(quote, &collateral, now_secs),
+        9.0,
+        floor,
+    )
 }
 
 /// The combined collateral JSON (CRLs and signatures as hex) in dcap-qvl's own type.
@@ -44,26 +48,39 @@ fn dcap_qvl_collateral(json: &[u8]) -> anyhow::Result<dcap_qvl::QuoteCollateralV
     })
 }
 
-/// The sev crate: full chain (ARK, ASK, VEK) plus report, and report only with a parsed VEK.
-pub(crate) fn sev(
+/// The sev crate: full chain (ARK, ASK, VEK) plus report, and report only with a parsed VEK,
+/// each paired with the P-384 floor (`full_floor` P-384 units for the full path).
+pub(crate) fn sev<U, F>(
     h: &Harness,
     report: &[u8],
     vek_der: &[u8],
     ask_pem: &[u8],
     ark_pem: &[u8],
+    full_floor: f64,
+    mut floor: impl FnMut() -> Result<U, F>,
 ) -> anyhow::Result<(Measured, Measured)> {
-    let full = h.measure("sev 8.0.0 (OpenSSL): chain + report", || {
-        let report = AttestationReport::from_bytes(report)?;
-        let chain = Chain {
-            ca: ca::Chain::from_pem(ark_pem, ask_pem)?,
-            vek: Certificate::from_der(vek_der)?,
-        };
-        (&chain, &report).verify().map(|_| ())
-    })?;
+    let full = h.paired(
+        "sev 8.0.0 (OpenSSL): chain + report",
+        || {
+            let report = AttestationReport::from_bytes(report)?;
+            let chain = Chain {
+                ca: ca::Chain::from_pem(ark_pem, ask_pem)?,
+                vek: Certificate::from_der(vek_der)?,
+            };
+            (&chain, &report).verify().map(|_| ())
+        },
+        full_floor,
+        &mut floor,
+    )?;
     let vek = Certificate::from_der(vek_der)?;
-    let report_only = h.measure("sev 8.0.0 (OpenSSL): report, VEK parsed", || {
-        let report = AttestationReport::from_bytes(report)?;
-        (&vek, &report).verify().map(|_| ())
-    })?;
+    let report_only = h.paired(
+        "sev 8.0.0 (OpenSSL): report, VEK parsed",
+        || {
+            let report = AttestationReport::from_bytes(report)?;
+            (&vek, &report).verify().map(|_| ())
+        },
+        1.0,
+        &mut floor,
+    )?;
     Ok((full, report_only))
 }
