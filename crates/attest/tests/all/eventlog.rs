@@ -55,3 +55,58 @@ fn truncated_logs_are_errors_never_panics() {
     }
     assert!(EventLog::parse(&[0xff; 64]).is_err());
 }
+
+/// CoCo's `tdx` evidence JSON carries the CCEL log; the front door replays it against the quote.
+#[test]
+fn coco_tdx_evidence_with_its_event_log_verifies_and_a_forged_log_does_not() {
+    use attest::evidence::{Form, Inputs, Verifiers, VerifyError, detect};
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let quote = read("tdx/gotdx_cos-113-tdx-quote.bin");
+    let log = read("tdx/gotdx_cos-113_ccel_data.bin");
+    let inputs = Inputs {
+        collateral: vec![(
+            "collateral.json".into(),
+            read("tdx/collateral_00806f050000_2025-02/collateral.json"),
+        )],
+        ..Inputs::default()
+    };
+    let now = crate::support::at("2025-03-01T00:00:00Z");
+    let json = serde_json::json!({ "cc_eventlog": b64(&log), "quote": b64(&quote) }).to_string();
+    let detected = detect(json.as_bytes(), None).unwrap();
+    assert_eq!(
+        (detected.tee, detected.form),
+        (attest::TeeKind::Tdx, Form::CocoJson)
+    );
+    let (_, claims) = Verifiers::production()
+        .verify(json.as_bytes(), &inputs, now)
+        .unwrap();
+    assert_eq!(claims.tcb_status, Some(attest::TcbStatus::UpToDate));
+
+    // Flip one byte inside the first RTMR1 event's SHA-384 digest in the raw log.
+    let parsed = EventLog::parse(&log).unwrap();
+    let needle = &parsed
+        .events
+        .iter()
+        .find(|e| e.mr_index == 2)
+        .unwrap()
+        .digests[0]
+        .value;
+    let digest_offset = log
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .unwrap();
+    let mut forged = log.clone();
+    forged[digest_offset] ^= 1;
+    let json = serde_json::json!({ "cc_eventlog": b64(&forged), "quote": b64(&quote) }).to_string();
+    let err = Verifiers::production()
+        .verify(json.as_bytes(), &inputs, now)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            VerifyError::EventLog(attest::eventlog::EventLogError::RtmrMismatch)
+        ),
+        "{err}"
+    );
+}
