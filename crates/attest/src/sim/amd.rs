@@ -13,22 +13,18 @@ use aws_lc_rs::signature::{
 };
 use der::asn1::{BitString, Ia5StringRef, ObjectIdentifier, OctetString, UtcTime};
 use der::{Any, Encode as _, Sequence};
-use spki_types::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use time::{Duration, OffsetDateTime};
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
 use x509_cert::ext::{Extension, pkix::BasicConstraints};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
+use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::time::{Time, Validity};
 
 use super::{MARKER_OID_ARCS, SimError, marker_value};
 use crate::claims::SnpTcb;
 use crate::crypto::{sha256, sha384, sha512};
 use crate::snp::{REPORT_LEN, SIGNED_LEN};
-
-mod spki_types {
-    pub(super) use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
-}
 
 fn cert_error(e: impl std::fmt::Display) -> SimError {
     SimError::Cert(e.to_string())

@@ -53,7 +53,6 @@ pub struct IntelPki {
     pck_leaf_der: Vec<u8>,
     pck_key: EcdsaKeyPair,
     tcb_key: EcdsaKeyPair,
-    created: OffsetDateTime,
 }
 
 /// What to put in a simulated SGX enclave report.
@@ -252,7 +251,6 @@ impl IntelPki {
             pck_ca,
             tcb_signing,
             pck_leaf_der,
-            created: now,
         })
     }
 
@@ -479,11 +477,6 @@ impl IntelPki {
             "isvprodid": qe_prod_id(tdx),
             "tcbLevels": [{ "tcb": { "isvsvn": QE_ISVSVN }, "tcbDate": pcs_time(now - Duration::days(90)), "tcbStatus": "UpToDate" }],
         })
-    }
-
-    /// When this hierarchy was generated.
-    pub fn created(&self) -> OffsetDateTime {
-        self.created
     }
 }
 

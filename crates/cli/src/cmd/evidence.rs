@@ -283,16 +283,13 @@ fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
     let inspected = attest::evidence::inspect(&bytes, args.tee)?;
     match format {
         Format::Json => print_json(&inspected),
-        Format::Text => match serde_yaml_like(&inspected) {
-            Some(text) => print!("{text}"),
-            None => print_json(&inspected),
-        },
+        Format::Text => print!("{}", indented_text(&inspected)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Render JSON as indented `key: value` lines, which read better than braces for people.
-fn serde_yaml_like(value: &serde_json::Value) -> Option<String> {
+fn indented_text(value: &serde_json::Value) -> String {
     fn walk(v: &serde_json::Value, indent: usize, out: &mut String) {
         let pad = "  ".repeat(indent);
         match v {
@@ -327,7 +324,7 @@ fn serde_yaml_like(value: &serde_json::Value) -> Option<String> {
     }
     let mut out = String::new();
     walk(value, 0, &mut out);
-    Some(out)
+    out
 }
 
 fn simulate(args: SimulateArgs, format: Format) -> Result<ExitCode> {
