@@ -2,6 +2,25 @@
 
 use serde::Serialize;
 
+/// `println!` that ignores write errors: a closed pipe (`cloister ... | head`) must end output
+/// quietly, not panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that ignores write errors.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+pub(crate) use {out, outln};
+
 /// How a command prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Format {
@@ -14,7 +33,7 @@ pub(crate) enum Format {
 /// Print `value` as pretty JSON.
 pub(crate) fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => outln!("{text}"),
         Err(e) => eprintln!("error: cannot serialize output: {e}"),
     }
 }
@@ -33,5 +52,5 @@ pub(crate) fn print_usage_error(err: &anyhow::Error, format: Format) {
 
 /// Write `label  value` lines aligned for reading.
 pub(crate) fn field(label: &str, value: impl std::fmt::Display) {
-    println!("  {label:<18} {value}");
+    outln!("  {label:<18} {value}");
 }

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::output::{Format, field, print_json};
+use crate::output::{Format, field, out, outln, print_json};
 
 /// Evidence subcommands.
 #[derive(Debug, Subcommand)]
@@ -219,7 +219,7 @@ fn print_verify_text(r: &VerifyReport) {
     } else {
         ""
     };
-    println!("{verdict}  {tee}{sim}");
+    outln!("{verdict}  {tee}{sim}");
     if let Some(e) = &r.error {
         field("reason", e);
     }
@@ -283,7 +283,7 @@ fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
     let inspected = attest::evidence::inspect(&bytes, args.tee)?;
     match format {
         Format::Json => print_json(&inspected),
-        Format::Text => print!("{}", indented_text(&inspected)),
+        Format::Text => out!("{}", indented_text(&inspected)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -356,14 +356,14 @@ fn simulate(args: SimulateArgs, format: Format) -> Result<ExitCode> {
             "verify_command": command,
         })),
         Format::Text => {
-            println!(
+            outln!(
                 "SIMULATED {tee} evidence (not hardware) written to {}",
                 args.out.display()
             );
             for w in &written {
-                println!("  {w}");
+                outln!("  {w}");
             }
-            println!("verify it with:\n  {command}");
+            outln!("verify it with:\n  {command}");
         }
     }
     Ok(ExitCode::SUCCESS)

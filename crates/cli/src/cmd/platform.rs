@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::output::{Format, print_json};
+use crate::output::{Format, outln, print_json};
 
 /// Platform subcommands.
 #[derive(Debug, Subcommand)]
@@ -22,7 +22,7 @@ pub(crate) fn run(cmd: PlatformCommand, format: Format) -> Result<ExitCode> {
             let detection = attest::attester::detect(Path::new("/"));
             match format {
                 Format::Json => print_json(&detection),
-                Format::Text => println!("{detection}"),
+                Format::Text => outln!("{detection}"),
             }
             Ok(if detection.selected.is_some() {
                 ExitCode::SUCCESS

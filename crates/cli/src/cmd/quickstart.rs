@@ -15,7 +15,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cmd::evidence::print_claims;
-use crate::output::{Format, field, print_json};
+use crate::output::{Format, field, outln, print_json};
 
 /// Arguments of `quickstart`.
 #[derive(Debug, Args)]
@@ -43,7 +43,7 @@ pub(crate) fn run(_args: QuickstartArgs, format: Format) -> Result<ExitCode> {
     let mut steps = Vec::new();
     for tee in [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp] {
         if format == Format::Text {
-            println!("\n== {tee}: simulating evidence in the real format");
+            outln!("\n== {tee}: simulating evidence in the real format");
         }
         let sim = simulate(tee, &report_data, &SimOptions::default(), now)?;
         let inputs = sim.inputs();
@@ -71,7 +71,7 @@ pub(crate) fn run(_args: QuickstartArgs, format: Format) -> Result<ExitCode> {
         .all(|s| s.accepted_under_simulation_root && s.rejected_under_production_roots);
     match format {
         Format::Json => print_json(&serde_json::json!({ "ok": ok, "steps": steps })),
-        Format::Text => println!(
+        Format::Text => outln!(
             "\n{}",
             if ok {
                 "quickstart: every simulated evidence kind verified, and none passed for hardware"
@@ -102,9 +102,9 @@ fn step(tee: TeeKind, outcome: &Outcome, production: &Outcome) -> Step {
 fn print_step(step: &Step, evidence_len: usize) {
     field("evidence", format!("{evidence_len} bytes"));
     if step.accepted_under_simulation_root {
-        println!("ACCEPTED  {}  [SIMULATED: not hardware evidence]", step.tee);
+        outln!("ACCEPTED  {}  [SIMULATED: not hardware evidence]", step.tee);
     } else {
-        println!("REJECTED  {}", step.tee);
+        outln!("REJECTED  {}", step.tee);
     }
     if let Some(e) = &step.error {
         field("reason", e);
