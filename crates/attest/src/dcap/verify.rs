@@ -209,7 +209,13 @@ impl DcapVerifier {
         now: OffsetDateTime,
     ) -> Result<&'c Cert, DcapError> {
         let mut last_error = None;
-        for chain in &collateral.tcb_signing_chains {
+        // Intel's TCB-signing certificate is issued directly by the root. Requiring exactly that
+        // shape means no deeper key (a platform's PCK, say) can ever sign collateral.
+        for chain in collateral
+            .tcb_signing_chains
+            .iter()
+            .filter(|c| c.len() == 2)
+        {
             match verify_chain(
                 chain,
                 &self.anchor,
@@ -229,7 +235,7 @@ impl DcapVerifier {
             Some(e) => DcapError::TcbSigningChain(e),
             None => DcapError::CollateralMissing {
                 what: "TCB signing chain",
-                hint: "add the TCB-Info-Issuer-Chain (PEM) from the PCS response, or a combined collateral.json".into(),
+                hint: "add the TCB-Info-Issuer-Chain from the PCS response: the TCB Signing certificate and the Root CA that issued it (PEM), or a combined collateral.json".into(),
             },
         })
     }

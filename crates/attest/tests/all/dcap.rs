@@ -583,3 +583,25 @@ fn malformed_quotes_are_errors_never_panics() {
     let c = verify_at(&trailing, &collateral(&TDX_PHALA), at(TDX_PHALA.now)).unwrap();
     assert_eq!(c, verify(&TDX_PHALA).unwrap());
 }
+
+#[test]
+fn collateral_must_be_signed_by_a_key_directly_under_the_root() {
+    // A three-certificate chain (the PCK chain from the quote, ending in Intel's root) is not a
+    // TCB-signing chain, whatever its leaf could sign.
+    let v = TDX_PHALA;
+    let q = Quote::parse(&quote(&v)).unwrap();
+    let mut coll = collateral(&v);
+    coll.tcb_signing_chains =
+        vec![attest::x509::parse_pem_chain(&q.certification.pck_chain_pem).unwrap()];
+    let err = verify_at(&quote(&v), &coll, at(v.now)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DcapError::CollateralMissing {
+                what: "TCB signing chain",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
