@@ -314,6 +314,15 @@ impl Verifiers {
         }
     }
 
+    /// Verifiers that trust `dcap` for SGX/TDX and `snp` for SEV-SNP evidence (for example the
+    /// two roots of a [`crate::sim::SimPlatform`]).
+    pub fn with_anchors(dcap: TrustAnchor, snp: TrustAnchor) -> Self {
+        Self {
+            dcap: DcapVerifier::new(dcap),
+            snp: SnpVerifier::new(snp),
+        }
+    }
+
     /// Detect and verify `evidence` at `now`.
     pub fn verify(
         &self,

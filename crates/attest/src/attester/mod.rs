@@ -25,6 +25,9 @@ pub mod tdx_guest;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dcap::to_pem_string;
+use crate::evidence::Inputs;
+use crate::snp::cert_table::CertKind;
 use crate::{TeeKind, hexser};
 
 pub use configfs::{ConfigfsTsm, TsmHooks};
@@ -32,7 +35,7 @@ pub use detect::{Detection, Probe, ProbeOutcome, Selected, detect};
 pub use error::AttesterError;
 pub use gramine::Gramine;
 pub use sev_guest::SevGuest;
-pub use simulated::SimulatedAttester;
+pub use simulated::{SimMeasurements, SimulatedAttester};
 pub use tdx_guest::TdxGuest;
 
 /// Obtains hardware evidence on the machine it runs on.
@@ -101,6 +104,37 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// What a verifier needs beside the evidence, taken from the auxiliary blobs: DCAP
+    /// collateral, and the VCEK/VLEK with its chain from an SNP certificate table.
+    pub fn verification_inputs(&self) -> Inputs {
+        let mut inputs = Inputs {
+            tee: Some(self.tee),
+            ..Inputs::default()
+        };
+        if let Some(json) = self.aux(AuxKind::Collateral) {
+            inputs
+                .collateral
+                .push(("collateral.json".to_string(), json.to_vec()));
+        }
+        if let Some(table) = self.aux(AuxKind::SnpCertTable)
+            && let Ok(certs) = crate::snp::cert_table::parse(table)
+        {
+            let mut chain = String::new();
+            for (kind, der) in certs {
+                match kind {
+                    CertKind::Vcek | CertKind::Vlek => inputs.vek = Some(der),
+                    CertKind::Ask => chain.insert_str(0, &to_pem_string(&der)),
+                    CertKind::Ark => chain.push_str(&to_pem_string(&der)),
+                    _ => {}
+                }
+            }
+            if !chain.is_empty() {
+                inputs.chain = Some(chain.into_bytes());
+            }
+        }
+        inputs
+    }
+
     /// The auxiliary blob of `kind`, if one was obtained.
     pub fn aux(&self, kind: AuxKind) -> Option<&[u8]> {
         self.aux
@@ -131,6 +165,8 @@ pub enum AuxKind {
     SnpCertTable,
     /// The TDX CCEL event log (`/sys/firmware/acpi/tables/data/CCEL`), which replays to RTMRs.
     TdxCcel,
+    /// DCAP collateral as combined JSON (simulated platforms issue it with the quote).
+    Collateral,
 }
 
 /// Where the TDX CCEL event log is exposed, relative to the root.

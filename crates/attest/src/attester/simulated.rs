@@ -5,11 +5,11 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::{Attester, AttesterError, AttesterKind, AuxBlob, AuxKind, Evidence};
-use crate::TeeKind;
-use crate::sim::SimError;
 use crate::sim::amd::{AmdPki, SnpParams};
 use crate::sim::intel::{IntelPki, SgxParams, TdxParams};
+use crate::sim::{SimError, SimPlatform};
 use crate::snp::cert_table::{self, CertKind};
+use crate::{TcbStatus, TeeKind};
 
 /// The simulated hierarchy behind a [`SimulatedAttester`].
 #[derive(Debug, Clone)]
@@ -18,14 +18,29 @@ enum Hierarchy {
     Amd(Arc<AmdPki>),
 }
 
+/// What the simulated TEE measures and reports. `report_data` in the params is ignored: each
+/// [`Attester::evidence`] call supplies its own.
+#[derive(Debug, Clone, Default)]
+pub struct SimMeasurements {
+    /// The SGX enclave (MRENCLAVE, MRSIGNER, ISVPRODID, ISVSVN).
+    pub sgx: SgxParams,
+    /// The TD (MRTD, RTMRs, MRCONFIGID).
+    pub tdx: TdxParams,
+    /// The SNP guest (MEASUREMENT, HOST_DATA, VMPL, TCB, GUEST_SVN).
+    pub snp: SnpParams,
+}
+
 /// Produces SGX quote v3, TDX quote v4 or SNP report v5 evidence signed under a simulated
-/// hierarchy. Never detected on a machine: it is chosen explicitly. SNP evidence carries the
-/// VCEK, ASK and ARK in an extended-report certificate table, as `/dev/sev-guest` would.
+/// hierarchy. Never detected on a machine: it is chosen explicitly. SGX and TDX evidence
+/// carries the platform's collateral; SNP evidence carries the VCEK, ASK and ARK in an
+/// extended-report certificate table, as `/dev/sev-guest` would.
 #[derive(Debug, Clone)]
 pub struct SimulatedAttester {
     tee: TeeKind,
     hierarchy: Hierarchy,
     debug: bool,
+    tcb: TcbStatus,
+    measurements: SimMeasurements,
 }
 
 impl SimulatedAttester {
@@ -34,22 +49,50 @@ impl SimulatedAttester {
         let hierarchy = match tee {
             TeeKind::Sgx | TeeKind::Tdx => Hierarchy::Intel(Arc::new(IntelPki::generate(now)?)),
             TeeKind::Snp => Hierarchy::Amd(Arc::new(AmdPki::generate(now)?)),
-            other => {
-                return Err(SimError::Param(format!(
-                    "{other} cannot be simulated (sgx, tdx and snp can)"
-                )));
-            }
+            other => return Err(not_simulable(other)),
         };
-        Ok(Self {
+        Ok(Self::with_hierarchy(tee, hierarchy))
+    }
+
+    /// A simulated attester for `tee` on a shared simulated platform.
+    pub fn on_platform(
+        tee: TeeKind,
+        platform: &SimPlatform,
+        now: OffsetDateTime,
+    ) -> Result<Self, SimError> {
+        let hierarchy = match tee {
+            TeeKind::Sgx | TeeKind::Tdx => Hierarchy::Intel(platform.intel()),
+            TeeKind::Snp => Hierarchy::Amd(platform.amd(now)?),
+            other => return Err(not_simulable(other)),
+        };
+        Ok(Self::with_hierarchy(tee, hierarchy))
+    }
+
+    fn with_hierarchy(tee: TeeKind, hierarchy: Hierarchy) -> Self {
+        Self {
             tee,
             hierarchy,
             debug: false,
-        })
+            tcb: TcbStatus::UpToDate,
+            measurements: SimMeasurements::default(),
+        }
     }
 
     /// Simulate a TEE in debug mode.
     pub fn with_debug(mut self, debug: bool) -> Self {
         self.debug = debug;
+        self
+    }
+
+    /// The TCB status the platform's collateral assigns (SGX, TDX).
+    pub fn with_tcb(mut self, tcb: TcbStatus) -> Self {
+        self.tcb = tcb;
+        self
+    }
+
+    /// What the simulated TEE measures.
+    pub fn with_measurements(mut self, measurements: SimMeasurements) -> Self {
+        self.measurements = measurements;
         self
     }
 
@@ -68,6 +111,69 @@ impl SimulatedAttester {
             Hierarchy::Amd(_) => None,
         }
     }
+
+    fn intel_evidence(
+        &self,
+        pki: &IntelPki,
+        report_data: [u8; 64],
+    ) -> Result<(Vec<u8>, Vec<AuxBlob>), SimError> {
+        let debug = self.debug;
+        let tdx = self.tee == TeeKind::Tdx;
+        let quote = if tdx {
+            pki.tdx_quote(&TdxParams {
+                report_data,
+                debug,
+                ..self.measurements.tdx.clone()
+            })?
+        } else {
+            pki.sgx_quote(&SgxParams {
+                report_data,
+                debug,
+                ..self.measurements.sgx.clone()
+            })?
+        };
+        let collateral = pki.collateral(tdx, self.tcb, OffsetDateTime::now_utc())?;
+        let json = collateral
+            .to_combined_json()
+            .map_err(|e| SimError::Cert(e.to_string()))?;
+        Ok((
+            quote,
+            vec![AuxBlob {
+                kind: AuxKind::Collateral,
+                bytes: json.into_bytes(),
+            }],
+        ))
+    }
+
+    fn amd_evidence(
+        &self,
+        pki: &AmdPki,
+        report_data: [u8; 64],
+    ) -> Result<(Vec<u8>, Vec<AuxBlob>), SimError> {
+        let (report, vcek) = pki.report(&SnpParams {
+            report_data,
+            debug: self.debug,
+            ..self.measurements.snp.clone()
+        })?;
+        let chain = crate::x509::parse_pem_chain(pki.chain_pem().as_bytes())
+            .map_err(|e| SimError::Cert(e.to_string()))?;
+        let mut certs: Vec<(CertKind, &[u8])> = vec![(CertKind::Vcek, &vcek)];
+        if let [ask, ark] = chain.as_slice() {
+            certs.push((CertKind::Ask, &ask.der));
+            certs.push((CertKind::Ark, &ark.der));
+        }
+        Ok((
+            report,
+            vec![AuxBlob {
+                kind: AuxKind::SnpCertTable,
+                bytes: cert_table::build(&certs),
+            }],
+        ))
+    }
+}
+
+fn not_simulable(tee: TeeKind) -> SimError {
+    SimError::Param(format!("{tee} cannot be simulated (sgx, tdx and snp can)"))
 }
 
 impl Attester for SimulatedAttester {
@@ -80,47 +186,9 @@ impl Attester for SimulatedAttester {
     }
 
     fn evidence(&self, report_data: &[u8; 64]) -> Result<Evidence, AttesterError> {
-        let report_data = *report_data;
-        let debug = self.debug;
-        let (bytes, aux) = match (&self.hierarchy, self.tee) {
-            (Hierarchy::Intel(pki), TeeKind::Tdx) => (
-                pki.tdx_quote(&TdxParams {
-                    report_data,
-                    debug,
-                    ..TdxParams::default()
-                })?,
-                vec![],
-            ),
-            (Hierarchy::Intel(pki), _) => (
-                pki.sgx_quote(&SgxParams {
-                    report_data,
-                    debug,
-                    ..SgxParams::default()
-                })?,
-                vec![],
-            ),
-            (Hierarchy::Amd(pki), _) => {
-                let (report, vcek) = pki.report(&SnpParams {
-                    report_data,
-                    debug,
-                    ..SnpParams::default()
-                })?;
-                let chain = crate::x509::parse_pem_chain(pki.chain_pem().as_bytes())
-                    .map_err(|e| SimError::Cert(e.to_string()))?;
-                let mut certs: Vec<(CertKind, &[u8])> = vec![(CertKind::Vcek, &vcek)];
-                if let [ask, ark] = chain.as_slice() {
-                    certs.push((CertKind::Ask, &ask.der));
-                    certs.push((CertKind::Ark, &ark.der));
-                }
-                let table = cert_table::build(&certs);
-                (
-                    report,
-                    vec![AuxBlob {
-                        kind: AuxKind::SnpCertTable,
-                        bytes: table,
-                    }],
-                )
-            }
+        let (bytes, aux) = match &self.hierarchy {
+            Hierarchy::Intel(pki) => self.intel_evidence(pki, *report_data)?,
+            Hierarchy::Amd(pki) => self.amd_evidence(pki, *report_data)?,
         };
         Ok(Evidence {
             tee: self.tee,

@@ -265,6 +265,53 @@ impl AmdPki {
         })
     }
 
+    /// The hierarchy as JSON (certificates, the ASK's PKCS#8 key, the issue time), to save and
+    /// [`AmdPki::from_saved`] later. The ARK's key is not needed after generation.
+    pub fn to_saved(&self) -> Result<zeroize::Zeroizing<String>, SimError> {
+        use aws_lc_rs::encoding::AsDer as _;
+        let ask_key = self.ask.as_der().map_err(key_error)?;
+        let saved = serde_json::json!({
+            "ark_cert": crate::dcap::to_pem_string(&self.ark_der),
+            "ask_cert": crate::dcap::to_pem_string(&self.ask_der),
+            "ask_key_pkcs8_hex": hex::encode(ask_key.as_ref()),
+            "issued_at": self.now.unix_timestamp(),
+        });
+        Ok(zeroize::Zeroizing::new(saved.to_string()))
+    }
+
+    /// Restore a hierarchy saved with [`AmdPki::to_saved`].
+    pub fn from_saved(text: &str) -> Result<Self, SimError> {
+        let persist = |e: &dyn std::fmt::Display| SimError::Persist(e.to_string());
+        let saved: serde_json::Value = serde_json::from_str(text).map_err(|e| persist(&e))?;
+        let field = |name: &str| {
+            saved[name]
+                .as_str()
+                .ok_or_else(|| SimError::Persist(format!("the saved AMD hierarchy lacks {name}")))
+        };
+        let cert = |name: &str| -> Result<Vec<u8>, SimError> {
+            crate::x509::parse_pem_chain(field(name)?.as_bytes())
+                .map_err(|e| persist(&e))?
+                .into_iter()
+                .next()
+                .map(|c| c.der)
+                .ok_or_else(|| SimError::Persist(format!("the saved {name} is empty")))
+        };
+        let key = zeroize::Zeroizing::new(
+            hex::decode(field("ask_key_pkcs8_hex")?).map_err(|e| persist(&e))?,
+        );
+        let now = saved["issued_at"]
+            .as_i64()
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+            .ok_or_else(|| SimError::Persist("the saved AMD hierarchy lacks issued_at".into()))?;
+        Ok(Self {
+            ask: RsaKeyPair::from_pkcs8(&key).map_err(key_error)?,
+            ark_der: cert("ark_cert")?,
+            ask_der: cert("ask_cert")?,
+            chip_id: sha512(b"cloister simulated chip"),
+            now,
+        })
+    }
+
     /// The ASK then the ARK, PEM (the KDS `cert_chain` order).
     pub fn chain_pem(&self) -> String {
         format!(

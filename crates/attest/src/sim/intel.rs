@@ -7,8 +7,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use der::asn1::{Any, ObjectIdentifier, OctetString};
 use der::{Encode as _, Sequence, Tag};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
-    DistinguishedName, DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
     SerialNumber,
 };
 use serde_json::json;
@@ -34,7 +33,78 @@ const TEE_TCB_SVN: [u8; 16] = [3, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 /// An advisory attached to every non-UpToDate simulated level.
 pub const SIMULATED_ADVISORY: &str = "INTEL-SA-SIM-0001";
 
-type Issuer = CertifiedIssuer<'static, KeyPair>;
+/// A CA certificate and the issuer (name, key) that signs under it.
+struct Ca {
+    der: Vec<u8>,
+    issuer: rcgen::Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").field("der_len", &self.der.len()).finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    fn self_signed(params: CertificateParams, key: KeyPair) -> Result<Self, SimError> {
+        let der = params.self_signed(&key).map_err(cert_error)?.der().to_vec();
+        Ok(Self {
+            der,
+            issuer: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    fn signed_by(params: CertificateParams, key: KeyPair, by: &Ca) -> Result<Self, SimError> {
+        let der = params
+            .signed_by(&key, &by.issuer)
+            .map_err(cert_error)?
+            .der()
+            .to_vec();
+        Ok(Self {
+            der,
+            issuer: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    /// Rebuild a CA from its saved certificate and PKCS#8 key.
+    fn restore(cert_pem: &str, key_pem: &str) -> Result<Self, SimError> {
+        let key = KeyPair::from_pem(key_pem).map_err(persist_error)?;
+        let der = crate::x509::parse_pem_chain(cert_pem.as_bytes())
+            .map_err(persist_error)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| SimError::Persist("a saved CA certificate is missing".into()))?
+            .der;
+        let issuer = rcgen::Issuer::from_ca_cert_der(&der.as_slice().into(), key)
+            .map_err(persist_error)?;
+        Ok(Self { der, issuer })
+    }
+
+    fn pem(&self) -> String {
+        crate::dcap::to_pem_string(&self.der)
+    }
+
+    fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+}
+
+fn persist_error(e: impl std::fmt::Display) -> SimError {
+    SimError::Persist(e.to_string())
+}
+
+/// The saved form of an [`IntelPki`]: certificates and PKCS#8 keys, PEM.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedIntelPki {
+    root_cert: String,
+    root_key: String,
+    pck_ca_cert: String,
+    pck_ca_key: String,
+    tcb_signing_cert: String,
+    tcb_signing_key: String,
+    pck_cert: String,
+    pck_key: String,
+}
 
 fn key_error(e: impl std::fmt::Display) -> SimError {
     SimError::Key(e.to_string())
@@ -47,10 +117,11 @@ fn cert_error(e: impl std::fmt::Display) -> SimError {
 /// The simulated PCS hierarchy and quoting enclave.
 #[derive(Debug)]
 pub struct IntelPki {
-    root: Issuer,
-    pck_ca: Issuer,
-    tcb_signing: Issuer,
+    root: Ca,
+    pck_ca: Ca,
+    tcb_signing: Ca,
     pck_leaf_der: Vec<u8>,
+    pck_key_pem: zeroize::Zeroizing<String>,
     pck_key: EcdsaKeyPair,
     tcb_key: EcdsaKeyPair,
 }
@@ -213,23 +284,19 @@ fn sgx_extension() -> Result<Vec<u8>, SimError> {
 impl IntelPki {
     /// Generate a hierarchy valid from a day before `now` for ten years.
     pub fn generate(now: OffsetDateTime) -> Result<Self, SimError> {
-        let root = Issuer::self_signed(
+        let root = Ca::self_signed(
             ca_params("cloister Simulated SGX Root CA", now)?,
             new_key()?,
-        )
-        .map_err(cert_error)?;
-        let pck_ca = Issuer::signed_by(
+        )?;
+        let pck_ca = Ca::signed_by(
             ca_params("cloister Simulated SGX PCK Platform CA", now)?,
             new_key()?,
             &root,
-        )
-        .map_err(cert_error)?;
-        let tcb_key = new_key()?;
-        let tcb_signer = signer(&tcb_key)?;
+        )?;
         let mut tcb_params = ca_params("cloister Simulated SGX TCB Signing", now)?;
         tcb_params.is_ca = IsCa::ExplicitNoCa;
         tcb_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let tcb_signing = Issuer::signed_by(tcb_params, tcb_key, &root).map_err(cert_error)?;
+        let tcb_signing = Ca::signed_by(tcb_params, new_key()?, &root)?;
         let pck_key = new_key()?;
         let mut leaf = ca_params("cloister Simulated SGX PCK Certificate", now)?;
         leaf.is_ca = IsCa::ExplicitNoCa;
@@ -240,18 +307,71 @@ impl IntelPki {
                 sgx_extension()?,
             ));
         let pck_leaf_der = leaf
-            .signed_by(&pck_key, &pck_ca)
+            .signed_by(&pck_key, &pck_ca.issuer)
             .map_err(cert_error)?
             .der()
             .to_vec();
+        Self::assemble(root, pck_ca, tcb_signing, pck_leaf_der, &pck_key)
+    }
+
+    fn assemble(
+        root: Ca,
+        pck_ca: Ca,
+        tcb_signing: Ca,
+        pck_leaf_der: Vec<u8>,
+        pck_key: &KeyPair,
+    ) -> Result<Self, SimError> {
         Ok(Self {
-            pck_key: signer(&pck_key)?,
-            tcb_key: tcb_signer,
+            pck_key: signer(pck_key)?,
+            pck_key_pem: zeroize::Zeroizing::new(pck_key.serialize_pem()),
+            tcb_key: signer(tcb_signing.issuer.key())?,
             root,
             pck_ca,
             tcb_signing,
             pck_leaf_der,
         })
+    }
+
+    /// The hierarchy's certificates and private keys as JSON (PEM inside), to save and
+    /// [`IntelPki::from_saved`] later, so several processes share one simulated platform.
+    pub fn to_saved(&self) -> Result<zeroize::Zeroizing<String>, SimError> {
+        let saved = SavedIntelPki {
+            root_cert: self.root.pem(),
+            root_key: self.root.key_pem(),
+            pck_ca_cert: self.pck_ca.pem(),
+            pck_ca_key: self.pck_ca.key_pem(),
+            tcb_signing_cert: self.tcb_signing.pem(),
+            tcb_signing_key: self.tcb_signing.key_pem(),
+            pck_cert: crate::dcap::to_pem_string(&self.pck_leaf_der),
+            pck_key: self.pck_key_pem.to_string(),
+        };
+        serde_json::to_string_pretty(&saved)
+            .map(zeroize::Zeroizing::new)
+            .map_err(persist_error)
+    }
+
+    /// Restore a hierarchy saved with [`IntelPki::to_saved`].
+    pub fn from_saved(text: &str) -> Result<Self, SimError> {
+        let saved: SavedIntelPki = serde_json::from_str(text).map_err(persist_error)?;
+        let pck_leaf_der = crate::x509::parse_pem_chain(saved.pck_cert.as_bytes())
+            .map_err(persist_error)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| SimError::Persist("the saved PCK certificate is missing".into()))?
+            .der;
+        let pck_key = KeyPair::from_pem(&saved.pck_key).map_err(persist_error)?;
+        Self::assemble(
+            Ca::restore(&saved.root_cert, &saved.root_key)?,
+            Ca::restore(&saved.pck_ca_cert, &saved.pck_ca_key)?,
+            Ca::restore(&saved.tcb_signing_cert, &saved.tcb_signing_key)?,
+            pck_leaf_der,
+            &pck_key,
+        )
+    }
+
+    /// The simulated root key's PKCS#8 DER: the seed simulated sealing keys derive from.
+    pub fn root_key_der(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(self.root.issuer.key().serialize_der())
     }
 
     /// The simulated root CA certificate (PEM): the trust anchor for simulated evidence.
@@ -498,7 +618,7 @@ fn json_signed(key: &EcdsaKeyPair, value: &serde_json::Value) -> Result<SignedJs
     Ok(SignedJson { text, signature })
 }
 
-fn crl(issuer: &Issuer, now: OffsetDateTime) -> Result<Vec<u8>, SimError> {
+fn crl(ca: &Ca, now: OffsetDateTime) -> Result<Vec<u8>, SimError> {
     let params = CertificateRevocationListParams {
         this_update: now - Duration::hours(1),
         next_update: now + Duration::days(30),
@@ -507,5 +627,5 @@ fn crl(issuer: &Issuer, now: OffsetDateTime) -> Result<Vec<u8>, SimError> {
         revoked_certs: Vec::new(),
         key_identifier_method: KeyIdMethod::Sha256,
     };
-    Ok(params.signed_by(issuer).map_err(cert_error)?.der().to_vec())
+    Ok(params.signed_by(&ca.issuer).map_err(cert_error)?.der().to_vec())
 }

@@ -27,8 +27,10 @@ pub enum SimError {
 pub mod amd;
 pub mod intel;
 mod options;
+mod platform;
 
 pub use options::{SimOptions, Simulated, simulate};
+pub use platform::SimPlatform;
 
 /// The marker extension every simulated certificate carries (a UTF-8 note, DER).
 pub(crate) fn marker_extension() -> Result<rcgen::CustomExtension, SimError> {

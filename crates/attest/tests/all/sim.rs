@@ -159,9 +159,7 @@ fn simulated_quotes_parse_like_hardware_quotes() {
 
 #[test]
 fn the_simulated_attester_produces_verifiable_evidence() {
-    use attest::attester::{Attester, AttesterKind, AuxKind, SimulatedAttester};
-    use attest::evidence::Inputs;
-    use attest::snp::cert_table::{self, CertKind};
+    use attest::attester::{Attester, AttesterKind, SimulatedAttester};
 
     for tee in [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp] {
         let attester = SimulatedAttester::new(tee, now()).unwrap();
@@ -170,35 +168,61 @@ fn the_simulated_attester_produces_verifiable_evidence() {
             (AttesterKind::Simulated, tee)
         );
         let evidence = attester.evidence(&[0x42; 64]).unwrap();
-        let mut inputs = Inputs {
-            tee: Some(tee),
-            ..Inputs::default()
-        };
-        if let Some(pki) = attester.intel() {
-            let collateral = pki
-                .collateral(tee == TeeKind::Tdx, TcbStatus::UpToDate, now())
-                .unwrap();
-            inputs.collateral = vec![(
-                "c".into(),
-                collateral.to_combined_json().unwrap().into_bytes(),
-            )];
-        } else {
-            let table = cert_table::parse(evidence.aux(AuxKind::SnpCertTable).unwrap()).unwrap();
-            let get = |k: CertKind| table.iter().find(|(kind, _)| *kind == k).unwrap().1.clone();
-            inputs.vek = Some(get(CertKind::Vcek));
-            let pem = [get(CertKind::Ask), get(CertKind::Ark)]
-                .iter()
-                .map(|der| attest::dcap::to_pem_string(der))
-                .collect::<String>();
-            inputs.chain = Some(pem.into_bytes());
-        }
+        let inputs = evidence.verification_inputs();
         let anchor = TrustAnchor::simulation(attester.anchor_pem().as_bytes()).unwrap();
         let (_, claims) = Verifiers::with_anchor(anchor)
-            .verify(&evidence.bytes, &inputs, now())
+            .verify(&evidence.bytes, &inputs, OffsetDateTime::now_utc())
             .unwrap();
         assert_eq!(claims.report_data, [0x42; 64], "{tee}");
         assert!(claims.simulated);
     }
+}
+
+#[test]
+fn a_saved_platform_is_shared_and_its_knobs_reach_the_claims() {
+    use attest::attester::{Attester, SimMeasurements, SimulatedAttester};
+    use attest::sim::SimPlatform;
+
+    let dir = std::env::temp_dir().join(format!("cloister-sim-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let first = SimPlatform::open(&dir, now()).unwrap();
+    let second = SimPlatform::open(&dir, now()).unwrap();
+    assert_eq!(first.intel().root_pem(), second.intel().root_pem());
+    assert_eq!(*first.sealing_seed(), *second.sealing_seed());
+
+    let mut measurements = SimMeasurements::default();
+    measurements.sgx.mr_enclave = [7; 32];
+    let attester = SimulatedAttester::on_platform(TeeKind::Sgx, &first, now())
+        .unwrap()
+        .with_measurements(measurements)
+        .with_tcb(TcbStatus::OutOfDate);
+    let evidence = attester.evidence(&[1; 64]).unwrap();
+    let (dcap, snp) = second.anchors(now()).unwrap();
+    let (_, claims) = Verifiers::with_anchors(dcap, snp)
+        .verify(
+            &evidence.bytes,
+            &evidence.verification_inputs(),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    let attest::Measurements::Sgx(sgx) = &claims.measurements else {
+        panic!("not SGX claims: {claims:?}");
+    };
+    assert_eq!(sgx.mr_enclave, [7; 32]);
+    assert_eq!(claims.tcb_status, Some(TcbStatus::OutOfDate));
+    // Another platform's root does not verify this one's evidence.
+    let other = SimPlatform::open(&dir.join("other"), now()).unwrap();
+    let (dcap, snp) = other.anchors(now()).unwrap();
+    assert!(
+        Verifiers::with_anchors(dcap, snp)
+            .verify(
+                &evidence.bytes,
+                &evidence.verification_inputs(),
+                OffsetDateTime::now_utc()
+            )
+            .is_err()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
