@@ -1,0 +1,264 @@
+//! The coordinator's REST API: every JSON shape the server sends or accepts, shared by the
+//! server and its clients (CLI, launcher, benchmarks). No I/O.
+//!
+//! Binary fields are base64 (standard alphabet) unless named `*_pem` or `*_hex`.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The API's path prefix.
+pub const PREFIX: &str = "/api/v1";
+
+/// The domain string mixed into the coordinator's report data, so its evidence cannot be
+/// mistaken for evidence bound to anything else.
+pub const ATTESTATION_DOMAIN: &[u8] = b"cloister coordinator attestation v1\0";
+
+/// The longest nonce `GET /attestation` accepts, in bytes.
+pub const MAX_NONCE_LEN: usize = 64;
+
+/// What the coordinator's evidence binds in its 64-byte report data: the first 32 bytes are
+/// `SHA-256(domain ‖ SHA-256(root certificate DER) ‖ manifest hash or 32 zero bytes ‖ nonce)`,
+/// the rest zero. Anyone holding the root, the manifest and the nonce recomputes it.
+pub fn coordinator_report_data(
+    root_sha256: &[u8; 32],
+    manifest_hash: Option<&[u8; 32]>,
+    nonce: &[u8],
+    sha256: impl Fn(&[u8]) -> [u8; 32],
+) -> [u8; 64] {
+    let mut input = Vec::with_capacity(ATTESTATION_DOMAIN.len() + 64 + nonce.len());
+    input.extend_from_slice(ATTESTATION_DOMAIN);
+    input.extend_from_slice(root_sha256);
+    input.extend_from_slice(manifest_hash.unwrap_or(&[0; 32]));
+    input.extend_from_slice(nonce);
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(&sha256(&input));
+    out
+}
+
+/// The coordinator's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Waiting for the first manifest; no workload can activate yet.
+    AcceptingManifest,
+    /// A manifest is set; workloads activate against it.
+    AcceptingWorkloads,
+}
+
+impl State {
+    /// The name used in JSON and in readable output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AcceptingManifest => "accepting-manifest",
+            Self::AcceptingWorkloads => "accepting-workloads",
+        }
+    }
+}
+
+/// `GET /status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// The lifecycle state.
+    pub state: State,
+    /// Whether the coordinator runs on simulated hardware and accepts simulated evidence.
+    pub simulation: bool,
+    /// How its state is sealed, in words.
+    pub sealing: String,
+    /// The hex SHA-256 of the manifest in force, if any.
+    pub manifest_hash: Option<String>,
+    /// The coordinator's version.
+    pub version: String,
+}
+
+/// Evidence with what verifies it, as it travels between processes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceBundle {
+    /// `sgx`, `tdx`, `snp`, `az-snp-vtpm` or `az-tdx-vtpm`.
+    pub tee: String,
+    /// The quote or report, base64.
+    pub evidence: String,
+    /// DCAP collateral as combined JSON, when the producer has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collateral: Option<String>,
+    /// The SNP VCEK or VLEK, base64 DER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vek: Option<String>,
+    /// The AMD chain (ASK, ARK), PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_pem: Option<String>,
+}
+
+/// `GET /attestation[?nonce=HEX]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationResponse {
+    /// The coordinator's evidence; its report data is [`coordinator_report_data`].
+    pub evidence: EvidenceBundle,
+    /// The root then the intermediate certificate, PEM.
+    pub certificate_chain_pem: String,
+    /// The hex SHA-256 of the manifest in force, if any.
+    pub manifest_hash: Option<String>,
+    /// The nonce the evidence binds, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce_hex: Option<String>,
+    /// Whether the evidence is simulated.
+    pub simulated: bool,
+}
+
+/// `POST /manifest` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSetResponse {
+    /// The hex SHA-256 of the uploaded bytes, now in force.
+    pub manifest_hash: String,
+    /// Things the coordinator ignored or wants you to know, with their JSON paths.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `GET /manifest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestResponse {
+    /// The manifest exactly as uploaded, base64.
+    pub manifest: String,
+    /// Its hex SHA-256.
+    pub manifest_hash: String,
+}
+
+/// `POST /activate`: a workload asks to be activated as `workload`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationRequest {
+    /// The workload type (a key of the manifest's `workloads`).
+    pub workload: String,
+    /// The instance UUID; the coordinator picks one when absent. Per-workload secrets derive
+    /// from it, so a restarted instance that keeps its UUID gets the same keys.
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// Evidence whose report data starts with SHA-256 of the TLS client key's
+    /// SubjectPublicKeyInfo (DER).
+    pub evidence: EvidenceBundle,
+}
+
+/// `POST /activate` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationResponse {
+    /// The instance UUID.
+    pub uuid: String,
+    /// The workload's certificate (for the key it presented) then the intermediate, PEM.
+    pub certificate_chain_pem: String,
+    /// The deployment root certificate, PEM: what the workload trusts for mTLS.
+    pub root_ca_pem: String,
+    /// The rendered parameters.
+    pub parameters: Parameters,
+    /// Whether the activation rests on simulated evidence.
+    pub simulated: bool,
+}
+
+/// A workload's rendered parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parameters {
+    /// Path → contents (base64).
+    pub files: BTreeMap<String, String>,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// The command line, when the manifest replaces it.
+    pub argv: Vec<String>,
+}
+
+/// A secret as `GET /secrets` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretValue {
+    /// The secret's type (`symmetric-key`, `cert-ecdsa`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The key bytes (symmetric/plain), base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The certificate, PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
+    /// The private key (PKCS#8), PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_pem: Option<String>,
+}
+
+/// `GET /secrets?name=…` response and `POST /secrets` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// Secret name → value.
+    pub secrets: BTreeMap<String, SecretValue>,
+}
+
+/// One entry of the hash-chained audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// When it happened, RFC 3339.
+    pub time: String,
+    /// What happened (`manifest-set`, `activation`, `secret-set`, …).
+    pub event: String,
+    /// Who did it: a manifest user, a workload instance, or `coordinator`.
+    pub actor: String,
+    /// Event details.
+    pub details: serde_json::Value,
+    /// The previous entry's hash, hex (zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over this entry's canonical fields and `prev_hash`, hex.
+    pub hash: String,
+}
+
+/// `GET /audit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLog {
+    /// Entries, oldest first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// An RFC 9457 problem detail, the body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// A stable URI naming the problem kind.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time and what to do about it.
+    pub detail: String,
+    /// Individual errors (for example every invalid manifest path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemItem>,
+}
+
+/// One item of [`Problem::errors`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemItem {
+    /// Where (a JSON path, or a field name).
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The base of every problem `type` URI.
+pub const PROBLEM_BASE: &str = "https://cloister.dev/problems/";
+
+/// The environment variables the launcher sets for a workload.
+pub mod env {
+    /// Path of the workload's certificate chain (PEM).
+    pub const CERT_FILE: &str = "CLOISTER_CERT_FILE";
+    /// Path of the workload's private key (PKCS#8 PEM).
+    pub const KEY_FILE: &str = "CLOISTER_KEY_FILE";
+    /// Path of the deployment root certificate (PEM).
+    pub const ROOT_CA_FILE: &str = "CLOISTER_ROOT_CA_FILE";
+    /// The workload type.
+    pub const WORKLOAD: &str = "CLOISTER_WORKLOAD";
+    /// The instance UUID.
+    pub const UUID: &str = "CLOISTER_UUID";
+}
+
+/// What the coordinator puts where a template asks for the workload's own private key
+/// (`.Cloister.WorkloadCert.Private`): the key never leaves the workload's TEE, so the launcher
+/// replaces every encoding of these bytes (PEM, hex, base64, raw) with its key (PKCS#8).
+pub const WORKLOAD_KEY_PLACEHOLDER: &[u8] = b"cloister: the workload's own key goes here";

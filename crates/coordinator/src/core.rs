@@ -1,0 +1,722 @@
+//! The coordinator's logic, independent of HTTP: start-up, manifest, activation, secrets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use attest::attester::{Attester, SimulatedAttester};
+use attest::evidence::{Inputs, Verifiers};
+use attest::sim::SimPlatform;
+use attest::{TeeKind, crypto::sha256};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use manifest::{Manifest, Reserved, SecretValue, Values};
+use serde_json::json;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::ca::Ca;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::seal::{SealSource, Sealer};
+use crate::secrets::{self, Instance, StoredSecret, spki_of};
+use crate::store::{AuditEvent, Change, Store};
+
+/// How to run a coordinator.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the sealed state file lives.
+    pub data_dir: PathBuf,
+    /// DNS names and IP addresses of the coordinator's TLS certificate.
+    pub dns_names: Vec<String>,
+    /// Run on simulated hardware and accept simulated evidence.
+    pub simulation: bool,
+    /// The simulated platform's directory.
+    pub sim_dir: PathBuf,
+    /// The TEE the simulated coordinator runs in.
+    pub sim_tee: TeeKind,
+}
+
+/// Why the coordinator cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// No TEE sealing key is available.
+    #[error(
+        "no sealing key: this build seals state only on a simulated platform; run with \
+         --simulation on a machine without a TEE"
+    )]
+    NoSealingKey,
+    /// The simulated platform could not be opened.
+    #[error("simulated platform: {0}")]
+    Simulation(#[from] attest::sim::SimError),
+    /// The state could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The CA could not be created or restored.
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
+    /// Sealing failed.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+    /// The coordinator's own evidence could not be obtained.
+    #[error("the coordinator cannot attest itself: {0}")]
+    Attest(String),
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A saved record is corrupt.
+    #[error("saved state record {0} is corrupt")]
+    Corrupt(&'static str),
+}
+
+/// The manifest in force and what was generated for it.
+pub(crate) struct Deployment {
+    pub(crate) manifest: Manifest,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) hash: [u8; 32],
+    secrets: BTreeMap<String, StoredSecret>,
+    root_secret: Zeroizing<[u8; 32]>,
+    counters: HashMap<String, AtomicU64>,
+}
+
+/// A running coordinator's state.
+pub struct Coordinator {
+    pub(crate) ca: Ca,
+    store: Store,
+    simulation: bool,
+    sealing: &'static str,
+    verifiers: Verifiers,
+    attester: Box<dyn Attester>,
+    deployment: ArcSwapOption<Deployment>,
+    /// Evidence over the root and current manifest with no nonce, refreshed on manifest set.
+    cached_attestation: ArcSwap<api::EvidenceBundle>,
+    /// Serializes manifest and secret updates (admin calls only, never activations).
+    admin: tokio::sync::Mutex<()>,
+    pub(crate) metrics: Metrics,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("simulation", &self.simulation)
+            .finish_non_exhaustive()
+    }
+}
+
+const CA_RECORD: &str = "ca";
+const MANIFEST_RECORD: &str = "manifest";
+const SECRETS_RECORD: &str = "secrets";
+const ROOT_SECRET_RECORD: &str = "root-secret";
+
+fn counter_record(workload: &str) -> String {
+    format!("activations/{workload}")
+}
+
+impl Coordinator {
+    /// Start: unseal the state (or create it), attest, and be ready for requests.
+    pub async fn start(config: &Config) -> Result<Arc<Self>, StartError> {
+        if !config.simulation {
+            return Err(StartError::NoSealingKey);
+        }
+        let now = OffsetDateTime::now_utc();
+        let platform = SimPlatform::open(&config.sim_dir, now)?;
+        let sealer = Arc::new(Sealer::derive(
+            platform.sealing_seed().as_ref(),
+            SealSource::Simulation,
+        )?);
+        tracing::warn!(
+            "SIMULATION: state is sealed under a key derived from the simulated platform in {}; \
+             it protects nothing from the host",
+            platform.dir().display()
+        );
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(&config.data_dir.join("state.redb"), sealer)?;
+        let ca = match store.get(CA_RECORD)? {
+            Some(saved) => Ca::from_saved(&saved)?,
+            None => {
+                let ca = Ca::generate(now)?;
+                store
+                    .commit(Change {
+                        puts: vec![(CA_RECORD.into(), ca.to_saved()?)],
+                        audit: AuditEvent {
+                            event: "coordinator-initialized",
+                            actor: "coordinator".into(),
+                            details: json!({ "root_sha256": hex::encode(sha256(ca.root_der())) }),
+                        },
+                    })
+                    .await?;
+                ca
+            }
+        };
+        let (dcap, snp) = platform.anchors(now)?;
+        let attester = SimulatedAttester::on_platform(config.sim_tee, &platform, now)?;
+        let deployment = load_deployment(&store)?;
+        let coordinator = Self {
+            ca,
+            store,
+            simulation: true,
+            sealing: SealSource::Simulation.describe(),
+            verifiers: Verifiers::with_anchors(dcap, snp),
+            attester: Box::new(attester),
+            deployment: ArcSwapOption::from(deployment.map(Arc::new)),
+            cached_attestation: ArcSwap::from_pointee(api::EvidenceBundle::default()),
+            admin: tokio::sync::Mutex::new(()),
+            metrics: Metrics::default(),
+        };
+        coordinator.refresh_cached_attestation()?;
+        Ok(Arc::new(coordinator))
+    }
+
+    /// The server certificate chain and key for the TLS endpoint.
+    pub fn server_identity(
+        &self,
+        names: &[String],
+    ) -> Result<(Vec<Vec<u8>>, Zeroizing<Vec<u8>>), crate::ca::CaError> {
+        let (leaf, key) = self.ca.issue_server(names, OffsetDateTime::now_utc())?;
+        Ok((vec![leaf, self.ca.intermediate_der().to_vec()], key))
+    }
+
+    fn current(&self) -> Result<Arc<Deployment>, ApiError> {
+        self.deployment.load_full().ok_or(ApiError::NoManifest)
+    }
+
+    /// `GET /status`.
+    pub fn status(&self) -> api::StatusResponse {
+        let deployment = self.deployment.load();
+        api::StatusResponse {
+            state: if deployment.is_some() {
+                api::State::AcceptingWorkloads
+            } else {
+                api::State::AcceptingManifest
+            },
+            simulation: self.simulation,
+            sealing: self.sealing.to_string(),
+            manifest_hash: deployment.as_ref().map(|d| hex::encode(d.hash)),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// `GET /attestation[?nonce]`.
+    pub fn attestation(&self, nonce: Option<&[u8]>) -> Result<api::AttestationResponse, ApiError> {
+        let deployment = self.deployment.load();
+        let manifest_hash = deployment.as_ref().map(|d| d.hash);
+        let evidence = match nonce {
+            None => (**self.cached_attestation.load()).clone(),
+            Some(nonce) => self.attest(manifest_hash.as_ref(), nonce)?,
+        };
+        Ok(api::AttestationResponse {
+            evidence,
+            certificate_chain_pem: format!("{}{}", self.ca.root_pem(), self.ca.intermediate_pem()),
+            manifest_hash: manifest_hash.map(hex::encode),
+            nonce_hex: nonce.map(hex::encode),
+            simulated: self.simulation,
+        })
+    }
+
+    fn attest(
+        &self,
+        manifest_hash: Option<&[u8; 32]>,
+        nonce: &[u8],
+    ) -> Result<api::EvidenceBundle, ApiError> {
+        let report_data = api::coordinator_report_data(
+            &sha256(self.ca.root_der()),
+            manifest_hash,
+            nonce,
+            sha256,
+        );
+        let evidence = self
+            .attester
+            .evidence(&report_data)
+            .map_err(|e| ApiError::Internal(format!("the coordinator cannot attest: {e}")))?;
+        Ok(bundle_of(&evidence))
+    }
+
+    fn refresh_cached_attestation(&self) -> Result<(), StartError> {
+        let hash = self.deployment.load().as_ref().map(|d| d.hash);
+        let bundle = self
+            .attest(hash.as_ref(), &[])
+            .map_err(|e| StartError::Attest(e.to_string()))?;
+        self.cached_attestation.store(Arc::new(bundle));
+        Ok(())
+    }
+
+    /// `GET /manifest`.
+    pub fn manifest(&self) -> Result<api::ManifestResponse, ApiError> {
+        let d = self.current()?;
+        Ok(api::ManifestResponse {
+            manifest: B64.encode(&d.raw),
+            manifest_hash: hex::encode(d.hash),
+        })
+    }
+
+    /// `POST /manifest`: the first set needs no identity; a replacement needs a user with
+    /// `UpdateManifest` in the manifest in force.
+    pub async fn set_manifest(
+        &self,
+        raw: &[u8],
+        peer: Option<&[u8]>,
+    ) -> Result<api::ManifestSetResponse, ApiError> {
+        let parsed = Manifest::parse(raw).map_err(ApiError::MalformedManifest)?;
+        parsed
+            .manifest
+            .validate()
+            .map_err(ApiError::InvalidManifest)?;
+        let _admin = self.admin.lock().await;
+        let actor = match self.deployment.load_full() {
+            None => "initial".to_string(),
+            Some(old) => authorize(&old.manifest, peer, manifest::Action::UpdateManifest, manifest::Resource::Manifest)?,
+        };
+        let now = OffsetDateTime::now_utc();
+        let secrets = secrets::generate_shared(&parsed.manifest.secrets, &self.ca, now)?;
+        let mut root_secret = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(root_secret.as_mut())
+            .map_err(|_| ApiError::Internal("no randomness".into()))?;
+        let hash = sha256(raw);
+        let mut puts = vec![
+            (MANIFEST_RECORD.to_string(), Zeroizing::new(raw.to_vec())),
+            (SECRETS_RECORD.to_string(), encode_secrets(&secrets)?),
+            (ROOT_SECRET_RECORD.to_string(), Zeroizing::new(root_secret.to_vec())),
+        ];
+        for name in parsed.manifest.workloads.keys() {
+            puts.push((counter_record(name), Zeroizing::new(0u64.to_le_bytes().to_vec())));
+        }
+        self.store
+            .commit(Change {
+                puts,
+                audit: AuditEvent {
+                    event: "manifest-set",
+                    actor,
+                    details: json!({ "manifest_hash": hex::encode(hash) }),
+                },
+            })
+            .await?;
+        let counters = parsed
+            .manifest
+            .workloads
+            .keys()
+            .map(|k| (k.clone(), AtomicU64::new(0)))
+            .collect();
+        self.deployment.store(Some(Arc::new(Deployment {
+            manifest: parsed.manifest,
+            raw: raw.to_vec(),
+            hash,
+            secrets,
+            root_secret,
+            counters,
+        })));
+        self.refresh_cached_attestation()
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(api::ManifestSetResponse {
+            manifest_hash: hex::encode(hash),
+            warnings: parsed.warnings.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    /// `GET /audit`.
+    pub fn audit(&self) -> Result<api::AuditLog, ApiError> {
+        Ok(api::AuditLog {
+            entries: self.store.audit()?,
+        })
+    }
+
+    /// `POST /activate`.
+    pub async fn activate(
+        &self,
+        request: api::ActivationRequest,
+        peer: Option<&[u8]>,
+    ) -> Result<api::ActivationResponse, ApiError> {
+        self.metrics.activations.fetch_add(1, Ordering::Relaxed);
+        let result = self.try_activate(request, peer).await;
+        if result.is_ok() {
+            self.metrics.activations_ok.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn try_activate(
+        &self,
+        request: api::ActivationRequest,
+        peer: Option<&[u8]>,
+    ) -> Result<api::ActivationResponse, ApiError> {
+        let d = self.current()?;
+        let workload = d
+            .manifest
+            .workloads
+            .get(&request.workload)
+            .ok_or_else(|| ApiError::UnknownWorkload(request.workload.clone()))?;
+        let peer = peer.ok_or(ApiError::NoClientCertificate)?;
+        let spki = spki_of(peer).ok_or(ApiError::NoClientCertificate)?;
+        let (evidence, inputs) = decode_bundle(&request.evidence)?;
+        let now = OffsetDateTime::now_utc();
+        let (_, claims) = self
+            .verifiers
+            .verify(&evidence, &inputs, now)
+            .map_err(ApiError::EvidenceRejected)?;
+        if claims.report_data[..32] != sha256(&spki) {
+            return Err(ApiError::EvidenceNotBound);
+        }
+        let package = d
+            .manifest
+            .packages
+            .get(&workload.package)
+            .ok_or_else(|| ApiError::Internal(format!("package {} is missing", workload.package)))?;
+        package
+            .appraise(&claims, self.simulation)
+            .map_err(|mismatches| ApiError::PackageMismatch {
+                package: workload.package.clone(),
+                mismatches,
+            })?;
+        let uuid = match &request.uuid {
+            Some(text) => uuid::Uuid::parse_str(text)
+                .map_err(|e| ApiError::BadRequest(format!("uuid {text:?}: {e}")))?,
+            None => uuid::Uuid::new_v4(),
+        }
+        .to_string();
+        let count = self.reserve_activation(&d, &request.workload, workload.max_activations)?;
+        let commit = self
+            .store
+            .commit(Change {
+                puts: vec![(
+                    counter_record(&request.workload),
+                    Zeroizing::new(count.to_le_bytes().to_vec()),
+                )],
+                audit: AuditEvent {
+                    event: "activation",
+                    actor: format!("{}/{uuid}", request.workload),
+                    details: json!({
+                        "workload": request.workload,
+                        "uuid": uuid,
+                        "tee": claims.tee.as_str(),
+                        "simulated": claims.simulated,
+                        "tcb_status": claims.tcb_status.map(|s| s.as_str()),
+                        "activation": count,
+                    }),
+                },
+            })
+            .await;
+        if let Err(e) = commit {
+            if let Some(c) = d.counters.get(&request.workload) {
+                c.fetch_sub(1, Ordering::SeqCst);
+            }
+            return Err(e.into());
+        }
+        let mut names = workload.dns_names.clone();
+        names.push(request.workload.clone());
+        let leaf = self
+            .ca
+            .issue_workload(&spki, &request.workload, &uuid, &names, now)?;
+        let values = ActivationValues {
+            coordinator: self,
+            deployment: &d,
+            instance: Instance {
+                root_secret: &d.root_secret,
+                uuid: &uuid,
+                workload: (!workload.disable_secret_binding).then_some(request.workload.as_str()),
+            },
+            leaf: &leaf,
+            spki: &spki,
+            now,
+        };
+        let rendered = workload
+            .render(&values)
+            .map_err(|e| ApiError::Internal(format!("rendering parameters: {e}")))?;
+        Ok(api::ActivationResponse {
+            uuid,
+            certificate_chain_pem: format!(
+                "{}{}",
+                attest::dcap::to_pem_string(&leaf),
+                self.ca.intermediate_pem()
+            ),
+            root_ca_pem: self.ca.root_pem(),
+            parameters: api::Parameters {
+                files: rendered
+                    .files
+                    .iter()
+                    .map(|(k, v)| (k.clone(), B64.encode(v)))
+                    .collect(),
+                env: rendered.env.clone(),
+                argv: rendered.argv.clone(),
+            },
+            simulated: claims.simulated,
+        })
+    }
+
+    /// Take one activation from the workload's budget, atomically; returns the new count.
+    fn reserve_activation(&self, d: &Deployment, workload: &str, max: u64) -> Result<u64, ApiError> {
+        let counter = d
+            .counters
+            .get(workload)
+            .ok_or_else(|| ApiError::UnknownWorkload(workload.to_string()))?;
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                (max == 0 || c < max).then_some(c + 1)
+            })
+            .map(|previous| previous + 1)
+            .map_err(|_| ApiError::MaxActivations {
+                workload: workload.to_string(),
+                max,
+            })
+    }
+
+    /// `GET /secrets?name=…`: shared and user-defined secrets, for users holding `ReadSecret`.
+    pub fn get_secrets(
+        &self,
+        names: &[String],
+        peer: Option<&[u8]>,
+    ) -> Result<api::Secrets, ApiError> {
+        let d = self.current()?;
+        let mut out = api::Secrets::default();
+        for name in names {
+            authorize(&d.manifest, peer, manifest::Action::ReadSecret, manifest::Resource::Secret(name))?;
+            let spec = d
+                .manifest
+                .secrets
+                .get(name)
+                .ok_or_else(|| ApiError::UnknownSecret(name.clone()))?;
+            let stored = d.secrets.get(name).ok_or_else(|| ApiError::InvalidSecret {
+                name: name.clone(),
+                reason: if spec.user_defined {
+                    "it has not been set yet".into()
+                } else {
+                    "it is per-instance: only its workloads receive it".into()
+                },
+            })?;
+            out.secrets.insert(name.clone(), to_api_secret(name, stored)?);
+        }
+        Ok(out)
+    }
+
+    /// `POST /secrets`: set user-defined secrets, for users holding `WriteSecret`.
+    pub async fn set_secrets(
+        &self,
+        request: api::Secrets,
+        peer: Option<&[u8]>,
+    ) -> Result<(), ApiError> {
+        let _admin = self.admin.lock().await;
+        let d = self.current()?;
+        let mut user = String::new();
+        let mut secrets = d.secrets.clone();
+        for (name, value) in &request.secrets {
+            user = authorize(&d.manifest, peer, manifest::Action::WriteSecret, manifest::Resource::Secret(name))?;
+            let spec = d
+                .manifest
+                .secrets
+                .get(name)
+                .ok_or_else(|| ApiError::UnknownSecret(name.clone()))?;
+            secrets.insert(name.clone(), crate::usersecret::accept(name, spec, value)?);
+        }
+        self.store
+            .commit(Change {
+                puts: vec![(SECRETS_RECORD.to_string(), encode_secrets(&secrets)?)],
+                audit: AuditEvent {
+                    event: "secret-set",
+                    actor: user,
+                    details: json!({ "secrets": request.secrets.keys().collect::<Vec<_>>() }),
+                },
+            })
+            .await?;
+        let next = Deployment {
+            manifest: d.manifest.clone(),
+            raw: d.raw.clone(),
+            hash: d.hash,
+            secrets,
+            root_secret: d.root_secret.clone(),
+            counters: d
+                .counters
+                .iter()
+                .map(|(k, v)| (k.clone(), AtomicU64::new(v.load(Ordering::SeqCst))))
+                .collect(),
+        };
+        self.deployment.store(Some(Arc::new(next)));
+        Ok(())
+    }
+}
+
+/// The user `peer` authenticates as, if the manifest lets them do `action`.
+fn authorize(
+    manifest: &Manifest,
+    peer: Option<&[u8]>,
+    action: manifest::Action,
+    resource: manifest::Resource<'_>,
+) -> Result<String, ApiError> {
+    let (user, _) = peer
+        .and_then(|der| manifest.find_user_by_cert(der))
+        .ok_or(ApiError::Unauthenticated)?;
+    if manifest.user_may(user, action, resource) {
+        Ok(user.to_string())
+    } else {
+        Err(ApiError::Forbidden {
+            user: user.to_string(),
+            action: format!("{} {resource:?}", action.as_str()),
+        })
+    }
+}
+
+fn encode_secrets(
+    secrets: &BTreeMap<String, StoredSecret>,
+) -> Result<Zeroizing<Vec<u8>>, ApiError> {
+    serde_json::to_vec(secrets)
+        .map(Zeroizing::new)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn to_api_secret(name: &str, stored: &StoredSecret) -> Result<api::SecretValue, ApiError> {
+    let value = stored.to_value(name)?;
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = B64.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+    };
+    Ok(api::SecretValue {
+        kind: stored.kind.as_str().to_string(),
+        key: stored.key.clone(),
+        cert_pem: value.cert_der.as_deref().map(|d| pem("CERTIFICATE", d)),
+        private_pem: value.private_pkcs8.as_deref().map(|d| pem("PRIVATE KEY", d)),
+    })
+}
+
+fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
+    let Some(raw) = store.get(MANIFEST_RECORD)? else {
+        return Ok(None);
+    };
+    let manifest = Manifest::parse(&raw)
+        .map_err(|_| StartError::Corrupt(MANIFEST_RECORD))?
+        .manifest;
+    let secrets = match store.get(SECRETS_RECORD)? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| StartError::Corrupt(SECRETS_RECORD))?,
+        None => BTreeMap::new(),
+    };
+    let root_secret: [u8; 32] = store
+        .get(ROOT_SECRET_RECORD)?
+        .and_then(|b| b.as_slice().try_into().ok())
+        .ok_or(StartError::Corrupt(ROOT_SECRET_RECORD))?;
+    let mut counters = HashMap::new();
+    for name in manifest.workloads.keys() {
+        let count = match store.get(&counter_record(name))? {
+            Some(b) => u64::from_le_bytes(
+                b.as_slice().try_into().map_err(|_| StartError::Corrupt("activation counter"))?,
+            ),
+            None => 0,
+        };
+        counters.insert(name.clone(), AtomicU64::new(count));
+    }
+    Ok(Some(Deployment {
+        hash: sha256(&raw),
+        raw: raw.to_vec(),
+        manifest,
+        secrets,
+        root_secret: Zeroizing::new(root_secret),
+        counters,
+    }))
+}
+
+/// Evidence as it travels.
+pub fn bundle_of(evidence: &attest::attester::Evidence) -> api::EvidenceBundle {
+    let inputs = evidence.verification_inputs();
+    api::EvidenceBundle {
+        tee: evidence.tee.as_str().to_string(),
+        evidence: B64.encode(&evidence.bytes),
+        collateral: inputs
+            .collateral
+            .first()
+            .and_then(|(_, json)| String::from_utf8(json.clone()).ok()),
+        vek: inputs.vek.as_deref().map(|v| B64.encode(v)),
+        chain_pem: inputs.chain.and_then(|c| String::from_utf8(c).ok()),
+    }
+}
+
+/// The evidence bytes and verification inputs a bundle carries.
+pub fn decode_bundle(bundle: &api::EvidenceBundle) -> Result<(Vec<u8>, Inputs), ApiError> {
+    let bad = |what: &str| ApiError::BadRequest(format!("evidence bundle: {what} is not valid base64"));
+    let tee = bundle
+        .tee
+        .parse::<TeeKind>()
+        .map_err(|_| ApiError::BadRequest(format!("evidence bundle: unknown tee {:?}", bundle.tee)))?;
+    let evidence = B64.decode(&bundle.evidence).map_err(|_| bad("evidence"))?;
+    let inputs = Inputs {
+        tee: Some(tee),
+        collateral: bundle
+            .collateral
+            .iter()
+            .map(|c| ("collateral.json".to_string(), c.as_bytes().to_vec()))
+            .collect(),
+        vek: bundle
+            .vek
+            .as_deref()
+            .map(|v| B64.decode(v).map_err(|_| bad("vek")))
+            .transpose()?,
+        chain: bundle.chain_pem.as_ref().map(|c| c.as_bytes().to_vec()),
+        nonce: None,
+    };
+    Ok((evidence, inputs))
+}
+
+/// Template values for one activation.
+struct ActivationValues<'a> {
+    coordinator: &'a Coordinator,
+    deployment: &'a Deployment,
+    instance: Instance<'a>,
+    leaf: &'a [u8],
+    spki: &'a [u8],
+    now: OffsetDateTime,
+}
+
+impl Values for ActivationValues<'_> {
+    fn secret(&self, name: &str, previous: bool) -> Option<SecretValue> {
+        if previous {
+            return None;
+        }
+        if let Some(stored) = self.deployment.secrets.get(name) {
+            return stored.to_value(name).ok();
+        }
+        let spec = self.deployment.manifest.secrets.get(name)?;
+        if spec.user_defined || spec.shared {
+            return None;
+        }
+        secrets::generate(name, spec, &self.coordinator.ca, self.now, Some(self.instance))
+            .ok()?
+            .to_value(name)
+            .ok()
+    }
+
+    fn reserved(&self, which: Reserved) -> Option<SecretValue> {
+        let ca = &self.coordinator.ca;
+        let cert = |der: &[u8]| {
+            let spki = spki_of(der)?;
+            Some(SecretValue::certificate(
+                manifest::SecretKind::CertEcdsa,
+                der.to_vec(),
+                None,
+                spki,
+            ))
+        };
+        match which {
+            Reserved::RootCa | Reserved::CoordinatorRoot => cert(ca.root_der()),
+            Reserved::CoordinatorIntermediate => cert(ca.intermediate_der()),
+            Reserved::WorkloadCert => Some(SecretValue::certificate(
+                manifest::SecretKind::CertEcdsa,
+                self.leaf.to_vec(),
+                // The key never leaves the workload's TEE: the launcher swaps this
+                // placeholder for its own key.
+                Some(Zeroizing::new(api::WORKLOAD_KEY_PLACEHOLDER.to_vec())),
+                self.spki.to_vec(),
+            )),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Every way a request fails, and — in one place — the HTTP status and RFC 9457 problem type
+//! each maps to.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request body or query is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No route matches.
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    /// No manifest is set yet.
+    #[error("no manifest is set: set one with `cloister manifest set`")]
+    NoManifest,
+    /// The manifest does not parse.
+    #[error("the manifest does not parse: {0}")]
+    MalformedManifest(#[source] manifest::ManifestError),
+    /// The manifest breaks rules; every error has its path.
+    #[error("the manifest is invalid ({} errors)", .0.0.len())]
+    InvalidManifest(manifest::ValidationErrors),
+    /// The call needs a manifest user's client certificate.
+    #[error(
+        "this call needs the client certificate of a user named in the manifest; pass \
+         --cert and --key"
+    )]
+    Unauthenticated,
+    /// The user lacks the role for the action.
+    #[error("user {user} may not {action}")]
+    Forbidden {
+        /// The user.
+        user: String,
+        /// The action.
+        action: String,
+    },
+    /// The workload type is not in the manifest.
+    #[error("unknown workload type {0:?}: the manifest does not list it")]
+    UnknownWorkload(String),
+    /// Activation needs a TLS client certificate for the workload's key.
+    #[error("activation needs a TLS client certificate for the key the evidence binds")]
+    NoClientCertificate,
+    /// The evidence did not verify.
+    #[error("the evidence was rejected: {0}")]
+    EvidenceRejected(#[source] attest::evidence::VerifyError),
+    /// The evidence binds another key than the TLS client key.
+    #[error(
+        "the evidence is not bound to the TLS client key: its report data must start with \
+         SHA-256 of the client certificate's SubjectPublicKeyInfo"
+    )]
+    EvidenceNotBound,
+    /// The claims do not match the workload's package.
+    #[error("the evidence does not match package {package}: {}", join(.mismatches))]
+    PackageMismatch {
+        /// The package.
+        package: String,
+        /// Every difference.
+        mismatches: Vec<manifest::Mismatch>,
+    },
+    /// The workload type has used all its activations.
+    #[error("workload {workload} has used all {max} of its activations")]
+    MaxActivations {
+        /// The workload type.
+        workload: String,
+        /// Its limit.
+        max: u64,
+    },
+    /// The secret is not in the manifest.
+    #[error("unknown secret {0:?}")]
+    UnknownSecret(String),
+    /// The uploaded secret is not acceptable.
+    #[error("secret {name}: {reason}")]
+    InvalidSecret {
+        /// The secret.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something failed on the coordinator's side.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn join(items: &[manifest::Mismatch]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    /// The HTTP status, the problem slug and its title.
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::BadRequest(_) => (S::BAD_REQUEST, "bad-request", "Malformed request"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not-found", "No such endpoint"),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::NoManifest => (S::CONFLICT, "no-manifest", "No manifest is set"),
+            Self::MalformedManifest(_) => (S::BAD_REQUEST, "malformed-manifest", "Malformed manifest"),
+            Self::InvalidManifest(_) => (S::UNPROCESSABLE_ENTITY, "invalid-manifest", "Invalid manifest"),
+            Self::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", "Authentication required"),
+            Self::Forbidden { .. } => (S::FORBIDDEN, "forbidden", "Not permitted"),
+            Self::UnknownWorkload(_) => (S::NOT_FOUND, "unknown-workload", "Unknown workload type"),
+            Self::NoClientCertificate => (S::UNAUTHORIZED, "no-client-certificate", "No client certificate"),
+            Self::EvidenceRejected(_) => (S::FORBIDDEN, "evidence-rejected", "Evidence rejected"),
+            Self::EvidenceNotBound => (S::FORBIDDEN, "evidence-not-bound", "Evidence not bound to the client key"),
+            Self::PackageMismatch { .. } => (S::FORBIDDEN, "package-mismatch", "Evidence does not match the package"),
+            Self::MaxActivations { .. } => (S::FORBIDDEN, "max-activations", "Activation limit reached"),
+            Self::UnknownSecret(_) => (S::NOT_FOUND, "unknown-secret", "Unknown secret"),
+            Self::InvalidSecret { .. } => (S::BAD_REQUEST, "invalid-secret", "Invalid secret"),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    /// The problem document.
+    pub fn problem(&self) -> api::Problem {
+        let (status, slug, title) = self.classify();
+        let errors = match self {
+            Self::InvalidManifest(errors) => errors
+                .0
+                .iter()
+                .map(|e| api::ProblemItem {
+                    path: e.path.clone(),
+                    reason: e.reason.clone(),
+                })
+                .collect(),
+            Self::PackageMismatch { mismatches, .. } => mismatches
+                .iter()
+                .map(|m| api::ProblemItem {
+                    path: m.field.to_string(),
+                    reason: format!("expected {}, got {}", m.expected, m.actual),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        api::Problem {
+            kind: format!("{}{slug}", api::PROBLEM_BASE),
+            title: title.to_string(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        if problem.status >= 500 {
+            tracing::error!(detail = %problem.detail, "request failed");
+        } else {
+            tracing::info!(kind = %problem.kind, detail = %problem.detail, "request refused");
+        }
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<crate::secrets::SecretError> for ApiError {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+impl From<crate::ca::CaError> for ApiError {
+    fn from(e: crate::ca::CaError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}

@@ -1,0 +1,101 @@
+//! The cloister coordinator: it verifies each workload's evidence before it gets anything, is
+//! the deployment's certificate authority, hands out secrets from the manifest, and publishes
+//! one attestation statement for the whole deployment.
+//!
+//! * [`core`]: start-up, manifest, activation, secrets — no HTTP.
+//! * [`http`] and [`tls`]: the REST API over rustls; [`error`] maps every failure to its
+//!   HTTP status and problem type in one place.
+//! * [`store`] and [`seal`]: sealed state in redb with a hash-chained audit log.
+//! * [`ca`] and [`secrets`]: certificates and secret material.
+#![forbid(unsafe_code)]
+
+pub mod ca;
+pub mod core;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod seal;
+pub mod secrets;
+pub mod store;
+pub mod tls;
+mod usersecret;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use crate::core::{Config, Coordinator, StartError};
+
+/// The OpenAPI document served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// A coordinator serving on a socket.
+#[derive(Debug)]
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The coordinator.
+    pub coordinator: Arc<Coordinator>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Serve until the process ends.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The coordinator did not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TLS configuration was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The server certificate could not be issued.
+    #[error(transparent)]
+    Ca(#[from] ca::CaError),
+}
+
+/// Start a coordinator and serve its API on `addr` (port 0 picks a free port).
+pub async fn serve(config: &Config, addr: SocketAddr) -> Result<Running, ServeError> {
+    let coordinator = Coordinator::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let mut names = config.dns_names.clone();
+    for default in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|n| n == default) {
+            names.push(default.to_string());
+        }
+    }
+    let (chain, key) = coordinator.server_identity(&names)?;
+    let tls = tls::server_config(chain, &key)?;
+    let router = http::router(Arc::clone(&coordinator));
+    let task = tokio::spawn(http::serve(listener, tls, router));
+    Ok(Running {
+        addr: local,
+        coordinator,
+        task,
+    })
+}

@@ -1,0 +1,119 @@
+//! Sealing: authenticated encryption of everything the coordinator stores, under a key only
+//! this TEE (or, in simulation, this simulated platform) can derive.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use zeroize::Zeroizing;
+
+/// Why sealing or unsealing failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The sealed value was modified, moved to another key, or sealed under another key.
+    #[error(
+        "sealed state `{name}` does not open with this platform's key: it was tampered with or \
+         sealed on another platform"
+    )]
+    Open {
+        /// The record name.
+        name: String,
+    },
+    /// The crypto provider failed.
+    #[error("sealing failed in the crypto provider")]
+    Crypto,
+}
+
+/// Where the sealing key comes from, for status output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealSource {
+    /// Derived from the simulated platform's saved keys: protects nothing from the host.
+    Simulation,
+}
+
+impl SealSource {
+    /// Words for status output.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Simulation => {
+                "SIMULATION: AES-256-GCM under a key derived from the simulated platform's files \
+                 (not protected by hardware)"
+            }
+        }
+    }
+}
+
+/// AES-256-GCM with a random nonce per value; the record name is the associated data, so a
+/// sealed value cannot be replayed under another name.
+pub struct Sealer {
+    key: LessSafeKey,
+    source: SealSource,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// A sealer whose key is HKDF-SHA256 of `seed` (a platform sealing secret).
+    pub fn derive(seed: &[u8], source: SealSource) -> Result<Self, SealError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        Salt::new(HKDF_SHA256, b"cloister coordinator sealing")
+            .extract(seed)
+            .expand(&[b"state v1"], &AES_256_GCM)
+            .and_then(|okm| okm.fill(key.as_mut()))
+            .map_err(|_| SealError::Crypto)?;
+        let key = UnboundKey::new(&AES_256_GCM, key.as_ref()).map_err(|_| SealError::Crypto)?;
+        Ok(Self {
+            key: LessSafeKey::new(key),
+            source,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// Where the key comes from.
+    pub fn source(&self) -> SealSource {
+        self.source
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag`.
+    pub fn seal(&self, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).map_err(|_| SealError::Crypto)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(name.as_bytes()),
+                &mut out[NONCE_LEN..],
+            )
+            .map_err(|_| SealError::Crypto)?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Open a value sealed under `name`.
+    pub fn open(&self, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let fail = || SealError::Open {
+            name: name.to_string(),
+        };
+        let (nonce, body) = sealed.split_at_checked(NONCE_LEN).ok_or_else(fail)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
+        let mut buffer = Zeroizing::new(body.to_vec());
+        let plain_len = self
+            .key
+            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut buffer)
+            .map_err(|_| fail())?
+            .len();
+        buffer.truncate(plain_len);
+        Ok(buffer)
+    }
+}

@@ -1,0 +1,275 @@
+//! Sealed, durable state in one redb file, with a hash-chained audit log.
+//!
+//! Every change goes through one writer thread that commits whatever has queued up in a
+//! single transaction (group commit): many concurrent activations cost one fsync, and the
+//! audit chain has exactly one author. Reads go straight to redb's MVCC snapshots.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+use crate::seal::{SealError, Sealer};
+
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Changes committed in one transaction at most.
+const MAX_BATCH: usize = 256;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened, read or written.
+    #[error("state database: {0}")]
+    Database(#[from] redb::Error),
+    /// A sealed record did not open.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// The audit log's hash chain is broken at `seq`.
+    #[error("the audit log is broken at entry {seq}: {reason}; the state file was modified")]
+    AuditChain {
+        /// The first bad entry.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The writer thread is gone (the coordinator is shutting down).
+    #[error("the state writer has stopped")]
+    WriterGone,
+}
+
+fn db_error(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Database(e.into())
+}
+
+/// An event for the audit log.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// What happened.
+    pub event: &'static str,
+    /// Who did it.
+    pub actor: String,
+    /// Details (never secrets).
+    pub details: serde_json::Value,
+}
+
+/// A set of record writes and the audit event that explains them, committed atomically.
+#[derive(Debug)]
+pub struct Change {
+    /// Records to write (plaintext; sealed by the store).
+    pub puts: Vec<(String, Zeroizing<Vec<u8>>)>,
+    /// The audit entry for this change.
+    pub audit: AuditEvent,
+}
+
+struct Job {
+    change: Change,
+    reply: oneshot::Sender<Result<api::AuditEntry, StoreError>>,
+}
+
+/// The coordinator's durable state.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    sealer: Arc<Sealer>,
+    writer: mpsc::Sender<Job>,
+}
+
+impl Store {
+    /// Open (or create) the state file and check its audit chain.
+    pub fn open(path: &Path, sealer: Arc<Sealer>) -> Result<Self, StoreError> {
+        let db = Arc::new(Database::create(path).map_err(db_error)?);
+        let txn = db.begin_write().map_err(db_error)?;
+        txn.open_table(STATE).map_err(db_error)?;
+        txn.open_table(AUDIT).map_err(db_error)?;
+        txn.commit().map_err(db_error)?;
+        let entries = read_audit(&db, &sealer)?;
+        let head = check_chain(&entries)?;
+        let (writer, jobs) = mpsc::channel();
+        let worker = Writer {
+            db: Arc::clone(&db),
+            sealer: Arc::clone(&sealer),
+            next_seq: entries.len() as u64,
+            prev_hash: head,
+        };
+        std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || worker.run(&jobs))
+            .map_err(|e| StoreError::Database(redb::Error::Io(e)))?;
+        Ok(Self { db, sealer, writer })
+    }
+
+    /// Read and unseal a record.
+    pub fn get(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(STATE).map_err(db_error)?;
+        let Some(sealed) = table.get(name).map_err(db_error)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.sealer.open(name, sealed.value())?))
+    }
+
+    /// Commit `change` durably and return its audit entry.
+    pub async fn commit(&self, change: Change) -> Result<api::AuditEntry, StoreError> {
+        let (reply, done) = oneshot::channel();
+        self.writer
+            .send(Job { change, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        done.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// The whole audit log, oldest first.
+    pub fn audit(&self) -> Result<Vec<api::AuditEntry>, StoreError> {
+        read_audit(&self.db, &self.sealer)
+    }
+}
+
+fn audit_name(seq: u64) -> String {
+    format!("audit/{seq}")
+}
+
+fn read_audit(db: &Database, sealer: &Sealer) -> Result<Vec<api::AuditEntry>, StoreError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let table = txn.open_table(AUDIT).map_err(db_error)?;
+    let mut entries = Vec::new();
+    for row in table.iter().map_err(db_error)? {
+        let (seq, sealed) = row.map_err(db_error)?;
+        let plain = sealer.open(&audit_name(seq.value()), sealed.value())?;
+        let entry = serde_json::from_slice(&plain).map_err(|e| StoreError::AuditChain {
+            seq: seq.value(),
+            reason: e.to_string(),
+        })?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// The hash of an entry: SHA-256 over its fields and its predecessor's hash.
+fn entry_hash(
+    seq: u64,
+    time: &str,
+    event: &str,
+    actor: &str,
+    details: &serde_json::Value,
+    prev: &str,
+) -> String {
+    let canonical = json!([seq, time, event, actor, details, prev]).to_string();
+    hex::encode(attest::crypto::sha256(canonical.as_bytes()))
+}
+
+/// Check every link; return the last hash (zeros for an empty log).
+fn check_chain(entries: &[api::AuditEntry]) -> Result<String, StoreError> {
+    let mut prev = hex::encode([0u8; 32]);
+    for (i, e) in entries.iter().enumerate() {
+        let broken = |reason: &str| StoreError::AuditChain {
+            seq: i as u64,
+            reason: reason.to_string(),
+        };
+        if e.seq != i as u64 {
+            return Err(broken("entries are missing or out of order"));
+        }
+        if e.prev_hash != prev {
+            return Err(broken("it does not link to the previous entry"));
+        }
+        if e.hash != entry_hash(e.seq, &e.time, &e.event, &e.actor, &e.details, &e.prev_hash) {
+            return Err(broken("its hash does not match its contents"));
+        }
+        prev = e.hash.clone();
+    }
+    Ok(prev)
+}
+
+struct Writer {
+    db: Arc<Database>,
+    sealer: Arc<Sealer>,
+    next_seq: u64,
+    prev_hash: String,
+}
+
+impl Writer {
+    fn run(mut self, jobs: &mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let (seq, prev) = (self.next_seq, self.prev_hash.clone());
+            match self.commit(&batch) {
+                Ok(entries) => {
+                    for (job, entry) in batch.into_iter().zip(entries) {
+                        let _ = job.reply.send(Ok(entry));
+                    }
+                }
+                Err(e) => {
+                    // Nothing was committed: roll the chain head back and fail the batch.
+                    (self.next_seq, self.prev_hash) = (seq, prev);
+                    let message = e.to_string();
+                    for job in batch {
+                        let _ = job.reply.send(Err(StoreError::AuditChain {
+                            seq,
+                            reason: format!("commit failed: {message}"),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &[Job]) -> Result<Vec<api::AuditEntry>, StoreError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let mut entries = Vec::with_capacity(batch.len());
+        {
+            let mut state = txn.open_table(STATE).map_err(db_error)?;
+            let mut audit = txn.open_table(AUDIT).map_err(db_error)?;
+            for job in batch {
+                for (name, value) in &job.change.puts {
+                    let sealed = self.sealer.seal(name, value)?;
+                    state.insert(name.as_str(), sealed.as_slice()).map_err(db_error)?;
+                }
+                let entry = self.next_entry(&job.change.audit);
+                let plain = serde_json::to_vec(&entry).map_err(|e| StoreError::AuditChain {
+                    seq: entry.seq,
+                    reason: e.to_string(),
+                })?;
+                let sealed = self.sealer.seal(&audit_name(entry.seq), &plain)?;
+                audit.insert(entry.seq, sealed.as_slice()).map_err(db_error)?;
+                entries.push(entry);
+            }
+        }
+        txn.commit().map_err(db_error)?;
+        Ok(entries)
+    }
+
+    fn next_entry(&mut self, event: &AuditEvent) -> api::AuditEntry {
+        let time = attest::x509::rfc3339(OffsetDateTime::now_utc());
+        let seq = self.next_seq;
+        let hash = entry_hash(
+            seq,
+            &time,
+            event.event,
+            &event.actor,
+            &event.details,
+            &self.prev_hash,
+        );
+        let entry = api::AuditEntry {
+            seq,
+            time,
+            event: event.event.to_string(),
+            actor: event.actor.clone(),
+            details: event.details.clone(),
+            prev_hash: std::mem::replace(&mut self.prev_hash, hash.clone()),
+            hash,
+        };
+        self.next_seq += 1;
+        entry
+    }
+}
