@@ -357,7 +357,7 @@ pub enum TemplateError {
         reference: Reference,
     },
     /// An environment value is not UTF-8 or contains NUL.
-    #[error("env {name}: the value must be UTF-8 text without NUL bytes")]
+    #[error("the value must be UTF-8 text without NUL bytes")]
     EnvNotText {
         /// The variable.
         name: String,
