@@ -40,8 +40,8 @@ pub struct Running {
 
 impl Running {
     /// Serve until the process ends.
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
     }
 }
 

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::secrets::StoredSecret;
 
 /// Accept `value` for the user-defined secret `name`, or say why not.
-pub fn accept(
+pub(crate) fn accept(
     name: &str,
     spec: &SecretSpec,
     value: &api::SecretValue,

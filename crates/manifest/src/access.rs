@@ -1,0 +1,161 @@
+//! Users, roles and what they permit.
+
+use std::str::FromStr;
+
+use crate::schema::{Manifest, User};
+
+/// Something a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// Propose or acknowledge a full manifest update.
+    UpdateManifest,
+    /// Read a secret.
+    ReadSecret,
+    /// Upload a user-defined secret.
+    WriteSecret,
+    /// Raise a package's minimum security version.
+    UpdateSecurityVersion,
+}
+
+impl Action {
+    /// MarbleRun's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UpdateManifest => "UpdateManifest",
+            Self::ReadSecret => "ReadSecret",
+            Self::WriteSecret => "WriteSecret",
+            Self::UpdateSecurityVersion => "UpdateSecurityVersion",
+        }
+    }
+
+    /// The resource type the action applies to.
+    pub fn resource_type(self) -> ResourceType {
+        match self {
+            Self::UpdateManifest => ResourceType::Manifest,
+            Self::ReadSecret | Self::WriteSecret => ResourceType::Secrets,
+            Self::UpdateSecurityVersion => ResourceType::Packages,
+        }
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    /// Case-insensitive, as in MarbleRun.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::UpdateManifest,
+            Self::ReadSecret,
+            Self::WriteSecret,
+            Self::UpdateSecurityVersion,
+        ]
+        .into_iter()
+        .find(|a| a.as_str().eq_ignore_ascii_case(s))
+        .ok_or_else(|| {
+            format!(
+                "unknown action {s:?} (UpdateManifest, ReadSecret, WriteSecret, UpdateSecurityVersion)"
+            )
+        })
+    }
+}
+
+/// What a role's resource names refer to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ResourceType {
+    /// Packages, by name.
+    Packages,
+    /// Secrets, by name.
+    Secrets,
+    /// The manifest itself (no names).
+    Manifest,
+}
+
+impl FromStr for ResourceType {
+    type Err = String;
+    /// Case-insensitive, as in MarbleRun.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "packages" => Ok(Self::Packages),
+            "secrets" => Ok(Self::Secrets),
+            "manifest" => Ok(Self::Manifest),
+            _ => Err(format!(
+                "unknown resource type {s:?} (Packages, Secrets or Manifest)"
+            )),
+        }
+    }
+}
+
+/// The resource an action is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resource<'a> {
+    /// A package, by name.
+    Package(&'a str),
+    /// A secret, by name.
+    Secret(&'a str),
+    /// The manifest.
+    Manifest,
+}
+
+impl Resource<'_> {
+    fn resource_type(&self) -> ResourceType {
+        match self {
+            Self::Package(_) => ResourceType::Packages,
+            Self::Secret(_) => ResourceType::Secrets,
+            Self::Manifest => ResourceType::Manifest,
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            Self::Package(name) | Self::Secret(name) => Some(name),
+            Self::Manifest => None,
+        }
+    }
+}
+
+impl Manifest {
+    /// The user whose manifest certificate is byte-identical (DER) to `cert_der`.
+    ///
+    /// Expiry and issuer are deliberately not checked (MarbleRun): users cannot lock themselves out.
+    pub fn find_user_by_cert(&self, cert_der: &[u8]) -> Option<(&str, &User)> {
+        self.users
+            .iter()
+            .find(|(_, user)| pem_der(&user.certificate).is_some_and(|der| der == cert_der))
+            .map(|(name, user)| (name.as_str(), user))
+    }
+
+    /// Whether `user` holds a role permitting `action` on `resource`.
+    pub fn user_may(&self, user: &str, action: Action, resource: Resource<'_>) -> bool {
+        if action.resource_type() != resource.resource_type() {
+            return false;
+        }
+        let Some(user) = self.users.get(user) else {
+            return false;
+        };
+        user.roles
+            .iter()
+            .filter_map(|name| self.roles.get(name))
+            .any(|role| {
+                let type_matches = role
+                    .resource_type
+                    .parse::<ResourceType>()
+                    .is_ok_and(|t| t == resource.resource_type());
+                let action_matches = role
+                    .actions
+                    .iter()
+                    .any(|a| a.parse::<Action>().is_ok_and(|a| a == action));
+                let name_matches = resource
+                    .name()
+                    .is_none_or(|name| role.resource_names.iter().any(|n| n == name));
+                type_matches && action_matches && name_matches
+            })
+    }
+}
+
+/// The DER inside the first CERTIFICATE block of `pem`.
+pub(crate) fn pem_der(pem: &str) -> Option<Vec<u8>> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.trim_start().as_bytes()).ok()?;
+    (block.label == "CERTIFICATE").then_some(block.contents)
+}
