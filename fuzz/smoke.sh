@@ -28,6 +28,9 @@ if [ -d "$vectors" ]; then
   seed azure "$vectors"/azure/*.bin "$vectors"/azure/*.json
 fi
 
+# Manifests need no vectors: small hand-written seeds live in the repository.
+seed manifest seeds/manifest/*
+
 cargo fuzz build -O
 for target in $(cargo fuzz list); do
   echo "--- fuzz $target (${SECONDS_PER_TARGET}s)"

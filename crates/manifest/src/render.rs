@@ -119,7 +119,8 @@ impl Values for DummyValues<'_> {
         Some(if spec.kind.is_certificate() {
             dummy_certificate(spec.kind)
         } else {
-            let len = spec.size.map_or(16, |bits| (bits / 8).max(1)) as usize;
+            // Capped: a dry run needs the shape, not a gigabyte for an absurd size.
+            let len = spec.size.map_or(16, |bits| (bits / 8).clamp(1, 4096)) as usize;
             SecretValue::bytes(spec.kind, vec![DUMMY; len])
         })
     }

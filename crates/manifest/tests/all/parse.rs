@@ -345,3 +345,14 @@ fn unparseable_inputs_are_typed_errors() {
         other => panic!("expected a schema error, got {other:?}"),
     }
 }
+
+#[test]
+fn fuzz_seeds_are_valid_manifests() {
+    for seed in [
+        include_str!("../../../../fuzz/seeds/manifest/marblerun.json"),
+        include_str!("../../../../fuzz/seeds/manifest/native.yaml"),
+    ] {
+        let parsed = Manifest::parse(seed.as_bytes()).unwrap();
+        parsed.manifest.validate().unwrap();
+    }
+}
