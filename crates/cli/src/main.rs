@@ -29,8 +29,36 @@ enum Command {
     /// Facts about this machine's TEE.
     #[command(subcommand)]
     Platform(cmd::platform::PlatformCommand),
-    /// Simulate SGX, TDX and SNP evidence and verify it through the real verifiers.
+    /// The whole flow on a simulated TEE: coordinator, verification, manifest, two workloads.
     Quickstart(cmd::quickstart::QuickstartArgs),
+    /// Simulate SGX, TDX and SNP evidence and verify it through the real verifiers.
+    EvidenceTour(cmd::tour::TourArgs),
+    /// Run the coordinator.
+    #[command(subcommand)]
+    Coordinator(cmd::coordinator::CoordinatorCommand),
+    /// Attest, activate with the coordinator, and exec a workload.
+    Launch(cmd::launch::LaunchArgs),
+    /// Verify a coordinator's evidence and print the deployment's attestation statement.
+    Verify(cmd::deploy::VerifyArgs),
+    /// Set, get, validate or convert the manifest.
+    #[command(subcommand)]
+    Manifest(cmd::deploy::ManifestCommand),
+    /// The coordinator's state.
+    Status(cmd::conn::Conn),
+    /// Print one of the deployment's CA certificates.
+    Certificate {
+        /// Which certificate.
+        #[arg(value_enum)]
+        which: cmd::deploy::Which,
+        #[command(flatten)]
+        conn: cmd::conn::Conn,
+    },
+    /// Read or set secrets.
+    #[command(subcommand)]
+    Secret(cmd::deploy::SecretCommand),
+    /// Example workloads the quickstart runs.
+    #[command(subcommand, hide = true)]
+    Example(cmd::example::ExampleCommand),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +67,15 @@ fn main() -> ExitCode {
         Command::Evidence(c) => cmd::evidence::run(c, cli.output),
         Command::Platform(c) => cmd::platform::run(c, cli.output),
         Command::Quickstart(a) => cmd::quickstart::run(a, cli.output),
+        Command::EvidenceTour(a) => cmd::tour::run(a, cli.output),
+        Command::Coordinator(c) => cmd::coordinator::run(c),
+        Command::Launch(a) => cmd::launch::run(a),
+        Command::Verify(a) => cmd::deploy::verify(a, cli.output),
+        Command::Manifest(c) => cmd::deploy::manifest(c, cli.output),
+        Command::Status(conn) => cmd::deploy::status(conn, cli.output),
+        Command::Certificate { which, conn } => cmd::deploy::certificate(which, conn),
+        Command::Secret(c) => cmd::deploy::secret(c, cli.output),
+        Command::Example(c) => cmd::example::run(c),
     };
     match result {
         Ok(code) => code,

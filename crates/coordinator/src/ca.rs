@@ -2,9 +2,9 @@
 //! TEE, the coordinator's TLS certificate, and workload certificates for attested keys.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-    PKCS_ECDSA_P384_SHA384, SanType, SerialNumber, SubjectPublicKeyInfo,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -58,7 +58,10 @@ fn name(cn: &str) -> DistinguishedName {
 fn ca_params(cn: &str, path_len: Option<u8>, now: OffsetDateTime) -> CertificateParams {
     let mut p = CertificateParams::default();
     p.distinguished_name = name(cn);
-    p.is_ca = IsCa::Ca(path_len.map_or(BasicConstraints::Unconstrained, BasicConstraints::Constrained));
+    p.is_ca = IsCa::Ca(path_len.map_or(
+        BasicConstraints::Unconstrained,
+        BasicConstraints::Constrained,
+    ));
     p.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -177,9 +180,9 @@ impl Ca {
     ) -> Result<Vec<u8>, CaError> {
         let key = SubjectPublicKeyInfo::from_der(spki_der)?;
         let mut params = leaf_params(uuid, dns_names, now, Duration::days(365))?;
-        params
-            .subject_alt_names
-            .push(SanType::URI(format!("urn:cloister:workload:{workload}:{uuid}").try_into()?));
+        params.subject_alt_names.push(SanType::URI(
+            format!("urn:cloister:workload:{workload}:{uuid}").try_into()?,
+        ));
         params
             .custom_extensions
             .push(rcgen::CustomExtension::from_oid_content(

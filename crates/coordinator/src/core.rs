@@ -160,7 +160,8 @@ impl Coordinator {
             }
         };
         let (dcap, snp) = platform.anchors(now)?;
-        let attester = SimulatedAttester::on_platform(config.sim_tee, &platform, now)?;
+        let attester = SimulatedAttester::on_platform(config.sim_tee, &platform, now)?
+            .with_measurements(simulated_coordinator());
         let deployment = load_deployment(&store)?;
         let coordinator = Self {
             ca,
@@ -229,12 +230,8 @@ impl Coordinator {
         manifest_hash: Option<&[u8; 32]>,
         nonce: &[u8],
     ) -> Result<api::EvidenceBundle, ApiError> {
-        let report_data = api::coordinator_report_data(
-            &sha256(self.ca.root_der()),
-            manifest_hash,
-            nonce,
-            sha256,
-        );
+        let report_data =
+            api::coordinator_report_data(&sha256(self.ca.root_der()), manifest_hash, nonce, sha256);
         let evidence = self
             .attester
             .evidence(&report_data)
@@ -275,7 +272,12 @@ impl Coordinator {
         let _admin = self.admin.lock().await;
         let actor = match self.deployment.load_full() {
             None => "initial".to_string(),
-            Some(old) => authorize(&old.manifest, peer, manifest::Action::UpdateManifest, manifest::Resource::Manifest)?,
+            Some(old) => authorize(
+                &old.manifest,
+                peer,
+                manifest::Action::UpdateManifest,
+                manifest::Resource::Manifest,
+            )?,
         };
         let now = OffsetDateTime::now_utc();
         let secrets = secrets::generate_shared(&parsed.manifest.secrets, &self.ca, now)?;
@@ -286,10 +288,16 @@ impl Coordinator {
         let mut puts = vec![
             (MANIFEST_RECORD.to_string(), Zeroizing::new(raw.to_vec())),
             (SECRETS_RECORD.to_string(), encode_secrets(&secrets)?),
-            (ROOT_SECRET_RECORD.to_string(), Zeroizing::new(root_secret.to_vec())),
+            (
+                ROOT_SECRET_RECORD.to_string(),
+                Zeroizing::new(root_secret.to_vec()),
+            ),
         ];
         for name in parsed.manifest.workloads.keys() {
-            puts.push((counter_record(name), Zeroizing::new(0u64.to_le_bytes().to_vec())));
+            puts.push((
+                counter_record(name),
+                Zeroizing::new(0u64.to_le_bytes().to_vec()),
+            ));
         }
         self.store
             .commit(Change {
@@ -366,11 +374,9 @@ impl Coordinator {
         if claims.report_data[..32] != sha256(&spki) {
             return Err(ApiError::EvidenceNotBound);
         }
-        let package = d
-            .manifest
-            .packages
-            .get(&workload.package)
-            .ok_or_else(|| ApiError::Internal(format!("package {} is missing", workload.package)))?;
+        let package = d.manifest.packages.get(&workload.package).ok_or_else(|| {
+            ApiError::Internal(format!("package {} is missing", workload.package))
+        })?;
         package
             .appraise(&claims, self.simulation)
             .map_err(|mismatches| ApiError::PackageMismatch {
@@ -453,7 +459,12 @@ impl Coordinator {
     }
 
     /// Take one activation from the workload's budget, atomically; returns the new count.
-    fn reserve_activation(&self, d: &Deployment, workload: &str, max: u64) -> Result<u64, ApiError> {
+    fn reserve_activation(
+        &self,
+        d: &Deployment,
+        workload: &str,
+        max: u64,
+    ) -> Result<u64, ApiError> {
         let counter = d
             .counters
             .get(workload)
@@ -478,7 +489,12 @@ impl Coordinator {
         let d = self.current()?;
         let mut out = api::Secrets::default();
         for name in names {
-            authorize(&d.manifest, peer, manifest::Action::ReadSecret, manifest::Resource::Secret(name))?;
+            authorize(
+                &d.manifest,
+                peer,
+                manifest::Action::ReadSecret,
+                manifest::Resource::Secret(name),
+            )?;
             let spec = d
                 .manifest
                 .secrets
@@ -492,7 +508,8 @@ impl Coordinator {
                     "it is per-instance: only its workloads receive it".into()
                 },
             })?;
-            out.secrets.insert(name.clone(), to_api_secret(name, stored)?);
+            out.secrets
+                .insert(name.clone(), to_api_secret(name, stored)?);
         }
         Ok(out)
     }
@@ -508,7 +525,12 @@ impl Coordinator {
         let mut user = String::new();
         let mut secrets = d.secrets.clone();
         for (name, value) in &request.secrets {
-            user = authorize(&d.manifest, peer, manifest::Action::WriteSecret, manifest::Resource::Secret(name))?;
+            user = authorize(
+                &d.manifest,
+                peer,
+                manifest::Action::WriteSecret,
+                manifest::Resource::Secret(name),
+            )?;
             let spec = d
                 .manifest
                 .secrets
@@ -580,13 +602,19 @@ fn to_api_secret(name: &str, stored: &StoredSecret) -> Result<api::SecretValue, 
             .chunks(64)
             .filter_map(|c| std::str::from_utf8(c).ok())
             .collect();
-        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
     };
     Ok(api::SecretValue {
         kind: stored.kind.as_str().to_string(),
         key: stored.key.clone(),
         cert_pem: value.cert_der.as_deref().map(|d| pem("CERTIFICATE", d)),
-        private_pem: value.private_pkcs8.as_deref().map(|d| pem("PRIVATE KEY", d)),
+        private_pem: value
+            .private_pkcs8
+            .as_deref()
+            .map(|d| pem("PRIVATE KEY", d)),
     })
 }
 
@@ -598,7 +626,9 @@ fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
         .map_err(|_| StartError::Corrupt(MANIFEST_RECORD))?
         .manifest;
     let secrets = match store.get(SECRETS_RECORD)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| StartError::Corrupt(SECRETS_RECORD))?,
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|_| StartError::Corrupt(SECRETS_RECORD))?
+        }
         None => BTreeMap::new(),
     };
     let root_secret: [u8; 32] = store
@@ -609,7 +639,9 @@ fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
     for name in manifest.workloads.keys() {
         let count = match store.get(&counter_record(name))? {
             Some(b) => u64::from_le_bytes(
-                b.as_slice().try_into().map_err(|_| StartError::Corrupt("activation counter"))?,
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| StartError::Corrupt("activation counter"))?,
             ),
             None => 0,
         };
@@ -623,6 +655,14 @@ fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
         root_secret: Zeroizing::new(root_secret),
         counters,
     }))
+}
+
+/// What the simulated coordinator measures: its own MRENCLAVE, MRTD and SNP measurement, so
+/// `cloister verify --expect` has something to pin in simulation.
+pub fn simulated_coordinator() -> attest::attester::SimMeasurements {
+    let mut m = attest::attester::SimMeasurements::default();
+    m.sgx.mr_enclave = sha256(b"cloister simulated coordinator");
+    m
 }
 
 /// Evidence as it travels.
@@ -642,11 +682,11 @@ pub fn bundle_of(evidence: &attest::attester::Evidence) -> api::EvidenceBundle {
 
 /// The evidence bytes and verification inputs a bundle carries.
 pub fn decode_bundle(bundle: &api::EvidenceBundle) -> Result<(Vec<u8>, Inputs), ApiError> {
-    let bad = |what: &str| ApiError::BadRequest(format!("evidence bundle: {what} is not valid base64"));
-    let tee = bundle
-        .tee
-        .parse::<TeeKind>()
-        .map_err(|_| ApiError::BadRequest(format!("evidence bundle: unknown tee {:?}", bundle.tee)))?;
+    let bad =
+        |what: &str| ApiError::BadRequest(format!("evidence bundle: {what} is not valid base64"));
+    let tee = bundle.tee.parse::<TeeKind>().map_err(|_| {
+        ApiError::BadRequest(format!("evidence bundle: unknown tee {:?}", bundle.tee))
+    })?;
     let evidence = B64.decode(&bundle.evidence).map_err(|_| bad("evidence"))?;
     let inputs = Inputs {
         tee: Some(tee),
@@ -688,10 +728,16 @@ impl Values for ActivationValues<'_> {
         if spec.user_defined || spec.shared {
             return None;
         }
-        secrets::generate(name, spec, &self.coordinator.ca, self.now, Some(self.instance))
-            .ok()?
-            .to_value(name)
-            .ok()
+        secrets::generate(
+            name,
+            spec,
+            &self.coordinator.ca,
+            self.now,
+            Some(self.instance),
+        )
+        .ok()?
+        .to_value(name)
+        .ok()
     }
 
     fn reserved(&self, which: Reserved) -> Option<SecretValue> {

@@ -102,18 +102,46 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => (S::BAD_REQUEST, "bad-request", "Malformed request"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "No such endpoint"),
-            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
             Self::NoManifest => (S::CONFLICT, "no-manifest", "No manifest is set"),
-            Self::MalformedManifest(_) => (S::BAD_REQUEST, "malformed-manifest", "Malformed manifest"),
-            Self::InvalidManifest(_) => (S::UNPROCESSABLE_ENTITY, "invalid-manifest", "Invalid manifest"),
-            Self::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", "Authentication required"),
+            Self::MalformedManifest(_) => {
+                (S::BAD_REQUEST, "malformed-manifest", "Malformed manifest")
+            }
+            Self::InvalidManifest(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-manifest",
+                "Invalid manifest",
+            ),
+            Self::Unauthenticated => (
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+            ),
             Self::Forbidden { .. } => (S::FORBIDDEN, "forbidden", "Not permitted"),
             Self::UnknownWorkload(_) => (S::NOT_FOUND, "unknown-workload", "Unknown workload type"),
-            Self::NoClientCertificate => (S::UNAUTHORIZED, "no-client-certificate", "No client certificate"),
+            Self::NoClientCertificate => (
+                S::UNAUTHORIZED,
+                "no-client-certificate",
+                "No client certificate",
+            ),
             Self::EvidenceRejected(_) => (S::FORBIDDEN, "evidence-rejected", "Evidence rejected"),
-            Self::EvidenceNotBound => (S::FORBIDDEN, "evidence-not-bound", "Evidence not bound to the client key"),
-            Self::PackageMismatch { .. } => (S::FORBIDDEN, "package-mismatch", "Evidence does not match the package"),
-            Self::MaxActivations { .. } => (S::FORBIDDEN, "max-activations", "Activation limit reached"),
+            Self::EvidenceNotBound => (
+                S::FORBIDDEN,
+                "evidence-not-bound",
+                "Evidence not bound to the client key",
+            ),
+            Self::PackageMismatch { .. } => (
+                S::FORBIDDEN,
+                "package-mismatch",
+                "Evidence does not match the package",
+            ),
+            Self::MaxActivations { .. } => {
+                (S::FORBIDDEN, "max-activations", "Activation limit reached")
+            }
             Self::UnknownSecret(_) => (S::NOT_FOUND, "unknown-secret", "Unknown secret"),
             Self::InvalidSecret { .. } => (S::BAD_REQUEST, "invalid-secret", "Invalid secret"),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
@@ -159,7 +187,8 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(kind = %problem.kind, detail = %problem.detail, "request refused");
         }
-        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         (
             status,

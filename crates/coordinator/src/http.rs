@@ -95,7 +95,10 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn attestation(State(c): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn attestation(
+    State(c): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let nonce = match query_values(q.as_deref(), "nonce").first() {
         Some(hex_text) => {
             let nonce = hex::decode(hex_text)
@@ -125,12 +128,19 @@ async fn set_manifest(
     Ok(json(&c.set_manifest(&body, peer.der()).await?))
 }
 
-async fn certificate(State(c): State<AppState>, Path(which): Path<String>) -> Result<Response, ApiError> {
+async fn certificate(
+    State(c): State<AppState>,
+    Path(which): Path<String>,
+) -> Result<Response, ApiError> {
     let pem = match which.as_str() {
         "root" => c.ca.root_pem(),
         "intermediate" => c.ca.intermediate_pem(),
         "chain" => format!("{}{}", c.ca.intermediate_pem(), c.ca.root_pem()),
-        other => return Err(ApiError::NotFound(format!("certificate {other:?} (root, intermediate or chain)"))),
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "certificate {other:?} (root, intermediate or chain)"
+            )));
+        }
     };
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
 }
@@ -142,7 +152,9 @@ async fn get_secrets(
 ) -> Result<Response, ApiError> {
     let names = query_values(q.as_deref(), "name");
     if names.is_empty() {
-        return Err(ApiError::BadRequest("name which secrets: ?name=a&name=b".into()));
+        return Err(ApiError::BadRequest(
+            "name which secrets: ?name=a&name=b".into(),
+        ));
     }
     Ok(json(&c.get_secrets(&names, peer.der())?))
 }
@@ -198,7 +210,12 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router
     }
 }
 
-async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, remote: SocketAddr, router: Router) {
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    remote: SocketAddr,
+    router: Router,
+) {
     let tls = match acceptor.accept(tcp).await {
         Ok(tls) => tls,
         Err(e) => {
@@ -213,10 +230,12 @@ async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, remote: S
             .and_then(|c| c.first())
             .map(|c| Arc::new(c.to_vec())),
     );
-    let service = router.map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(peer.clone());
-        request
-    });
+    let service = router.map_request(
+        move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(peer.clone());
+            request
+        },
+    );
     let result = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
         .await;

@@ -24,10 +24,26 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
         };
-        counter("cloister_activations_total", "Activation requests.", &self.activations);
-        counter("cloister_activations_success_total", "Successful activations.", &self.activations_ok);
-        counter("cloister_http_requests_total", "HTTP requests answered.", &self.requests);
-        counter("cloister_http_request_errors_total", "HTTP requests answered with an error.", &self.request_errors);
+        counter(
+            "cloister_activations_total",
+            "Activation requests.",
+            &self.activations,
+        );
+        counter(
+            "cloister_activations_success_total",
+            "Successful activations.",
+            &self.activations_ok,
+        );
+        counter(
+            "cloister_http_requests_total",
+            "HTTP requests answered.",
+            &self.requests,
+        );
+        counter(
+            "cloister_http_request_errors_total",
+            "HTTP requests answered with an error.",
+            &self.request_errors,
+        );
         let ready = u8::from(state.state == api::State::AcceptingWorkloads);
         let _ = writeln!(
             out,

@@ -233,7 +233,9 @@ impl Writer {
             for job in batch {
                 for (name, value) in &job.change.puts {
                     let sealed = self.sealer.seal(name, value)?;
-                    state.insert(name.as_str(), sealed.as_slice()).map_err(db_error)?;
+                    state
+                        .insert(name.as_str(), sealed.as_slice())
+                        .map_err(db_error)?;
                 }
                 let entry = self.next_entry(&job.change.audit);
                 let plain = serde_json::to_vec(&entry).map_err(|e| StoreError::AuditChain {
@@ -241,7 +243,9 @@ impl Writer {
                     reason: e.to_string(),
                 })?;
                 let sealed = self.sealer.seal(&audit_name(entry.seq), &plain)?;
-                audit.insert(entry.seq, sealed.as_slice()).map_err(db_error)?;
+                audit
+                    .insert(entry.seq, sealed.as_slice())
+                    .map_err(db_error)?;
                 entries.push(entry);
             }
         }

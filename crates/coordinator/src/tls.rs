@@ -75,10 +75,11 @@ pub fn server_config(
     });
     let chain = chain.into_iter().map(CertificateDer::from).collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8.to_vec()));
-    let mut config = ServerConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -27,11 +27,15 @@ pub(crate) fn accept(
             .cert_pem
             .as_deref()
             .ok_or_else(|| invalid("a certificate secret needs cert_pem".into()))?;
-        let cert = first_pem_der(cert_pem).ok_or_else(|| invalid("cert_pem is not a PEM certificate".into()))?;
-        let private = match value.private_pem.as_deref() {
-            Some(p) => Some(B64.encode(first_pem_der(p).ok_or_else(|| invalid("private_pem is not PEM".into()))?)),
-            None => None,
-        };
+        let cert = first_pem_der(cert_pem)
+            .ok_or_else(|| invalid("cert_pem is not a PEM certificate".into()))?;
+        let private =
+            match value.private_pem.as_deref() {
+                Some(p) => Some(B64.encode(
+                    first_pem_der(p).ok_or_else(|| invalid("private_pem is not PEM".into()))?,
+                )),
+                None => None,
+            };
         return Ok(StoredSecret {
             kind: spec.kind,
             key: None,
@@ -43,12 +47,17 @@ pub(crate) fn accept(
         .key
         .as_deref()
         .ok_or_else(|| invalid(format!("a {} secret needs key (base64)", spec.kind)))?;
-    let bytes = B64.decode(key).map_err(|_| invalid("key is not base64".into()))?;
+    let bytes = B64
+        .decode(key)
+        .map_err(|_| invalid("key is not base64".into()))?;
     if spec.kind == SecretKind::SymmetricKey
         && let Some(bits) = spec.size
         && bytes.len() * 8 != bits as usize
     {
-        return Err(invalid(format!("the key must be {bits} bits, got {}", bytes.len() * 8)));
+        return Err(invalid(format!(
+            "the key must be {bits} bits, got {}",
+            bytes.len() * 8
+        )));
     }
     Ok(StoredSecret {
         kind: spec.kind,

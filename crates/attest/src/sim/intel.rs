@@ -7,8 +7,8 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use der::asn1::{Any, ObjectIdentifier, OctetString};
 use der::{Encode as _, Sequence, Tag};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SerialNumber,
 };
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -41,7 +41,9 @@ struct Ca {
 
 impl std::fmt::Debug for Ca {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca").field("der_len", &self.der.len()).finish_non_exhaustive()
+        f.debug_struct("Ca")
+            .field("der_len", &self.der.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,8 +77,8 @@ impl Ca {
             .next()
             .ok_or_else(|| SimError::Persist("a saved CA certificate is missing".into()))?
             .der;
-        let issuer = rcgen::Issuer::from_ca_cert_der(&der.as_slice().into(), key)
-            .map_err(persist_error)?;
+        let issuer =
+            rcgen::Issuer::from_ca_cert_der(&der.as_slice().into(), key).map_err(persist_error)?;
         Ok(Self { der, issuer })
     }
 
@@ -627,5 +629,9 @@ fn crl(ca: &Ca, now: OffsetDateTime) -> Result<Vec<u8>, SimError> {
         revoked_certs: Vec::new(),
         key_identifier_method: KeyIdMethod::Sha256,
     };
-    Ok(params.signed_by(&ca.issuer).map_err(cert_error)?.der().to_vec())
+    Ok(params
+        .signed_by(&ca.issuer)
+        .map_err(cert_error)?
+        .der()
+        .to_vec())
 }

@@ -1,5 +1,11 @@
 //! One module per noun.
 
+pub(crate) mod conn;
+pub(crate) mod coordinator;
+pub(crate) mod deploy;
 pub(crate) mod evidence;
+pub(crate) mod example;
+pub(crate) mod launch;
 pub(crate) mod platform;
 pub(crate) mod quickstart;
+pub(crate) mod tour;

@@ -1,118 +1,183 @@
-//! `cloister quickstart`: the trust core end to end on a machine with no TEE.
-//!
-//! For each TEE kind: simulate evidence in the real format, verify it through the same
-//! verifier that checks hardware (simulation root as the anchor), then show that the very same
-//! evidence is refused under the production roots.
+//! `cloister quickstart`: the whole flow on a simulated TEE. Start a coordinator, verify it,
+//! set a manifest, and launch two workloads that talk mTLS with coordinator-issued
+//! certificates and share a templated secret.
 
-use std::process::ExitCode;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use attest::evidence::{Outcome, Verifiers};
-use attest::sim::{SimOptions, simulate};
-use attest::{Policy, TeeKind, TrustAnchor};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use serde::Serialize;
-use time::OffsetDateTime;
 
-use crate::cmd::evidence::print_claims;
-use crate::output::{Format, field, outln, print_json};
+use crate::cmd::conn::runtime;
+use crate::cmd::deploy::{print_statement, verify_coordinator};
+use crate::output::{Format, outln};
 
 /// Arguments of `quickstart`.
 #[derive(Debug, Args)]
-pub(crate) struct QuickstartArgs {}
+pub(crate) struct QuickstartArgs {
+    /// Working directory (default: a fresh temporary one).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
 
-#[derive(Debug, Serialize)]
-struct Step {
-    tee: TeeKind,
-    simulated: bool,
-    accepted_under_simulation_root: bool,
-    rejected_under_production_roots: bool,
-    production_error: Option<String>,
-    error: Option<String>,
-    claims: Option<attest::Claims>,
+/// The example manifest: two SGX workloads with the simulated enclave's MRENCLAVE, and a
+/// shared key each receives through a template.
+fn example_manifest() -> String {
+    let mrenclave = hex::encode(attest::crypto::sha256(b"cloister simulated enclave"));
+    format!(
+        r#"{{
+  "packages": {{ "demo": {{ "tee": "sgx", "unique_id": "{mrenclave}" }} }},
+  "workloads": {{
+    "server": {{ "package": "demo", "parameters": {{ "env": {{ "GREETING_KEY": "{{{{ hex .Secrets.greeting_key }}}}" }} }} }},
+    "client": {{ "package": "demo", "parameters": {{ "env": {{ "GREETING_KEY": "{{{{ hex .Secrets.greeting_key }}}}" }} }} }}
+  }},
+  "secrets": {{ "greeting_key": {{ "type": "symmetric-key", "size": 256, "shared": true }} }}
+}}
+"#
+    )
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn step(n: u32, text: &str) {
+    outln!("\n[{n}/5] {text}");
 }
 
 /// Run the quickstart.
-pub(crate) fn run(_args: QuickstartArgs, format: Format) -> Result<ExitCode> {
-    let now = OffsetDateTime::now_utc();
-    let report_data = attest::crypto::sha512(b"cloister quickstart");
-    let policy = Policy {
-        allow_simulation: true,
-        ..Policy::default()
+pub(crate) fn run(args: QuickstartArgs, _format: Format) -> Result<ExitCode> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("cloister-quickstart-{}", std::process::id())),
     };
-    let mut steps = Vec::new();
-    for tee in [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp] {
-        if format == Format::Text {
-            outln!("\n== {tee}: simulating evidence in the real format");
-        }
-        let sim = simulate(tee, &report_data, &SimOptions::default(), now)?;
-        let inputs = sim.inputs();
-        let anchor = TrustAnchor::simulation(sim.anchor_pem.as_bytes())?;
-        let outcome = Verifiers::with_anchor(anchor).verify_and_appraise(
-            &sim.evidence,
-            &inputs,
-            &policy,
-            now,
-        );
-        let production = Verifiers::production().verify_and_appraise(
-            &sim.evidence,
-            &inputs,
-            &Policy::default(),
-            now,
-        );
-        let step = step(tee, &outcome, &production);
-        if format == Format::Text {
-            print_step(&step, sim.evidence.len());
-        }
-        steps.push(step);
+    std::fs::create_dir_all(&dir)?;
+    let exe = std::env::current_exe().context("locating the cloister binary")?;
+    let sim_dir = dir.join("simulated-platform");
+    outln!(
+        "SIMULATION: everything below runs on a simulated TEE (real evidence formats, local roots)"
+    );
+    step(
+        1,
+        "starting a coordinator (simulated SGX, sealed state in an embedded store)",
+    );
+    let (_coordinator, url) = start_coordinator(&exe, &dir, &sim_dir)?;
+    outln!("      coordinator at {url}");
+    // The launched workloads attest on the same simulated platform.
+    let env = [("CLOISTER_SIM_DIR", sim_dir.as_os_str())];
+    step(
+        2,
+        "verifying the coordinator's evidence and pinning its root",
+    );
+    let mut expected = manifest::Package::default();
+    expected.unique_id = Some(manifest::Hex(attest::crypto::sha256(
+        b"cloister simulated coordinator",
+    )));
+    let root_file = dir.join("root.pem");
+    let rt = runtime()?;
+    let (statement, root) =
+        rt.block_on(verify_coordinator(&url, Some(&expected), Some(&sim_dir)))?;
+    std::fs::write(&root_file, attest::dcap::to_pem_string(&root))?;
+    print_statement(&statement, Some(&root_file));
+    step(3, "setting the manifest");
+    let manifest_file = dir.join("manifest.json");
+    std::fs::write(&manifest_file, example_manifest())?;
+    let client = launcher::client::Client::pinned(&url, &root, None)?;
+    let set: Option<api::ManifestSetResponse> =
+        rt.block_on(client.post("/manifest", example_manifest().into_bytes()))?;
+    outln!(
+        "      manifest sha256:{} ({})",
+        set.map(|s| s.manifest_hash).unwrap_or_default(),
+        manifest_file.display()
+    );
+    step(
+        4,
+        "launching workload `server`: attest, activate over mTLS, get certificate and secret",
+    );
+    let port_file = dir.join("server.port");
+    let launch = |workload: &str, tail: &[&str]| -> Result<Child> {
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "launch",
+            "--simulation",
+            "--coordinator",
+            &url,
+            "--workload",
+            workload,
+        ])
+        .arg("--root-ca")
+        .arg(&root_file)
+        .arg("--workdir")
+        .arg(dir.join(workload))
+        .arg("--")
+        .arg(&exe)
+        .args(tail)
+        .envs(env);
+        cmd.spawn().with_context(|| format!("launching {workload}"))
+    };
+    let port_arg = port_file.display().to_string();
+    let mut server = launch("server", &["example", "serve", "--port-file", &port_arg])?;
+    let port = wait_for_file(&port_file, Duration::from_secs(30))?;
+    step(
+        5,
+        "launching workload `client`: it calls the server over mTLS",
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let client_status = launch("client", &["example", "fetch", "--addr", &addr])?.wait()?;
+    let server_status = server.wait()?;
+    if !client_status.success() || !server_status.success() {
+        bail!("the example workloads failed (client: {client_status}, server: {server_status})");
     }
-    let ok = steps
-        .iter()
-        .all(|s| s.accepted_under_simulation_root && s.rejected_under_production_roots);
-    match format {
-        Format::Json => print_json(&serde_json::json!({ "ok": ok, "steps": steps })),
-        Format::Text => outln!(
-            "\n{}",
-            if ok {
-                "quickstart: every simulated evidence kind verified, and none passed for hardware"
-            } else {
-                "quickstart: FAILED (see above)"
-            }
-        ),
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    outln!("\ndone: two attested workloads talked mTLS with certificates from the coordinator.");
+    outln!("working files: {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
-fn step(tee: TeeKind, outcome: &Outcome, production: &Outcome) -> Step {
-    Step {
-        tee,
-        simulated: outcome.claims.as_ref().is_some_and(|c| c.simulated),
-        accepted_under_simulation_root: outcome.accepted(),
-        rejected_under_production_roots: !production.accepted(),
-        production_error: production.error.as_ref().map(ToString::to_string),
-        error: outcome.error.as_ref().map(ToString::to_string),
-        claims: outcome.claims.clone(),
-    }
+fn start_coordinator(exe: &Path, dir: &Path, sim_dir: &Path) -> Result<(KillOnDrop, String)> {
+    let mut child = Command::new(exe)
+        .args([
+            "coordinator",
+            "serve",
+            "--simulation",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("coordinator-data"))
+        .arg("--sim-dir")
+        .arg(sim_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the coordinator")?;
+    let stdout = child.stdout.take().context("no coordinator stdout")?;
+    let guard = KillOnDrop(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .context("the coordinator did not start; run `cloister coordinator serve --simulation` to see why")?
+        .to_string();
+    Ok((guard, url))
 }
 
-fn print_step(step: &Step, evidence_len: usize) {
-    field("evidence", format!("{evidence_len} bytes"));
-    if step.accepted_under_simulation_root {
-        outln!("ACCEPTED  {}  [SIMULATED: not hardware evidence]", step.tee);
-    } else {
-        outln!("REJECTED  {}", step.tee);
+fn wait_for_file(path: &Path, timeout: Duration) -> Result<String> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.is_empty()
+        {
+            return Ok(text.trim().to_string());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
-    if let Some(e) = &step.error {
-        field("reason", e);
-    }
-    if let Some(c) = &step.claims {
-        print_claims(c);
-    }
-    if let Some(e) = &step.production_error {
-        field("under real roots", format!("rejected: {e}"));
-    }
+    bail!("{} did not appear within {timeout:?}", path.display())
 }

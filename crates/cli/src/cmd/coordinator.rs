@@ -1,0 +1,79 @@
+//! `cloister coordinator serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use attest::TeeKind;
+use clap::{Args, Subcommand};
+
+use crate::cmd::conn::runtime;
+use crate::output::outln;
+
+/// `coordinator` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CoordinatorCommand {
+    /// Run the coordinator.
+    Serve(ServeArgs),
+}
+
+/// Arguments of `coordinator serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    listen: SocketAddr,
+    /// Directory of the sealed state.
+    #[arg(long, env = "CLOISTER_DATA_DIR", default_value = "cloister-data")]
+    data_dir: PathBuf,
+    /// Extra DNS names or IPs for the coordinator's certificate.
+    #[arg(long = "dns-name")]
+    dns_names: Vec<String>,
+    /// Run on a simulated TEE and accept simulated evidence. Never in production.
+    #[arg(long)]
+    simulation: bool,
+    /// The simulated platform's directory (shared with launchers on this machine).
+    #[arg(long, env = "CLOISTER_SIM_DIR")]
+    sim_dir: Option<PathBuf>,
+    /// The TEE the simulated coordinator runs in.
+    #[arg(long, default_value = "sgx")]
+    sim_tee: TeeKind,
+}
+
+/// Run a `coordinator` subcommand.
+pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
+    let CoordinatorCommand::Serve(args) = command;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLOISTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    if !args.simulation {
+        bail!(
+            "this build seals state only on a simulated platform and this machine offers no TEE \
+             sealing key; run `cloister coordinator serve --simulation` to try cloister without a TEE"
+        );
+    }
+    let config = coordinator::Config {
+        data_dir: args.data_dir,
+        dns_names: args.dns_names,
+        simulation: args.simulation,
+        sim_dir: args
+            .sim_dir
+            .unwrap_or_else(attest::sim::SimPlatform::default_dir),
+        sim_tee: args.sim_tee,
+    };
+    runtime()?.block_on(async {
+        let running = coordinator::serve(&config, args.listen).await?;
+        eprintln!(
+            "SIMULATION: the coordinator runs on a simulated {} platform and accepts simulated evidence",
+            config.sim_tee
+        );
+        outln!("listening on https://{}", running.addr);
+        running.wait().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

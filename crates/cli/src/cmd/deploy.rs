@@ -1,0 +1,429 @@
+//! The user's side: `verify`, `manifest`, `status`, `certificate`, `secret`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use attest::crypto::sha256;
+use attest::evidence::Verifiers;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use clap::{Args, Subcommand};
+use launcher::client::{Client, certs_from_pem};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::cmd::conn::{Conn, runtime};
+use crate::output::{Format, outln, print_json};
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The coordinator's URL.
+    #[arg(
+        long,
+        env = "CLOISTER_COORDINATOR",
+        default_value = "https://127.0.0.1:4433"
+    )]
+    coordinator: String,
+    /// The package the coordinator must match (a manifest package, JSON or YAML).
+    #[arg(long)]
+    expect: Option<PathBuf>,
+    /// Accept a coordinator running on simulated hardware (this machine's simulated platform).
+    #[arg(long)]
+    accept_simulation: bool,
+    /// Save the attested root certificate here, to pin later calls.
+    #[arg(long)]
+    save_root: Option<PathBuf>,
+}
+
+/// The deployment's attestation statement.
+#[derive(Debug, Serialize)]
+pub(crate) struct Statement {
+    /// Whether the coordinator was verified.
+    pub(crate) verified: bool,
+    /// The coordinator's TEE.
+    pub(crate) tee: String,
+    /// Whether it rests on simulation.
+    pub(crate) simulated: bool,
+    /// Its TCB status.
+    pub(crate) tcb_status: Option<String>,
+    /// The root every workload certificate chains to (SHA-256 of the DER, hex).
+    pub(crate) root_sha256: String,
+    /// The manifest it enforces.
+    pub(crate) manifest_hash: Option<String>,
+    /// Whether the measurement was checked against `--expect`.
+    pub(crate) measurement_checked: bool,
+}
+
+/// Fetch fresh evidence, verify it, check it binds the root and manifest, return the root.
+pub(crate) async fn verify_coordinator(
+    url: &str,
+    expect: Option<&manifest::Package>,
+    simulation: Option<&std::path::Path>,
+) -> Result<(Statement, Vec<u8>)> {
+    let accept_simulation = simulation.is_some();
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    let (client, first_contact) = Client::first_contact(url)?;
+    let response: api::AttestationResponse = client
+        .get(&format!("/attestation?nonce={}", hex::encode(nonce)))
+        .await
+        .context("fetching the coordinator's evidence")?;
+    let (evidence, inputs) =
+        coordinator::core::decode_bundle(&response.evidence).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = OffsetDateTime::now_utc();
+    let verifiers = if let Some(sim_dir) = simulation {
+        let platform = attest::sim::SimPlatform::open(sim_dir, now)?;
+        let (dcap, snp) = platform.anchors(now)?;
+        Verifiers::with_anchors(dcap, snp)
+    } else {
+        Verifiers::production()
+    };
+    let (_, claims) = verifiers
+        .verify(&evidence, &inputs, now)
+        .context("the coordinator's evidence does not verify")?;
+    if let Some(package) = expect
+        && let Err(mismatches) = package.appraise(&claims, accept_simulation)
+    {
+        let list: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
+        bail!(
+            "the coordinator is not the expected one: {}",
+            list.join("; ")
+        );
+    }
+    let root = certs_from_pem(
+        "coordinator certificate chain",
+        &response.certificate_chain_pem,
+    )?
+    .into_iter()
+    .next()
+    .context("the coordinator sent no root certificate")?;
+    let manifest_hash = match &response.manifest_hash {
+        Some(h) => Some(
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .context("the manifest hash is not 32 bytes of hex")?,
+        ),
+        None => None,
+    };
+    let expected =
+        api::coordinator_report_data(&sha256(&root), manifest_hash.as_ref(), &nonce, sha256);
+    if claims.report_data != expected {
+        bail!(
+            "the coordinator's evidence does not bind the root certificate, manifest and nonce it \
+             served: do not trust this coordinator"
+        );
+    }
+    let host = url
+        .trim_start_matches("https://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("localhost");
+    first_contact
+        .check(&root, host)
+        .context("the TLS connection was not made to the attested coordinator")?;
+    let statement = Statement {
+        verified: true,
+        tee: claims.tee.as_str().to_string(),
+        simulated: claims.simulated,
+        tcb_status: claims.tcb_status.map(|s| s.as_str().to_string()),
+        root_sha256: hex::encode(sha256(&root)),
+        manifest_hash: response.manifest_hash,
+        measurement_checked: expect.is_some(),
+    };
+    Ok((statement, root))
+}
+
+/// Run `verify`.
+pub(crate) fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
+    let expect = match &args.expect {
+        Some(path) => Some(read_package(path)?),
+        None => None,
+    };
+    let (statement, root) = runtime()?.block_on(verify_coordinator(
+        &args.coordinator,
+        expect.as_ref(),
+        args.accept_simulation
+            .then(attest::sim::SimPlatform::default_dir)
+            .as_deref(),
+    ))?;
+    if let Some(path) = &args.save_root {
+        std::fs::write(path, attest::dcap::to_pem_string(&root))
+            .with_context(|| format!("saving the root to {}", path.display()))?;
+    }
+    match format {
+        Format::Json => print_json(&statement),
+        Format::Text => print_statement(&statement, args.save_root.as_deref()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_statement(s: &Statement, saved: Option<&std::path::Path>) {
+    if s.simulated {
+        outln!(
+            "SIMULATION: this coordinator runs on simulated hardware; nothing here is protected"
+        );
+    }
+    outln!(
+        "coordinator verified ({} evidence, TCB {})",
+        s.tee,
+        s.tcb_status.as_deref().unwrap_or("n/a")
+    );
+    outln!("  root certificate   sha256:{}", s.root_sha256);
+    outln!(
+        "  manifest           {}",
+        s.manifest_hash
+            .as_deref()
+            .map_or("none set yet".to_string(), |h| format!("sha256:{h}"))
+    );
+    if !s.measurement_checked {
+        outln!("  measurement        NOT CHECKED: pass --expect PACKAGE.json to pin it");
+    }
+    if let Some(path) = saved {
+        outln!(
+            "  root saved to      {} (later commands pin it)",
+            path.display()
+        );
+    }
+}
+
+fn read_package(path: &std::path::Path) -> Result<manifest::Package> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    // A package file is a manifest with one package and nothing else.
+    let wrapped = format!(
+        "{{\"packages\": {{\"expected\": {}}}}}",
+        String::from_utf8_lossy(&text)
+    );
+    let parsed = manifest::Manifest::parse(wrapped.as_bytes())
+        .with_context(|| format!("{} is not a package (JSON)", path.display()))?;
+    parsed
+        .manifest
+        .packages
+        .get("expected")
+        .cloned()
+        .context("no package")
+}
+
+/// `manifest` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ManifestCommand {
+    /// Upload a manifest (the first one, or a replacement by a user with UpdateManifest).
+    Set {
+        /// The manifest file (JSON or YAML, cloister or MarbleRun format).
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Print the manifest in force.
+    Get {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Validate a manifest file locally: every error with its path.
+    Verify {
+        /// The manifest file.
+        file: PathBuf,
+    },
+    /// Convert a manifest (e.g. MarbleRun's) to cloister's canonical JSON or YAML.
+    Convert {
+        /// The manifest file.
+        file: PathBuf,
+    },
+}
+
+/// Run a `manifest` subcommand.
+pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitCode> {
+    match command {
+        ManifestCommand::Set { file, conn } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let client = conn.client()?;
+            let answer: Option<api::ManifestSetResponse> =
+                runtime()?.block_on(client.post("/manifest", bytes))?;
+            let answer = answer.context("empty answer")?;
+            match format {
+                Format::Json => print_json(&answer),
+                Format::Text => {
+                    outln!("manifest set: sha256:{}", answer.manifest_hash);
+                    for w in &answer.warnings {
+                        outln!("  warning: {w}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ManifestCommand::Get { conn } => {
+            let answer: api::ManifestResponse =
+                runtime()?.block_on(conn.client()?.get("/manifest"))?;
+            let raw = B64
+                .decode(&answer.manifest)
+                .context("the manifest is not base64")?;
+            match format {
+                Format::Json => print_json(&answer),
+                Format::Text => outln!("{}", String::from_utf8_lossy(&raw)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ManifestCommand::Verify { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let parsed = manifest::Manifest::parse(&bytes)?;
+            for w in &parsed.warnings {
+                eprintln!("warning: {w}");
+            }
+            match parsed.manifest.validate() {
+                Ok(()) => {
+                    outln!("{}: valid", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    outln!("{}: invalid\n{errors}", file.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        ManifestCommand::Convert { file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let parsed = manifest::Manifest::parse(&bytes)?;
+            outln!("{}", parsed.manifest.to_json()?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Run `status`.
+pub(crate) fn status(conn: Conn, format: Format) -> Result<ExitCode> {
+    let status: api::StatusResponse = runtime()?.block_on(conn.client()?.get("/status"))?;
+    match format {
+        Format::Json => print_json(&status),
+        Format::Text => {
+            if status.simulation {
+                outln!("SIMULATION: the coordinator runs on simulated hardware");
+            }
+            outln!("state     {}", status.state.as_str());
+            outln!(
+                "manifest  {}",
+                status.manifest_hash.as_deref().unwrap_or("none")
+            );
+            outln!("sealing   {}", status.sealing);
+            outln!("version   {}", status.version);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which certificate to print.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Which {
+    /// The deployment root.
+    Root,
+    /// The intermediate that signs workload certificates.
+    Intermediate,
+    /// Intermediate then root.
+    Chain,
+}
+
+/// Run `certificate`.
+pub(crate) fn certificate(which: Which, conn: Conn) -> Result<ExitCode> {
+    let path = match which {
+        Which::Root => "/certificates/root",
+        Which::Intermediate => "/certificates/intermediate",
+        Which::Chain => "/certificates/chain",
+    };
+    let pem = runtime()?.block_on(conn.client()?.get_text(path))?;
+    crate::output::out!("{pem}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `secret` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Read secrets (needs ReadSecret).
+    Get {
+        /// Secret names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Set a user-defined secret (needs WriteSecret).
+    Set {
+        /// The secret's name.
+        name: String,
+        /// The key bytes, from a file (symmetric-key, plain).
+        #[arg(long, conflicts_with = "cert_pem")]
+        key_file: Option<PathBuf>,
+        /// A certificate (PEM) for a certificate secret.
+        #[arg(long)]
+        cert_pem: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, requires = "cert_pem")]
+        private_pem: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Run a `secret` subcommand.
+pub(crate) fn secret(command: SecretCommand, format: Format) -> Result<ExitCode> {
+    match command {
+        SecretCommand::Get { names, conn } => {
+            let query: Vec<String> = names.iter().map(|n| format!("name={n}")).collect();
+            let secrets: api::Secrets = runtime()?
+                .block_on(conn.client()?.get(&format!("/secrets?{}", query.join("&"))))?;
+            match format {
+                Format::Json => print_json(&secrets),
+                Format::Text => {
+                    for (name, value) in &secrets.secrets {
+                        outln!("{name} ({})", value.kind);
+                        if let Some(key) = &value.key {
+                            outln!("  key (base64)  {key}");
+                        }
+                        if let Some(cert) = &value.cert_pem {
+                            outln!("{cert}");
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SecretCommand::Set {
+            name,
+            key_file,
+            cert_pem,
+            private_pem,
+            conn,
+        } => {
+            let read =
+                |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let value = api::SecretValue {
+                kind: String::new(),
+                key: key_file
+                    .as_ref()
+                    .map(read)
+                    .transpose()?
+                    .map(|k| B64.encode(k)),
+                cert_pem: cert_pem
+                    .as_ref()
+                    .map(read)
+                    .transpose()?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                private_pem: private_pem
+                    .as_ref()
+                    .map(read)
+                    .transpose()?
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            };
+            let mut body = api::Secrets::default();
+            body.secrets.insert(name.clone(), value);
+            let bytes = serde_json::to_vec(&body)?;
+            let _: Option<serde_json::Value> =
+                runtime()?.block_on(conn.client()?.post("/secrets", bytes))?;
+            outln!("secret {name} set");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `cloister launch`: attest, activate, set up, exec.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use attest::attester::{Attester, SimMeasurements, SimulatedAttester};
+use attest::{TcbStatus, TeeKind};
+use clap::Args;
+use launcher::WorkloadKey;
+use launcher::client::certs_from_pem;
+use time::OffsetDateTime;
+
+use crate::cmd::conn::runtime;
+
+/// Arguments of `launch`.
+#[derive(Debug, Args)]
+pub(crate) struct LaunchArgs {
+    /// The coordinator's URL.
+    #[arg(long, env = "CLOISTER_COORDINATOR")]
+    coordinator: String,
+    /// The workload type to activate as.
+    #[arg(long, env = "CLOISTER_WORKLOAD")]
+    workload: String,
+    /// The instance UUID (keeps per-instance secrets across restarts).
+    #[arg(long, env = "CLOISTER_UUID")]
+    uuid: Option<String>,
+    /// The deployment root certificate the coordinator must present a chain to.
+    #[arg(long, env = "CLOISTER_ROOT_CA")]
+    root_ca: PathBuf,
+    /// Where credentials and relative manifest files are written.
+    #[arg(long, default_value = "cloister-workload")]
+    workdir: PathBuf,
+    /// Use the simulated attester on this machine's simulated platform.
+    #[arg(long)]
+    simulation: bool,
+    /// Simulated TEE kind.
+    #[arg(long, default_value = "sgx")]
+    sim_tee: TeeKind,
+    /// Simulated MRENCLAVE (hex).
+    #[arg(long)]
+    sim_mrenclave: Option<String>,
+    /// Simulate a debug TEE.
+    #[arg(long)]
+    sim_debug: bool,
+    /// The TCB status of the simulated platform (sgx, tdx).
+    #[arg(long, default_value = "UpToDate")]
+    sim_tcb: TcbStatus,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn attester(args: &LaunchArgs) -> Result<Box<dyn Attester>> {
+    if !args.simulation {
+        let detection = attest::attester::detect(std::path::Path::new("/"));
+        return detection
+            .attester()
+            .context("no TEE attester on this machine; pass --simulation to use a simulated TEE");
+    }
+    let now = OffsetDateTime::now_utc();
+    let platform = attest::sim::SimPlatform::open(&attest::sim::SimPlatform::default_dir(), now)?;
+    let mut measurements = SimMeasurements::default();
+    if let Some(hex_text) = &args.sim_mrenclave {
+        measurements.sgx.mr_enclave = hex::decode(hex_text)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("--sim-mrenclave must be 32 bytes of hex")?;
+    }
+    Ok(Box::new(
+        SimulatedAttester::on_platform(args.sim_tee, &platform, now)?
+            .with_measurements(measurements)
+            .with_debug(args.sim_debug)
+            .with_tcb(args.sim_tcb),
+    ))
+}
+
+/// Run `launch`: on success this process becomes the workload.
+pub(crate) fn run(args: LaunchArgs) -> Result<ExitCode> {
+    let attester = attester(&args)?;
+    let root_pem = std::fs::read_to_string(&args.root_ca)
+        .with_context(|| format!("reading the root certificate {}", args.root_ca.display()))?;
+    let root = certs_from_pem("root certificate", &root_pem)?
+        .into_iter()
+        .next()
+        .context("the root certificate file holds no certificate")?;
+    let key = WorkloadKey::generate()?;
+    let request = launcher::Request {
+        coordinator: &args.coordinator,
+        root_der: &root,
+        workload: &args.workload,
+        uuid: args.uuid.as_deref(),
+    };
+    let activation = runtime()?
+        .block_on(launcher::activate(&request, attester.as_ref(), &key, &key))
+        .with_context(|| format!("activating as workload {}", args.workload))?;
+    let prepared = launcher::prepare(&activation, &key, &args.workload, &args.workdir)?;
+    let argv = if prepared.argv.is_empty() {
+        args.command.clone()
+    } else {
+        prepared.argv.clone()
+    };
+    let Some((program, rest)) = argv.split_first() else {
+        bail!("no command to run");
+    };
+    let error = std::process::Command::new(program)
+        .args(rest)
+        .envs(&prepared.env)
+        .exec();
+    bail!("cannot run {program}: {error}")
+}

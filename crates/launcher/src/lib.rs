@@ -1,0 +1,268 @@
+//! The launcher: a key generated here, evidence that binds it, activation with the coordinator
+//! over mTLS with that key, then the workload's files, environment and command line.
+//!
+//! [`client`] is the HTTPS client for the coordinator the CLI uses as well.
+#![forbid(unsafe_code)]
+
+pub mod client;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use attest::attester::Attester;
+use attest::crypto::sha256;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData as _};
+use zeroize::Zeroizing;
+
+use crate::client::{Client, ClientError, Identity};
+
+/// Why launching failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaunchError {
+    /// The key or its certificate could not be made.
+    #[error("workload key: {0}")]
+    Key(#[from] rcgen::Error),
+    /// The attester failed.
+    #[error("obtaining evidence: {0}")]
+    Attester(#[from] attest::attester::AttesterError),
+    /// Talking to the coordinator failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The coordinator's answer is unusable.
+    #[error("the coordinator's answer is unusable: {0}")]
+    Answer(String),
+    /// Writing a file failed.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A workload key and the self-signed certificate that carries it in the TLS handshake.
+pub struct WorkloadKey {
+    key: KeyPair,
+    self_signed_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for WorkloadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadKey").finish_non_exhaustive()
+    }
+}
+
+impl WorkloadKey {
+    /// Generate a P-256 key.
+    pub fn generate() -> Result<Self, LaunchError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let self_signed_der = CertificateParams::new(vec!["cloister-workload".to_string()])?
+            .self_signed(&key)?
+            .der()
+            .to_vec();
+        Ok(Self {
+            key,
+            self_signed_der,
+        })
+    }
+
+    /// The report data that binds this key: SHA-256 of its SubjectPublicKeyInfo, zero-padded.
+    pub fn report_data(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&sha256(&self.key.subject_public_key_info()));
+        out
+    }
+
+    /// The key, PKCS#8 PEM.
+    pub fn private_pem(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.key.serialize_pem())
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            chain: vec![self.self_signed_der.clone()],
+            key_pkcs8: Zeroizing::new(self.key.serialize_der()),
+        }
+    }
+}
+
+/// What to activate as.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The coordinator's base URL (`https://host:port`).
+    pub coordinator: &'a str,
+    /// The deployment root (DER) the coordinator's certificate must chain to.
+    pub root_der: &'a [u8],
+    /// The workload type.
+    pub workload: &'a str,
+    /// The instance UUID, if it has one already.
+    pub uuid: Option<&'a str>,
+}
+
+/// Attest `key` with `attester` and activate. The evidence binds `binding`'s key, which is
+/// `key` itself except in tests that prove the coordinator refuses a mismatch.
+pub async fn activate(
+    request: &Request<'_>,
+    attester: &dyn Attester,
+    key: &WorkloadKey,
+    binding: &WorkloadKey,
+) -> Result<api::ActivationResponse, LaunchError> {
+    let evidence = attester.evidence(&binding.report_data())?;
+    let body = api::ActivationRequest {
+        workload: request.workload.to_string(),
+        uuid: request.uuid.map(str::to_string),
+        evidence: bundle_of(&evidence),
+    };
+    let client = Client::pinned(request.coordinator, request.root_der, Some(&key.identity()))?;
+    let bytes = serde_json::to_vec(&body).map_err(|e| LaunchError::Answer(e.to_string()))?;
+    client
+        .post("/activate", bytes)
+        .await?
+        .ok_or_else(|| LaunchError::Answer("empty activation response".into()))
+}
+
+/// Evidence as it travels to the coordinator.
+pub fn bundle_of(evidence: &attest::attester::Evidence) -> api::EvidenceBundle {
+    let inputs = evidence.verification_inputs();
+    api::EvidenceBundle {
+        tee: evidence.tee.as_str().to_string(),
+        evidence: B64.encode(&evidence.bytes),
+        collateral: inputs
+            .collateral
+            .first()
+            .and_then(|(_, json)| String::from_utf8(json.clone()).ok()),
+        vek: inputs.vek.as_deref().map(|v| B64.encode(v)),
+        chain_pem: inputs.chain.and_then(|c| String::from_utf8(c).ok()),
+    }
+}
+
+/// A workload ready to exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Environment to add.
+    pub env: BTreeMap<String, String>,
+    /// The command line from the manifest, if it sets one.
+    pub argv: Vec<String>,
+}
+
+/// Write the credentials to `dir` and the manifest's files to their paths (relative paths
+/// under `dir`), with the placeholder for the workload's key replaced by `key`; return the
+/// environment to set.
+pub fn prepare(
+    activation: &api::ActivationResponse,
+    key: &WorkloadKey,
+    workload: &str,
+    dir: &Path,
+) -> Result<Prepared, LaunchError> {
+    std::fs::create_dir_all(dir).map_err(|source| LaunchError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let key_pem = key.private_pem();
+    let cert_file = dir.join("workload-chain.pem");
+    let key_file = dir.join("workload-key.pem");
+    let root_file = dir.join("root-ca.pem");
+    write(&cert_file, activation.certificate_chain_pem.as_bytes())?;
+    write(&key_file, key_pem.as_bytes())?;
+    write(&root_file, activation.root_ca_pem.as_bytes())?;
+    let substitutions = placeholder_substitutions(key)?;
+    for (path, contents) in &activation.parameters.files {
+        let bytes = B64
+            .decode(contents)
+            .map_err(|_| LaunchError::Answer(format!("file {path} is not base64")))?;
+        let target = dir.join(path.trim_start_matches('/'));
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| LaunchError::Write {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        write(&target, &substitute(&bytes, &substitutions))?;
+    }
+    let mut env = BTreeMap::new();
+    for (name, value) in &activation.parameters.env {
+        let value = substitute(value.as_bytes(), &substitutions);
+        env.insert(name.clone(), String::from_utf8_lossy(&value).into_owned());
+    }
+    env.insert(api::env::CERT_FILE.into(), cert_file.display().to_string());
+    env.insert(api::env::KEY_FILE.into(), key_file.display().to_string());
+    env.insert(
+        api::env::ROOT_CA_FILE.into(),
+        root_file.display().to_string(),
+    );
+    env.insert(api::env::WORKLOAD.into(), workload.to_string());
+    env.insert(api::env::UUID.into(), activation.uuid.clone());
+    Ok(Prepared {
+        env,
+        argv: activation.parameters.argv.clone(),
+    })
+}
+
+/// Every encoding of the placeholder a template can produce, and what replaces it.
+fn placeholder_substitutions(
+    key: &WorkloadKey,
+) -> Result<Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>, LaunchError> {
+    let placeholder = api::WORKLOAD_KEY_PLACEHOLDER;
+    let der = Zeroizing::new(key.key.serialize_der());
+    let pem_of = |bytes: &[u8]| {
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            B64.encode(bytes)
+        )
+    };
+    Ok(vec![
+        (
+            pem_of(placeholder).into_bytes(),
+            Zeroizing::new(key.private_pem().as_bytes().to_vec()),
+        ),
+        (
+            B64.encode(placeholder).into_bytes(),
+            Zeroizing::new(B64.encode(&*der).into_bytes()),
+        ),
+        (
+            hex::encode(placeholder).into_bytes(),
+            Zeroizing::new(hex::encode(&*der).into_bytes()),
+        ),
+        (placeholder.to_vec(), der),
+    ])
+}
+
+fn substitute(input: &[u8], substitutions: &[(Vec<u8>, Zeroizing<Vec<u8>>)]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for (from, to) in substitutions {
+        let mut next = Vec::with_capacity(out.len());
+        let mut rest = out.as_slice();
+        while let Some(at) = find(rest, from) {
+            next.extend_from_slice(&rest[..at]);
+            next.extend_from_slice(to);
+            rest = &rest[at + from.len()..];
+        }
+        next.extend_from_slice(rest);
+        out = next;
+    }
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), LaunchError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|source| LaunchError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
