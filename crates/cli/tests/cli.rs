@@ -42,8 +42,8 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 #[test]
-fn quickstart_verifies_every_simulated_kind_and_none_passes_for_hardware() {
-    let out = cloister(&["quickstart", "-o", "json"]);
+fn evidence_tour_verifies_every_simulated_kind_and_none_passes_for_hardware() {
+    let out = cloister(&["evidence-tour", "-o", "json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -319,4 +319,283 @@ fn a_closed_pipe_ends_output_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+// ---- The deployment end to end: a coordinator process, the CLI and launchers on loopback ----
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Stdio};
+
+/// A coordinator process with its own state and simulated platform, killed on drop.
+struct Deployment {
+    dir: PathBuf,
+    url: String,
+    child: Child,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Deployment {
+    fn start(name: &str) -> Self {
+        Self::start_in(scratch(name))
+    }
+
+    fn start_in(dir: PathBuf) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+            .args([
+                "coordinator",
+                "serve",
+                "--simulation",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("CLOISTER_SIM_DIR", dir.join("sim"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        Self { dir, url, child }
+    }
+
+    fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.clone();
+        std::mem::forget(self);
+        Self::start_in(dir)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cloister"))
+            .args(args)
+            .env("CLOISTER_SIM_DIR", self.dir.join("sim"))
+            .env("CLOISTER_COORDINATOR", &self.url)
+            .env("CLOISTER_ROOT_CA", self.dir.join("root.pem"))
+            .output()
+            .unwrap()
+    }
+
+    fn verify(&self) -> Value {
+        let root = self.dir.join("root.pem").display().to_string();
+        let out = self.cmd(&[
+            "verify",
+            "--accept-simulation",
+            "--save-root",
+            &root,
+            "-o",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)
+    }
+
+    fn set_manifest(&self, text: &str) -> Output {
+        let path = self.dir.join("manifest.json");
+        std::fs::write(&path, text).unwrap();
+        self.cmd(&["manifest", "set", &path.display().to_string(), "-o", "json"])
+    }
+
+    /// Launch `workload` running `sh -c 'echo $VAR'` under the given simulation flags.
+    fn launch(&self, workload: &str, flags: &[&str], script: &str) -> Output {
+        let workdir = self.dir.join(format!("w-{workload}-{}", flags.len()));
+        let mut args = vec![
+            "launch",
+            "--simulation",
+            "--workload",
+            workload,
+            "--workdir",
+            workdir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        self.cmd(&args)
+    }
+}
+
+fn mrenclave() -> String {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "printf 'cloister simulated enclave' | sha256sum | cut -d' ' -f1",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn manifest_json(extra_package: &str) -> String {
+    format!(
+        r#"{{
+  "packages": {{
+    "app": {{ "tee": "sgx", "unique_id": "{m}" {extra_package} }},
+    "strict": {{ "tee": "sgx", "unique_id": "{m}", "accepted_tcb_statuses": ["UpToDate"] }}
+  }},
+  "workloads": {{
+    "app": {{ "package": "app", "parameters": {{ "env": {{ "KEY": "{{{{ hex .Secrets.k }}}}", "MINE": "{{{{ hex .Secrets.mine }}}}" }} }} }},
+    "once": {{ "package": "app", "max_activations": 1 }},
+    "strict": {{ "package": "strict" }}
+  }},
+  "secrets": {{
+    "k": {{ "type": "symmetric-key", "size": 128, "shared": true }},
+    "mine": {{ "type": "symmetric-key", "size": 128 }}
+  }}
+}}"#,
+        m = mrenclave()
+    )
+}
+
+/// Everything a failed command said (errors go to stdout as JSON with `-o json`).
+fn stderr(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn the_deployment_flow_admits_only_what_the_manifest_allows() {
+    let d = Deployment::start("flow");
+    let statement = d.verify();
+    assert_eq!(statement["verified"], true);
+    assert_eq!(statement["simulated"], true);
+    assert!(statement["manifest_hash"].is_null());
+
+    // A malformed manifest: every error with its path, nothing set.
+    let bad = d.set_manifest(
+        r#"{"packages": {"p": {"tee": "sgx"}}, "workloads": {"w": {"package": "nope"}}}"#,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("$.workloads.w.package"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let set = d.set_manifest(&manifest_json(""));
+    assert!(set.status.success(), "{}", stderr(&set));
+    let hash = json(&set)["manifest_hash"].as_str().unwrap().to_string();
+    assert_eq!(
+        d.verify()["manifest_hash"],
+        hash.as_str(),
+        "the statement binds the manifest"
+    );
+
+    // The right enclave gets its templated secrets.
+    let ok = d.launch("app", &[], "echo $KEY $MINE");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let shared = String::from_utf8_lossy(&ok.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(shared.len(), 32);
+
+    // A wrong measurement, a debug enclave, an out-of-date TCB, an unknown workload type.
+    let wrong = d.launch("app", &["--sim-mrenclave", &"ab".repeat(32)], "true");
+    assert!(stderr(&wrong).contains("MRENCLAVE"), "{}", stderr(&wrong));
+    let debug = d.launch("app", &["--sim-debug"], "true");
+    assert!(!debug.status.success());
+    assert!(
+        stderr(&debug).to_lowercase().contains("debug"),
+        "{}",
+        stderr(&debug)
+    );
+    let old = d.launch("strict", &["--sim-tcb", "OutOfDate"], "true");
+    assert!(stderr(&old).contains("TCB"), "{}", stderr(&old));
+    let unknown = d.launch("ghost", &[], "true");
+    assert!(
+        stderr(&unknown).contains("unknown workload"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    // Max activations.
+    assert!(d.launch("once", &[], "true").status.success());
+    let again = d.launch("once", &[], "true");
+    assert!(stderr(&again).contains("activations"), "{}", stderr(&again));
+
+    // A restart keeps the CA, the shared secret and the counters.
+    let root_before = std::fs::read_to_string(d.dir.join("root.pem")).unwrap();
+    let d = d.restart();
+    let out = d.cmd(&["certificate", "root"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), root_before);
+    let after = d.launch("app", &[], "echo $KEY");
+    assert_eq!(String::from_utf8_lossy(&after.stdout).trim(), shared);
+    assert!(!d.launch("once", &[], "true").status.success());
+
+    // The audit log recorded it all, hash-chained.
+    let status = d.cmd(&["status", "-o", "json"]);
+    assert_eq!(json(&status)["state"], "accepting-workloads");
+}
+
+#[test]
+fn bad_requests_get_problem_details_never_server_errors() {
+    let d = Deployment::start("problems");
+    d.verify();
+    assert!(d.set_manifest(&manifest_json("")).status.success());
+    let curl = |method: &str, path: &str, body: &str| -> (u16, Value) {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-k",
+                "-X",
+                method,
+                "-w",
+                "\n%{http_code}",
+                "--data-binary",
+                body,
+            ])
+            .arg(format!("{}/api/v1{path}", d.url))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.parse().unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    };
+    for (method, path) in [
+        ("POST", "/manifest"),
+        ("POST", "/activate"),
+        ("POST", "/secrets"),
+        ("GET", "/secrets"),
+        ("GET", "/attestation?nonce=zz"),
+        ("GET", "/nowhere"),
+        ("DELETE", "/status"),
+    ] {
+        let (code, problem) = curl(method, path, "{not json");
+        assert!(
+            (400..500).contains(&code),
+            "{method} {path}: {code} {problem}"
+        );
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://cloister.dev/problems/"),
+            "{method} {path}: {problem}"
+        );
+    }
 }

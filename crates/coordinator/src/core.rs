@@ -77,6 +77,9 @@ pub enum StartError {
     Corrupt(&'static str),
 }
 
+/// A TLS certificate chain (DER, leaf first) and its PKCS#8 key.
+pub type ServerIdentity = (Vec<Vec<u8>>, Zeroizing<Vec<u8>>);
+
 /// The manifest in force and what was generated for it.
 pub(crate) struct Deployment {
     pub(crate) manifest: Manifest,
@@ -180,10 +183,7 @@ impl Coordinator {
     }
 
     /// The server certificate chain and key for the TLS endpoint.
-    pub fn server_identity(
-        &self,
-        names: &[String],
-    ) -> Result<(Vec<Vec<u8>>, Zeroizing<Vec<u8>>), crate::ca::CaError> {
+    pub fn server_identity(&self, names: &[String]) -> Result<ServerIdentity, crate::ca::CaError> {
         let (leaf, key) = self.ca.issue_server(names, OffsetDateTime::now_utc())?;
         Ok((vec![leaf, self.ca.intermediate_der().to_vec()], key))
     }

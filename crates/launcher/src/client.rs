@@ -35,7 +35,7 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     /// The coordinator answered with a problem.
-    #[error("{}", .0.detail)]
+    #[error("{}", problem_text(.0))]
     Problem(api::Problem),
     /// The coordinator answered with something unexpected.
     #[error("unexpected answer from {url} (HTTP {status}): {body}")]
@@ -50,6 +50,16 @@ pub enum ClientError {
     /// The server's certificate does not chain to the attested root.
     #[error("the coordinator's TLS certificate is not issued by its attested root: {0}")]
     NotAttested(String),
+}
+
+/// The problem's detail, each listed error on its own line, and its type.
+fn problem_text(p: &api::Problem) -> String {
+    let mut text = p.detail.clone();
+    for e in &p.errors {
+        text.push_str(&format!("\n  {}: {}", e.path, e.reason));
+    }
+    text.push_str(&format!("\n  ({})", p.kind));
+    text
 }
 
 fn provider() -> Arc<CryptoProvider> {

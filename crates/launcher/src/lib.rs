@@ -169,7 +169,7 @@ pub fn prepare(
     write(&cert_file, activation.certificate_chain_pem.as_bytes())?;
     write(&key_file, key_pem.as_bytes())?;
     write(&root_file, activation.root_ca_pem.as_bytes())?;
-    let substitutions = placeholder_substitutions(key)?;
+    let substitutions = placeholder_substitutions(key);
     for (path, contents) in &activation.parameters.files {
         let bytes = B64
             .decode(contents)
@@ -202,10 +202,11 @@ pub fn prepare(
     })
 }
 
+/// Bytes to find and what replaces them.
+type Substitution = (Vec<u8>, Zeroizing<Vec<u8>>);
+
 /// Every encoding of the placeholder a template can produce, and what replaces it.
-fn placeholder_substitutions(
-    key: &WorkloadKey,
-) -> Result<Vec<(Vec<u8>, Zeroizing<Vec<u8>>)>, LaunchError> {
+fn placeholder_substitutions(key: &WorkloadKey) -> Vec<Substitution> {
     let placeholder = api::WORKLOAD_KEY_PLACEHOLDER;
     let der = Zeroizing::new(key.key.serialize_der());
     let pem_of = |bytes: &[u8]| {
@@ -214,7 +215,7 @@ fn placeholder_substitutions(
             B64.encode(bytes)
         )
     };
-    Ok(vec![
+    vec![
         (
             pem_of(placeholder).into_bytes(),
             Zeroizing::new(key.private_pem().as_bytes().to_vec()),
@@ -228,10 +229,10 @@ fn placeholder_substitutions(
             Zeroizing::new(hex::encode(&*der).into_bytes()),
         ),
         (placeholder.to_vec(), der),
-    ])
+    ]
 }
 
-fn substitute(input: &[u8], substitutions: &[(Vec<u8>, Zeroizing<Vec<u8>>)]) -> Vec<u8> {
+fn substitute(input: &[u8], substitutions: &[Substitution]) -> Vec<u8> {
     let mut out = input.to_vec();
     for (from, to) in substitutions {
         let mut next = Vec::with_capacity(out.len());
