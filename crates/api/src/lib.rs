@@ -1,11 +1,14 @@
 //! The coordinator's REST API: every JSON shape the server sends or accepts, shared by the
-//! server and its clients (CLI, launcher, benchmarks). No I/O.
+//! server and its clients (CLI, launcher, benchmarks). No I/O; evidence types come from
+//! `attest`.
 //!
 //! Binary fields are base64 (standard alphabet) unless named `*_pem` or `*_hex`.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 /// The API's path prefix.
@@ -88,6 +91,75 @@ pub struct EvidenceBundle {
     /// The AMD chain (ASK, ARK), PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_pem: Option<String>,
+}
+
+/// Why an [`EvidenceBundle`] cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The TEE kind is not one cloister knows.
+    #[error("evidence bundle: unknown tee {0:?} (sgx, tdx, snp, az-snp-vtpm, az-tdx-vtpm)")]
+    UnknownTee(String),
+    /// A field is not valid base64.
+    #[error("evidence bundle: {0} is not valid base64")]
+    Base64(&'static str),
+}
+
+impl EvidenceBundle {
+    /// Evidence as an attester produced it, with what verifies it.
+    pub fn from_evidence(evidence: &attest::attester::Evidence) -> Self {
+        let inputs = evidence.verification_inputs();
+        Self {
+            tee: evidence.tee.as_str().to_string(),
+            evidence: B64.encode(&evidence.bytes),
+            collateral: inputs
+                .collateral
+                .first()
+                .and_then(|(_, json)| String::from_utf8(json.clone()).ok()),
+            vek: inputs.vek.as_deref().map(|v| B64.encode(v)),
+            chain_pem: inputs.chain.and_then(|c| String::from_utf8(c).ok()),
+        }
+    }
+
+    /// The evidence bytes and the verification inputs this bundle carries.
+    pub fn decode(&self) -> Result<(Vec<u8>, attest::evidence::Inputs), BundleError> {
+        let tee = self
+            .tee
+            .parse::<attest::TeeKind>()
+            .map_err(|_| BundleError::UnknownTee(self.tee.clone()))?;
+        let evidence = B64
+            .decode(&self.evidence)
+            .map_err(|_| BundleError::Base64("evidence"))?;
+        let vek = self
+            .vek
+            .as_deref()
+            .map(|v| B64.decode(v).map_err(|_| BundleError::Base64("vek")))
+            .transpose()?;
+        let inputs = attest::evidence::Inputs {
+            tee: Some(tee),
+            collateral: self
+                .collateral
+                .iter()
+                .map(|c| ("collateral.json".to_string(), c.as_bytes().to_vec()))
+                .collect(),
+            vek,
+            chain: self.chain_pem.as_ref().map(|c| c.as_bytes().to_vec()),
+            nonce: None,
+        };
+        Ok((evidence, inputs))
+    }
+}
+
+/// An offline-verifiable record of a coordinator's attestation: `cloister verify --bundle`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationBundle {
+    /// What the coordinator answered to `GET /attestation?nonce=…`.
+    pub attestation: AttestationResponse,
+    /// The nonce asked for, hex.
+    pub nonce_hex: String,
+    /// The manifest in force (base64), whose hash the evidence binds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 /// `GET /attestation[?nonce=HEX]`.

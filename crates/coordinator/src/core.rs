@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use attest::attester::{Attester, SimulatedAttester};
-use attest::evidence::{Inputs, Verifiers};
+use attest::evidence::Verifiers;
 use attest::sim::SimPlatform;
 use attest::{TeeKind, crypto::sha256};
 use base64::Engine as _;
@@ -188,6 +188,11 @@ impl Coordinator {
         Ok((vec![leaf, self.ca.intermediate_der().to_vec()], key))
     }
 
+    /// The deployment root certificate, DER.
+    pub fn root_der(&self) -> &[u8] {
+        self.ca.root_der()
+    }
+
     fn current(&self) -> Result<Arc<Deployment>, ApiError> {
         self.deployment.load_full().ok_or(ApiError::NoManifest)
     }
@@ -236,7 +241,7 @@ impl Coordinator {
             .attester
             .evidence(&report_data)
             .map_err(|e| ApiError::Internal(format!("the coordinator cannot attest: {e}")))?;
-        Ok(bundle_of(&evidence))
+        Ok(api::EvidenceBundle::from_evidence(&evidence))
     }
 
     fn refresh_cached_attestation(&self) -> Result<(), StartError> {
@@ -365,7 +370,10 @@ impl Coordinator {
             .ok_or_else(|| ApiError::UnknownWorkload(request.workload.clone()))?;
         let peer = peer.ok_or(ApiError::NoClientCertificate)?;
         let spki = spki_of(peer).ok_or(ApiError::NoClientCertificate)?;
-        let (evidence, inputs) = decode_bundle(&request.evidence)?;
+        let (evidence, inputs) = request
+            .evidence
+            .decode()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let now = OffsetDateTime::now_utc();
         let (_, claims) = self
             .verifiers
@@ -663,47 +671,6 @@ pub fn simulated_coordinator() -> attest::attester::SimMeasurements {
     let mut m = attest::attester::SimMeasurements::default();
     m.sgx.mr_enclave = sha256(b"cloister simulated coordinator");
     m
-}
-
-/// Evidence as it travels.
-pub fn bundle_of(evidence: &attest::attester::Evidence) -> api::EvidenceBundle {
-    let inputs = evidence.verification_inputs();
-    api::EvidenceBundle {
-        tee: evidence.tee.as_str().to_string(),
-        evidence: B64.encode(&evidence.bytes),
-        collateral: inputs
-            .collateral
-            .first()
-            .and_then(|(_, json)| String::from_utf8(json.clone()).ok()),
-        vek: inputs.vek.as_deref().map(|v| B64.encode(v)),
-        chain_pem: inputs.chain.and_then(|c| String::from_utf8(c).ok()),
-    }
-}
-
-/// The evidence bytes and verification inputs a bundle carries.
-pub fn decode_bundle(bundle: &api::EvidenceBundle) -> Result<(Vec<u8>, Inputs), ApiError> {
-    let bad =
-        |what: &str| ApiError::BadRequest(format!("evidence bundle: {what} is not valid base64"));
-    let tee = bundle.tee.parse::<TeeKind>().map_err(|_| {
-        ApiError::BadRequest(format!("evidence bundle: unknown tee {:?}", bundle.tee))
-    })?;
-    let evidence = B64.decode(&bundle.evidence).map_err(|_| bad("evidence"))?;
-    let inputs = Inputs {
-        tee: Some(tee),
-        collateral: bundle
-            .collateral
-            .iter()
-            .map(|c| ("collateral.json".to_string(), c.as_bytes().to_vec()))
-            .collect(),
-        vek: bundle
-            .vek
-            .as_deref()
-            .map(|v| B64.decode(v).map_err(|_| bad("vek")))
-            .transpose()?,
-        chain: bundle.chain_pem.as_ref().map(|c| c.as_bytes().to_vec()),
-        nonce: None,
-    };
-    Ok((evidence, inputs))
 }
 
 /// Template values for one activation.

@@ -218,6 +218,36 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Any method, any body: the status and the raw answer (for tests and diagnostics).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body_bytes: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let url = self.url(path);
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| unexpected(url.clone(), 0, format!("bad method {method}").as_bytes()))?;
+        let response = self
+            .http
+            .request(method, &url)
+            .body(body_bytes)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
 fn unexpected(url: String, status: u16, body: &[u8]) -> ClientError {
     let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
     ClientError::Unexpected {

@@ -1,10 +1,12 @@
 //! The launcher: a key generated here, evidence that binds it, activation with the coordinator
 //! over mTLS with that key, then the workload's files, environment and command line.
 //!
-//! [`client`] is the HTTPS client for the coordinator the CLI uses as well.
+//! [`client`] is the HTTPS client for the coordinator the CLI uses as well; [`verify`] checks a
+//! coordinator's attestation, online or from a saved bundle.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,8 +75,13 @@ impl WorkloadKey {
     /// The report data that binds this key: SHA-256 of its SubjectPublicKeyInfo, zero-padded.
     pub fn report_data(&self) -> [u8; 64] {
         let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&sha256(&self.key.subject_public_key_info()));
+        out[..32].copy_from_slice(&sha256(&self.spki_der()));
         out
+    }
+
+    /// The key's SubjectPublicKeyInfo, DER.
+    pub fn spki_der(&self) -> Vec<u8> {
+        self.key.subject_public_key_info()
     }
 
     /// The key, PKCS#8 PEM.
@@ -115,7 +122,7 @@ pub async fn activate(
     let body = api::ActivationRequest {
         workload: request.workload.to_string(),
         uuid: request.uuid.map(str::to_string),
-        evidence: bundle_of(&evidence),
+        evidence: api::EvidenceBundle::from_evidence(&evidence),
     };
     let client = Client::pinned(request.coordinator, request.root_der, Some(&key.identity()))?;
     let bytes = serde_json::to_vec(&body).map_err(|e| LaunchError::Answer(e.to_string()))?;
@@ -123,21 +130,6 @@ pub async fn activate(
         .post("/activate", bytes)
         .await?
         .ok_or_else(|| LaunchError::Answer("empty activation response".into()))
-}
-
-/// Evidence as it travels to the coordinator.
-pub fn bundle_of(evidence: &attest::attester::Evidence) -> api::EvidenceBundle {
-    let inputs = evidence.verification_inputs();
-    api::EvidenceBundle {
-        tee: evidence.tee.as_str().to_string(),
-        evidence: B64.encode(&evidence.bytes),
-        collateral: inputs
-            .collateral
-            .first()
-            .and_then(|(_, json)| String::from_utf8(json.clone()).ok()),
-        vek: inputs.vek.as_deref().map(|v| B64.encode(v)),
-        chain_pem: inputs.chain.and_then(|c| String::from_utf8(c).ok()),
-    }
 }
 
 /// A workload ready to exec.

@@ -4,13 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
-use attest::crypto::sha256;
 use attest::evidence::Verifiers;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Subcommand};
-use launcher::client::{Client, certs_from_pem};
-use serde::Serialize;
+use launcher::verify::{Expectations, Statement, check_bundle, verify_online};
 use time::OffsetDateTime;
 
 use crate::cmd::conn::{Conn, runtime};
@@ -20,12 +18,8 @@ use crate::output::{Format, outln, print_json};
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// The coordinator's URL.
-    #[arg(
-        long,
-        env = "CLOISTER_COORDINATOR",
-        default_value = "https://127.0.0.1:4433"
-    )]
-    coordinator: String,
+    #[arg(long, env = "CLOISTER_COORDINATOR")]
+    coordinator: Option<String>,
     /// The package the coordinator must match (a manifest package, JSON or YAML).
     #[arg(long)]
     expect: Option<PathBuf>,
@@ -35,120 +29,63 @@ pub(crate) struct VerifyArgs {
     /// Save the attested root certificate here, to pin later calls.
     #[arg(long)]
     save_root: Option<PathBuf>,
+    /// With --coordinator: write an offline-verifiable bundle here. Without: check this bundle,
+    /// with no network.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
 }
 
-/// The deployment's attestation statement.
-#[derive(Debug, Serialize)]
-pub(crate) struct Statement {
-    /// Whether the coordinator was verified.
-    pub(crate) verified: bool,
-    /// The coordinator's TEE.
-    pub(crate) tee: String,
-    /// Whether it rests on simulation.
-    pub(crate) simulated: bool,
-    /// Its TCB status.
-    pub(crate) tcb_status: Option<String>,
-    /// The root every workload certificate chains to (SHA-256 of the DER, hex).
-    pub(crate) root_sha256: String,
-    /// The manifest it enforces.
-    pub(crate) manifest_hash: Option<String>,
-    /// Whether the measurement was checked against `--expect`.
-    pub(crate) measurement_checked: bool,
-}
-
-/// Fetch fresh evidence, verify it, check it binds the root and manifest, return the root.
-pub(crate) async fn verify_coordinator(
-    url: &str,
-    expect: Option<&manifest::Package>,
+/// The verifiers for `simulation` (a simulated platform's directory) or for hardware.
+pub(crate) fn verifiers(
     simulation: Option<&std::path::Path>,
-) -> Result<(Statement, Vec<u8>)> {
-    let accept_simulation = simulation.is_some();
-    let mut nonce = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| anyhow::anyhow!("no randomness"))?;
-    let (client, first_contact) = Client::first_contact(url)?;
-    let response: api::AttestationResponse = client
-        .get(&format!("/attestation?nonce={}", hex::encode(nonce)))
-        .await
-        .context("fetching the coordinator's evidence")?;
-    let (evidence, inputs) =
-        coordinator::core::decode_bundle(&response.evidence).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let now = OffsetDateTime::now_utc();
-    let verifiers = if let Some(sim_dir) = simulation {
-        let platform = attest::sim::SimPlatform::open(sim_dir, now)?;
-        let (dcap, snp) = platform.anchors(now)?;
-        Verifiers::with_anchors(dcap, snp)
-    } else {
-        Verifiers::production()
-    };
-    let (_, claims) = verifiers
-        .verify(&evidence, &inputs, now)
-        .context("the coordinator's evidence does not verify")?;
-    if let Some(package) = expect
-        && let Err(mismatches) = package.appraise(&claims, accept_simulation)
-    {
-        let list: Vec<String> = mismatches.iter().map(ToString::to_string).collect();
-        bail!(
-            "the coordinator is not the expected one: {}",
-            list.join("; ")
-        );
-    }
-    let root = certs_from_pem(
-        "coordinator certificate chain",
-        &response.certificate_chain_pem,
-    )?
-    .into_iter()
-    .next()
-    .context("the coordinator sent no root certificate")?;
-    let manifest_hash = match &response.manifest_hash {
-        Some(h) => Some(
-            hex::decode(h)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .context("the manifest hash is not 32 bytes of hex")?,
-        ),
-        None => None,
-    };
-    let expected =
-        api::coordinator_report_data(&sha256(&root), manifest_hash.as_ref(), &nonce, sha256);
-    if claims.report_data != expected {
-        bail!(
-            "the coordinator's evidence does not bind the root certificate, manifest and nonce it \
-             served: do not trust this coordinator"
-        );
-    }
-    let host = url
-        .trim_start_matches("https://")
-        .split(['/', ':'])
-        .next()
-        .unwrap_or("localhost");
-    first_contact
-        .check(&root, host)
-        .context("the TLS connection was not made to the attested coordinator")?;
-    let statement = Statement {
-        verified: true,
-        tee: claims.tee.as_str().to_string(),
-        simulated: claims.simulated,
-        tcb_status: claims.tcb_status.map(|s| s.as_str().to_string()),
-        root_sha256: hex::encode(sha256(&root)),
-        manifest_hash: response.manifest_hash,
-        measurement_checked: expect.is_some(),
-    };
-    Ok((statement, root))
+    now: OffsetDateTime,
+) -> Result<Verifiers> {
+    Ok(match simulation {
+        Some(dir) => {
+            let (dcap, snp) = attest::sim::SimPlatform::open(dir, now)?.anchors(now)?;
+            Verifiers::with_anchors(dcap, snp)
+        }
+        None => Verifiers::production(),
+    })
 }
 
 /// Run `verify`.
 pub(crate) fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
-    let expect = match &args.expect {
+    let package = match &args.expect {
         Some(path) => Some(read_package(path)?),
         None => None,
     };
-    let (statement, root) = runtime()?.block_on(verify_coordinator(
-        &args.coordinator,
-        expect.as_ref(),
-        args.accept_simulation
-            .then(attest::sim::SimPlatform::default_dir)
-            .as_deref(),
-    ))?;
+    let now = OffsetDateTime::now_utc();
+    let sim_dir = args
+        .accept_simulation
+        .then(attest::sim::SimPlatform::default_dir);
+    let verifiers = verifiers(sim_dir.as_deref(), now)?;
+    let expect = Expectations {
+        verifiers: &verifiers,
+        package: package.as_ref(),
+        simulation: args.accept_simulation,
+        now,
+    };
+    let (statement, root) = match (&args.coordinator, &args.bundle) {
+        (Some(url), bundle_out) => {
+            let (statement, root, bundle) = runtime()?.block_on(verify_online(url, &expect))?;
+            if let Some(path) = bundle_out {
+                std::fs::write(path, serde_json::to_vec_pretty(&bundle)?)
+                    .with_context(|| format!("writing the bundle {}", path.display()))?;
+            }
+            (statement, root)
+        }
+        (None, Some(path)) => {
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let bundle: api::AttestationBundle = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not an attestation bundle", path.display()))?;
+            check_bundle(&bundle, &expect)?
+        }
+        (None, None) => {
+            bail!("pass --coordinator URL, or --bundle FILE to check a saved bundle offline")
+        }
+    };
     if let Some(path) = &args.save_root {
         std::fs::write(path, attest::dcap::to_pem_string(&root))
             .with_context(|| format!("saving the root to {}", path.display()))?;

@@ -11,8 +11,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
 use crate::cmd::conn::runtime;
-use crate::cmd::deploy::{print_statement, verify_coordinator};
+use crate::cmd::deploy::{print_statement, verifiers};
 use crate::output::{Format, outln};
+use launcher::verify::{Expectations, verify_online};
 
 /// Arguments of `quickstart`.
 #[derive(Debug, Args)]
@@ -82,8 +83,15 @@ pub(crate) fn run(args: QuickstartArgs, _format: Format) -> Result<ExitCode> {
     )));
     let root_file = dir.join("root.pem");
     let rt = runtime()?;
-    let (statement, root) =
-        rt.block_on(verify_coordinator(&url, Some(&expected), Some(&sim_dir)))?;
+    let now = time::OffsetDateTime::now_utc();
+    let verifiers = verifiers(Some(&sim_dir), now)?;
+    let expect = Expectations {
+        verifiers: &verifiers,
+        package: Some(&expected),
+        simulation: true,
+        now,
+    };
+    let (statement, root, _) = rt.block_on(verify_online(&url, &expect))?;
     std::fs::write(&root_file, attest::dcap::to_pem_string(&root))?;
     print_statement(&statement, Some(&root_file));
     step(3, "setting the manifest");
