@@ -76,15 +76,16 @@ pub struct StatusResponse {
 }
 
 /// Evidence with what verifies it, as it travels between processes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EvidenceBundle {
     /// `sgx`, `tdx`, `snp`, `az-snp-vtpm` or `az-tdx-vtpm`.
     pub tee: String,
     /// The quote or report, base64.
     pub evidence: String,
-    /// DCAP collateral as combined JSON, when the producer has it.
+    /// DCAP collateral, the combined JSON object itself (embedded, not a string: no escaping
+    /// to undo), when the producer has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub collateral: Option<String>,
+    pub collateral: Option<Box<serde_json::value::RawValue>>,
     /// The SNP VCEK or VLEK, base64 DER.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vek: Option<String>,
@@ -112,10 +113,10 @@ impl EvidenceBundle {
         Self {
             tee: evidence.tee.as_str().to_string(),
             evidence: B64.encode(&evidence.bytes),
-            collateral: inputs
-                .collateral
-                .first()
-                .and_then(|(_, json)| String::from_utf8(json.clone()).ok()),
+            collateral: inputs.collateral.first().and_then(|(_, json)| {
+                let text = String::from_utf8(json.clone()).ok()?;
+                serde_json::value::RawValue::from_string(text).ok()
+            }),
             vek: inputs.vek.as_deref().map(|v| B64.encode(v)),
             chain_pem: inputs.chain.and_then(|c| String::from_utf8(c).ok()),
         }
@@ -140,7 +141,7 @@ impl EvidenceBundle {
             collateral: self
                 .collateral
                 .iter()
-                .map(|c| ("collateral.json".to_string(), c.as_bytes().to_vec()))
+                .map(|c| ("collateral.json".to_string(), c.get().as_bytes().to_vec()))
                 .collect(),
             vek,
             chain: self.chain_pem.as_ref().map(|c| c.as_bytes().to_vec()),
@@ -151,7 +152,7 @@ impl EvidenceBundle {
 }
 
 /// An offline-verifiable record of a coordinator's attestation: `cloister verify --bundle`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttestationBundle {
     /// What the coordinator answered to `GET /attestation?nonce=…`.
     pub attestation: AttestationResponse,
@@ -163,7 +164,7 @@ pub struct AttestationBundle {
 }
 
 /// `GET /attestation[?nonce=HEX]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttestationResponse {
     /// The coordinator's evidence; its report data is [`coordinator_report_data`].
     pub evidence: EvidenceBundle,
@@ -198,7 +199,7 @@ pub struct ManifestResponse {
 }
 
 /// `POST /activate`: a workload asks to be activated as `workload`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActivationRequest {
     /// The workload type (a key of the manifest's `workloads`).
     pub workload: String,

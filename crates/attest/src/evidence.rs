@@ -4,6 +4,9 @@
 //! [`detect`] decides what it is; [`Verifiers`] runs the right verifier with the right trust
 //! anchor; [`inspect`] decodes every field without verifying anything.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -295,23 +298,24 @@ impl Outcome {
 pub struct Verifiers {
     dcap: DcapVerifier,
     snp: SnpVerifier,
+    /// Collateral that verified before, parsed, by the digest of its input bytes: a repeat
+    /// verification skips JSON, PEM and X.509 parsing. Only collateral that verified is kept,
+    /// so its size is bounded by what the trust anchor signed.
+    parsed: RwLock<HashMap<[u8; 32], Arc<Collateral>>>,
 }
+
+/// At most this many parsed collateral sets are kept (a new platform's evicts all).
+const PARSED_COLLATERAL_CAP: usize = 256;
 
 impl Verifiers {
     /// Verifiers rooted in Intel's and AMD's real roots.
     pub fn production() -> Self {
-        Self {
-            dcap: DcapVerifier::new(TrustAnchor::intel()),
-            snp: SnpVerifier::new(TrustAnchor::amd()),
-        }
+        Self::with_anchors(TrustAnchor::intel(), TrustAnchor::amd())
     }
 
     /// Verifiers that trust only `anchor` (for example a simulation root).
     pub fn with_anchor(anchor: TrustAnchor) -> Self {
-        Self {
-            dcap: DcapVerifier::new(anchor.clone()),
-            snp: SnpVerifier::new(anchor),
-        }
+        Self::with_anchors(anchor.clone(), anchor)
     }
 
     /// Verifiers that trust `dcap` for SGX/TDX and `snp` for SEV-SNP evidence (for example the
@@ -320,6 +324,7 @@ impl Verifiers {
         Self {
             dcap: DcapVerifier::new(dcap),
             snp: SnpVerifier::new(snp),
+            parsed: RwLock::default(),
         }
     }
 
@@ -377,8 +382,21 @@ impl Verifiers {
     ) -> Result<Claims, VerifyError> {
         match d.tee {
             TeeKind::Sgx | TeeKind::Tdx => {
-                let collateral = collateral(d.tee, inputs)?;
+                let key = collateral_key(inputs);
+                let known = self.parsed.read().ok().and_then(|m| m.get(&key).cloned());
+                let collateral = match &known {
+                    Some(c) => Arc::clone(c),
+                    None => Arc::new(collateral(d.tee, inputs)?),
+                };
                 let claims = self.dcap.verify(&d.payload, &collateral, now)?;
+                if known.is_none()
+                    && let Ok(mut parsed) = self.parsed.write()
+                {
+                    if parsed.len() >= PARSED_COLLATERAL_CAP {
+                        parsed.clear();
+                    }
+                    parsed.insert(key, collateral);
+                }
                 if let Some(log) = &d.event_log {
                     check_event_log(log, &claims)?;
                 }
@@ -442,6 +460,23 @@ impl Verifiers {
             }
         }
     }
+}
+
+/// SHA-256 over the collateral inputs, each length-prefixed so different splits differ.
+fn collateral_key(inputs: &Inputs) -> [u8; 32] {
+    let mut hasher = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let parts = inputs
+        .collateral
+        .iter()
+        .map(|(_, bytes)| bytes.as_slice())
+        .chain(inputs.chain.as_deref());
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(hasher.finish().as_ref());
+    key
 }
 
 fn collateral(tee: TeeKind, inputs: &Inputs) -> Result<Collateral, VerifyError> {

@@ -7,12 +7,16 @@
 //! ratio reported is the median of the per-round ratios, so a shared machine's drift cancels.
 //! Ratios to a peer are ratios of those floor-normalized figures.
 //!
+//! `cargo run --release -p bench -- activate` measures activations instead (see [`activate`]).
+//!
 //! `cargo run --release -p bench` (vectors from `../shared/testdata/attestation` or
 //! `$CLOISTER_TESTDATA`; `BENCH_ROUNDS` and `BENCH_ROUND_MS` tune the harness).
 
+mod activate;
 mod floor;
 mod harness;
 mod peers;
+mod tls_floor;
 
 use std::path::PathBuf;
 
@@ -242,6 +246,15 @@ fn snp(h: &Harness, p384: &Signed) -> Result<serde_json::Value> {
 }
 
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("activate") => return activate::run(&args[1..]),
+        Some("serve-coordinator") => {
+            let dir = args.get(1).context("serve-coordinator DIR")?;
+            return activate::serve_child(std::path::Path::new(dir));
+        }
+        _ => {}
+    }
     let h = Harness::from_env();
     println!(
         "cloister trust-core benchmark: median of {} paired rounds of {:?}",

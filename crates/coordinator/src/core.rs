@@ -398,28 +398,34 @@ impl Coordinator {
         }
         .to_string();
         let count = self.reserve_activation(&d, &request.workload, workload.max_activations)?;
-        let commit = self
-            .store
-            .commit(Change {
-                puts: vec![(
-                    counter_record(&request.workload),
-                    Zeroizing::new(count.to_le_bytes().to_vec()),
-                )],
-                audit: AuditEvent {
-                    event: "activation",
-                    actor: format!("{}/{uuid}", request.workload),
-                    details: json!({
-                        "workload": request.workload,
-                        "uuid": uuid,
-                        "tee": claims.tee.as_str(),
-                        "simulated": claims.simulated,
-                        "tcb_status": claims.tcb_status.map(|s| s.as_str()),
-                        "activation": count,
-                    }),
-                },
-            })
-            .await;
-        if let Err(e) = commit {
+        let audit = AuditEvent {
+            event: "activation",
+            actor: format!("{}/{uuid}", request.workload),
+            details: json!({
+                "workload": request.workload,
+                "uuid": uuid,
+                "tee": claims.tee.as_str(),
+                "simulated": claims.simulated,
+                "tcb_status": claims.tcb_status.map(|s| s.as_str()),
+                "activation": count,
+            }),
+        };
+        // A limited workload's counter is state: durable before the reply. Otherwise the
+        // activation changes nothing and is only recorded.
+        let stored = if workload.max_activations > 0 {
+            self.store
+                .commit(Change {
+                    puts: vec![(
+                        counter_record(&request.workload),
+                        Zeroizing::new(count.to_le_bytes().to_vec()),
+                    )],
+                    audit,
+                })
+                .await
+        } else {
+            self.store.record(audit).await
+        };
+        if let Err(e) = stored {
             if let Some(c) = d.counters.get(&request.workload) {
                 c.fetch_sub(1, Ordering::SeqCst);
             }

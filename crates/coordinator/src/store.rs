@@ -1,12 +1,16 @@
 //! Sealed, durable state in one redb file, with a hash-chained audit log.
 //!
-//! Every change goes through one writer thread that commits whatever has queued up in a
-//! single transaction (group commit): many concurrent activations cost one fsync, and the
-//! audit chain has exactly one author. Reads go straight to redb's MVCC snapshots.
+//! Every change goes through one writer thread, the audit chain's only author. A state change
+//! ([`Store::commit`]) is durable before it is acknowledged, together with whatever else has
+//! queued (group commit). An event that changes no state ([`Store::record`], e.g. the
+//! activation of a workload without an activation limit) is chained at once and made durable
+//! with the next commit, at most [`FLUSH_WINDOW`] later: a crash can lose that window of
+//! such records, never a state change. Reads go straight to redb's MVCC snapshots.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde_json::json;
@@ -19,7 +23,9 @@ use crate::seal::{SealError, Sealer};
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Changes committed in one transaction at most.
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 1024;
+/// How long a recorded event may wait for its durable commit.
+pub const FLUSH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +76,17 @@ pub struct Change {
 
 struct Job {
     change: Change,
+    /// Acknowledge only once durable.
+    durable: bool,
     reply: oneshot::Sender<Result<api::AuditEntry, StoreError>>,
+}
+
+/// A chained entry waiting for its commit.
+struct Pending {
+    entry: api::AuditEntry,
+    puts: Vec<(String, Zeroizing<Vec<u8>>)>,
+    /// Set for durable changes, which are acknowledged after the commit.
+    reply: Option<oneshot::Sender<Result<api::AuditEntry, StoreError>>>,
 }
 
 /// The coordinator's durable state.
@@ -117,9 +133,29 @@ impl Store {
 
     /// Commit `change` durably and return its audit entry.
     pub async fn commit(&self, change: Change) -> Result<api::AuditEntry, StoreError> {
+        self.send(change, true).await
+    }
+
+    /// Chain an event that changes no state; it is durable within [`FLUSH_WINDOW`].
+    pub async fn record(&self, audit: AuditEvent) -> Result<api::AuditEntry, StoreError> {
+        self.send(
+            Change {
+                puts: Vec::new(),
+                audit,
+            },
+            false,
+        )
+        .await
+    }
+
+    async fn send(&self, change: Change, durable: bool) -> Result<api::AuditEntry, StoreError> {
         let (reply, done) = oneshot::channel();
         self.writer
-            .send(Job { change, reply })
+            .send(Job {
+                change,
+                durable,
+                reply,
+            })
             .map_err(|_| StoreError::WriterGone)?;
         done.await.map_err(|_| StoreError::WriterGone)?
     }
@@ -194,63 +230,111 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, jobs: &mpsc::Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let job = match deadline {
+                None => jobs.recv().ok(),
+                Some(at) => match jobs.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                    Ok(job) => Some(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.flush(&mut pending);
+                        deadline = None;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let Some(job) = job else {
+                self.flush(&mut pending);
+                return;
+            };
+            let mut durable = self.accept(job, &mut pending);
+            while pending.len() < MAX_BATCH {
                 match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
+                    Ok(job) => durable |= self.accept(job, &mut pending),
                     Err(_) => break,
                 }
             }
-            let (seq, prev) = (self.next_seq, self.prev_hash.clone());
-            match self.commit(&batch) {
-                Ok(entries) => {
-                    for (job, entry) in batch.into_iter().zip(entries) {
-                        let _ = job.reply.send(Ok(entry));
-                    }
-                }
-                Err(e) => {
-                    // Nothing was committed: roll the chain head back and fail the batch.
-                    (self.next_seq, self.prev_hash) = (seq, prev);
-                    let message = e.to_string();
-                    for job in batch {
-                        let _ = job.reply.send(Err(StoreError::AuditChain {
-                            seq,
-                            reason: format!("commit failed: {message}"),
-                        }));
-                    }
-                }
+            if durable || pending.len() >= MAX_BATCH {
+                self.flush(&mut pending);
+                deadline = None;
+            } else if deadline.is_none() {
+                deadline = Some(Instant::now() + FLUSH_WINDOW);
             }
         }
     }
 
-    fn commit(&mut self, batch: &[Job]) -> Result<Vec<api::AuditEntry>, StoreError> {
+    /// Chain the job's entry; acknowledge it now unless it must be durable first.
+    fn accept(&mut self, job: Job, pending: &mut Vec<Pending>) -> bool {
+        let entry = self.next_entry(&job.change.audit);
+        let reply = if job.durable {
+            Some(job.reply)
+        } else {
+            let _ = job.reply.send(Ok(entry.clone()));
+            None
+        };
+        pending.push(Pending {
+            entry,
+            puts: job.change.puts,
+            reply,
+        });
+        job.durable
+    }
+
+    /// Commit everything pending in one durable transaction and acknowledge it.
+    fn flush(&mut self, pending: &mut Vec<Pending>) {
+        if pending.is_empty() {
+            return;
+        }
+        let result = self.commit(pending);
+        if let Err(e) = &result {
+            // Nothing was committed: the chain continues from the last committed entry, and
+            // the recorded events of this batch are lost (they were acknowledged already).
+            tracing::error!(error = %e, entries = pending.len(), "state commit failed");
+            if let Ok(entries) = read_audit(&self.db, &self.sealer) {
+                self.next_seq = entries.len() as u64;
+                self.prev_hash = entries
+                    .last()
+                    .map_or_else(|| hex::encode([0u8; 32]), |e| e.hash.clone());
+            }
+        }
+        for p in pending.drain(..) {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(match &result {
+                    Ok(()) => Ok(p.entry),
+                    Err(e) => Err(StoreError::AuditChain {
+                        seq: p.entry.seq,
+                        reason: format!("commit failed: {e}"),
+                    }),
+                });
+            }
+        }
+    }
+
+    fn commit(&self, pending: &[Pending]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_error)?;
-        let mut entries = Vec::with_capacity(batch.len());
         {
             let mut state = txn.open_table(STATE).map_err(db_error)?;
             let mut audit = txn.open_table(AUDIT).map_err(db_error)?;
-            for job in batch {
-                for (name, value) in &job.change.puts {
+            for p in pending {
+                for (name, value) in &p.puts {
                     let sealed = self.sealer.seal(name, value)?;
                     state
                         .insert(name.as_str(), sealed.as_slice())
                         .map_err(db_error)?;
                 }
-                let entry = self.next_entry(&job.change.audit);
-                let plain = serde_json::to_vec(&entry).map_err(|e| StoreError::AuditChain {
-                    seq: entry.seq,
+                let plain = serde_json::to_vec(&p.entry).map_err(|e| StoreError::AuditChain {
+                    seq: p.entry.seq,
                     reason: e.to_string(),
                 })?;
-                let sealed = self.sealer.seal(&audit_name(entry.seq), &plain)?;
+                let sealed = self.sealer.seal(&audit_name(p.entry.seq), &plain)?;
                 audit
-                    .insert(entry.seq, sealed.as_slice())
+                    .insert(p.entry.seq, sealed.as_slice())
                     .map_err(db_error)?;
-                entries.push(entry);
             }
         }
-        txn.commit().map_err(db_error)?;
-        Ok(entries)
+        txn.commit().map_err(db_error)
     }
 
     fn next_entry(&mut self, event: &AuditEvent) -> api::AuditEntry {

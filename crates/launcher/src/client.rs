@@ -115,8 +115,14 @@ pub struct Client {
     http: reqwest::Client,
 }
 
-fn builder_with(config: ClientConfig) -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
+fn builder_with(config: ClientConfig, reuse: bool) -> Result<reqwest::Client, ClientError> {
+    let builder = reqwest::Client::builder();
+    let builder = if reuse {
+        builder
+    } else {
+        builder.pool_max_idle_per_host(0)
+    };
+    builder
         .use_preconfigured_tls(config)
         .build()
         .map_err(|source| ClientError::Transport {
@@ -145,6 +151,25 @@ impl Client {
         root_der: &[u8],
         identity: Option<&Identity>,
     ) -> Result<Self, ClientError> {
+        Self::pinned_with(base, root_der, identity, true)
+    }
+
+    /// Like [`Client::pinned`], but every request opens a new connection (a full handshake),
+    /// as a fresh workload does.
+    pub fn pinned_fresh_connections(
+        base: &str,
+        root_der: &[u8],
+        identity: Option<&Identity>,
+    ) -> Result<Self, ClientError> {
+        Self::pinned_with(base, root_der, identity, false)
+    }
+
+    fn pinned_with(
+        base: &str,
+        root_der: &[u8],
+        identity: Option<&Identity>,
+        reuse: bool,
+    ) -> Result<Self, ClientError> {
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from(root_der.to_vec()))?;
         let builder = ClientConfig::builder_with_provider(provider())
@@ -152,7 +177,7 @@ impl Client {
             .with_root_certificates(roots);
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
-            http: builder_with(finish(builder, identity)?)?,
+            http: builder_with(finish(builder, identity)?, reuse)?,
         })
     }
 
@@ -170,7 +195,7 @@ impl Client {
             .with_custom_certificate_verifier(Arc::clone(&recorder) as Arc<dyn ServerCertVerifier>);
         let client = Self {
             base: base.trim_end_matches('/').to_string(),
-            http: builder_with(finish(builder, None)?)?,
+            http: builder_with(finish(builder, None)?, true)?,
         };
         Ok((client, FirstContact { recorder }))
     }

@@ -84,6 +84,16 @@ impl WorkloadKey {
         self.key.subject_public_key_info()
     }
 
+    /// The self-signed certificate the key is presented with in the TLS handshake, DER.
+    pub fn self_signed_der(&self) -> &[u8] {
+        &self.self_signed_der
+    }
+
+    /// The key, PKCS#8 DER.
+    pub fn pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.key.serialize_der())
+    }
+
     /// The key, PKCS#8 PEM.
     pub fn private_pem(&self) -> Zeroizing<String> {
         Zeroizing::new(self.key.serialize_pem())
@@ -92,7 +102,7 @@ impl WorkloadKey {
     fn identity(&self) -> Identity {
         Identity {
             chain: vec![self.self_signed_der.clone()],
-            key_pkcs8: Zeroizing::new(self.key.serialize_der()),
+            key_pkcs8: self.pkcs8_der(),
         }
     }
 }
