@@ -1,0 +1,141 @@
+//! The coordinator's sealed store: what survives a restart, and that tampering with the file
+//! or opening it under another platform's key is refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coordinator::seal::{SealSource, Sealer};
+use coordinator::store::{AuditEvent, Change, Store, StoreError};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cloister-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sealer(seed: u8) -> Arc<Sealer> {
+    Arc::new(Sealer::derive(&[seed; 32], SealSource::Simulation).unwrap())
+}
+
+fn event(n: u32) -> AuditEvent {
+    AuditEvent {
+        event: "test",
+        actor: format!("actor-{n}"),
+        details: json!({ "n": n }),
+    }
+}
+
+/// Open, retrying while the previous instance's writer thread lets go of the file.
+fn reopen(path: &Path, sealer: Arc<Sealer>) -> Result<Store, StoreError> {
+    let start = Instant::now();
+    loop {
+        match Store::open(path, Arc::clone(&sealer)) {
+            Err(StoreError::Database(e)) if start.elapsed() < Duration::from_secs(5) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn fill(path: &Path) {
+    let store = Store::open(path, sealer(1)).unwrap();
+    store
+        .commit(Change {
+            puts: vec![("k".into(), Zeroizing::new(b"v1".to_vec()))],
+            audit: event(0),
+        })
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        store.record(event(n)).await.unwrap();
+    }
+    // A durable commit carries the recorded events with it.
+    store
+        .commit(Change {
+            puts: vec![("k".into(), Zeroizing::new(b"v2".to_vec()))],
+            audit: event(4),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn state_and_the_audit_chain_survive_a_restart() {
+    let dir = scratch("restart");
+    let path = dir.join("state.redb");
+    fill(&path).await;
+    let store = reopen(&path, sealer(1)).unwrap();
+    assert_eq!(store.get("k").unwrap().unwrap().as_slice(), b"v2");
+    let log = store.audit().unwrap();
+    let actors: Vec<&str> = log.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors, ["actor-0", "actor-1", "actor-2", "actor-3", "actor-4"]);
+    for pair in log.windows(2) {
+        assert_eq!(pair[0].hash, pair[1].prev_hash);
+    }
+    // Recorded events become durable within the flush window even with nothing after them.
+    store.record(event(5)).await.unwrap();
+    std::thread::sleep(coordinator::store::FLUSH_WINDOW * 4);
+    drop(store);
+    let store = reopen(&path, sealer(1)).unwrap();
+    assert_eq!(store.audit().unwrap().len(), 6);
+    drop(store);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn another_platforms_key_cannot_open_the_state() {
+    let dir = scratch("key");
+    let path = dir.join("state.redb");
+    fill(&path).await;
+    match reopen(&path, sealer(2)) {
+        Err(StoreError::Seal(_)) => {}
+        other => panic!("opened under another key: {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_rewritten_audit_entry_breaks_the_chain() {
+    let dir = scratch("tamper");
+    let path = dir.join("state.redb");
+    fill(&path).await;
+    // Someone with the key rewrites entry 2's details but not its hash.
+    let start = Instant::now();
+    let db = loop {
+        match redb::Database::open(&path) {
+            Ok(db) => break db,
+            Err(_) if start.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    use redb::ReadableTable as _;
+    let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit");
+    let key = sealer(1);
+    let txn = db.begin_write().unwrap();
+    {
+        let mut audit = txn.open_table(table).unwrap();
+        let sealed = audit.get(2).unwrap().unwrap().value().to_vec();
+        let mut entry: api::AuditEntry =
+            serde_json::from_slice(&key.open("audit/2", &sealed).unwrap()).unwrap();
+        entry.details = json!({ "n": 99 });
+        let resealed = key.seal("audit/2", &serde_json::to_vec(&entry).unwrap()).unwrap();
+        audit.insert(2, resealed.as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+    match reopen(&path, sealer(1)) {
+        Err(StoreError::AuditChain { seq: 2, .. }) => {}
+        other => panic!("tampering not detected: {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
