@@ -340,7 +340,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "  our cached verification              {:.0} µs",
         floor.cached_verification
     );
+    // The same floor with the handshake's kernel and HTTP share counted in: the transport
+    // measured above replaces the in-memory handshake.
+    let transport_floor = transport_us + floor.two_p256 + floor.issue;
     println!("  CPU per activation × floor           {ratio:.2}");
+    println!(
+        "  × floor, transport counted in        {:.2} (floor {transport_floor:.0} µs: a real connection, not the in-memory handshake)",
+        per_activation_us / transport_floor
+    );
     println!(
         "\ntargets: ≥ 3,500 activations/s server-side on 2 cores; CPU ≤ 1.3× floor; p99 ≤ 5 ms at 1,000/s"
     );
@@ -354,6 +361,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "floor_us": floor.total(),
             "cached_verification_us": floor.cached_verification,
             "ratio_to_floor": ratio,
+            "ratio_to_floor_with_transport": per_activation_us / transport_floor,
             "p50_ms": p50,
             "p99_ms": p99,
             "p99_ms_at_1000_per_s": paced99,

@@ -28,6 +28,20 @@ pub(crate) enum Format {
     Text,
     /// One JSON object on stdout.
     Json,
+    /// The same data as YAML.
+    Yaml,
+}
+
+/// Print `value` as JSON or YAML (text formats print JSON too: callers handle text first).
+pub(crate) fn print_data<T: Serialize>(format: Format, value: &T) {
+    if format == Format::Yaml {
+        match serde_yaml_ng::to_string(value) {
+            Ok(text) => out!("{text}"),
+            Err(e) => eprintln!("error: cannot serialize output: {e}"),
+        }
+    } else {
+        print_json(value);
+    }
 }
 
 /// Print `value` as pretty JSON.
@@ -41,11 +55,14 @@ pub(crate) fn print_json<T: Serialize>(value: &T) {
 /// Report a usage or I/O error (exit status 2): JSON on stdout with `-o json`, text on stderr.
 pub(crate) fn print_usage_error(err: &anyhow::Error, format: Format) {
     match format {
-        Format::Json => print_json(&serde_json::json!({
-            "accepted": false,
-            "error": format!("{err:#}"),
-            "error_kind": "usage",
-        })),
+        Format::Json | Format::Yaml => print_data(
+            format,
+            &serde_json::json!({
+                "accepted": false,
+                "error": format!("{err:#}"),
+                "error_kind": "usage",
+            }),
+        ),
         Format::Text => eprintln!("error: {err:#}"),
     }
 }

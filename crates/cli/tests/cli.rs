@@ -548,3 +548,103 @@ fn the_deployment_flow_admits_only_what_the_manifest_allows() {
     let status = d.cmd(&["status", "-o", "json"]);
     assert_eq!(json(&status)["state"], "accepting-workloads");
 }
+
+#[test]
+fn quickstart_runs_the_whole_flow() {
+    let dir = scratch("quickstart");
+    let out = cloister(&["quickstart", "--dir", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("SIMULATION"), "{text}");
+    assert!(text.contains("coordinator verified"), "{text}");
+    assert!(text.contains("same greeting key on both sides"), "{text}");
+    // Both workloads got a certificate chain from the coordinator and the shared root.
+    for workload in ["server", "client"] {
+        let chain = std::fs::read_to_string(dir.join(workload).join("workload-chain.pem")).unwrap();
+        assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{workload}");
+    }
+}
+
+#[test]
+fn a_bundle_verifies_offline_and_a_changed_one_does_not() {
+    let d = Deployment::start("bundle");
+    d.verify();
+    assert!(d.set_manifest(&manifest_json("")).status.success());
+    let bundle = d.dir.join("bundle.json");
+    let out = d.cmd(&[
+        "verify",
+        "--accept-simulation",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let online = json(&out);
+    // Offline: no coordinator URL, only the bundle.
+    let offline = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args([
+            "verify",
+            "--accept-simulation",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "-o",
+            "yaml",
+        ])
+        .env("CLOISTER_SIM_DIR", d.dir.join("sim"))
+        .env_remove("CLOISTER_COORDINATOR")
+        .output()
+        .unwrap();
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    let yaml = String::from_utf8_lossy(&offline.stdout);
+    assert!(
+        yaml.contains(&format!(
+            "manifest_hash: {}",
+            online["manifest_hash"].as_str().unwrap()
+        )),
+        "{yaml}"
+    );
+    let mut tampered: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    tampered["manifest"] = Value::String("e30=".into());
+    std::fs::write(&bundle, serde_json::to_vec(&tampered).unwrap()).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args([
+            "verify",
+            "--accept-simulation",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ])
+        .env("CLOISTER_SIM_DIR", d.dir.join("sim"))
+        .env_remove("CLOISTER_COORDINATOR")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("manifest"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn manifest_convert_turns_a_marblerun_manifest_into_cloisters_form() {
+    let dir = scratch("convert");
+    let path = dir.join("marblerun.json");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"Packages": {{"p": {{"UniqueID": "{}"}}}}, "Marbles": {{"m": {{"Package": "p", "MaxActivations": 3}}}}}}"#,
+            mrenclave()
+        ),
+    )
+    .unwrap();
+    let out = cloister(&["manifest", "convert", path.to_str().unwrap(), "-o", "yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("workloads:") && yaml.contains("max_activations: 3"),
+        "{yaml}"
+    );
+    let check = cloister(&["manifest", "verify", path.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+}

@@ -76,7 +76,10 @@ async fn state_and_the_audit_chain_survive_a_restart() {
     assert_eq!(store.get("k").unwrap().unwrap().as_slice(), b"v2");
     let log = store.audit().unwrap();
     let actors: Vec<&str> = log.iter().map(|e| e.actor.as_str()).collect();
-    assert_eq!(actors, ["actor-0", "actor-1", "actor-2", "actor-3", "actor-4"]);
+    assert_eq!(
+        actors,
+        ["actor-0", "actor-1", "actor-2", "actor-3", "actor-4"]
+    );
     for pair in log.windows(2) {
         assert_eq!(pair[0].hash, pair[1].prev_hash);
     }
@@ -128,7 +131,9 @@ async fn a_rewritten_audit_entry_breaks_the_chain() {
         let mut entry: api::AuditEntry =
             serde_json::from_slice(&key.open("audit/2", &sealed).unwrap()).unwrap();
         entry.details = json!({ "n": 99 });
-        let resealed = key.seal("audit/2", &serde_json::to_vec(&entry).unwrap()).unwrap();
+        let resealed = key
+            .seal("audit/2", &serde_json::to_vec(&entry).unwrap())
+            .unwrap();
         audit.insert(2, resealed.as_slice()).unwrap();
     }
     txn.commit().unwrap();

@@ -12,7 +12,7 @@ use launcher::verify::{Expectations, Statement, check_bundle, verify_online};
 use time::OffsetDateTime;
 
 use crate::cmd::conn::{Conn, runtime};
-use crate::output::{Format, outln, print_json};
+use crate::output::{Format, outln, print_data};
 
 /// Arguments of `verify`.
 #[derive(Debug, Args)]
@@ -91,7 +91,7 @@ pub(crate) fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
             .with_context(|| format!("saving the root to {}", path.display()))?;
     }
     match format {
-        Format::Json => print_json(&statement),
+        Format::Json | Format::Yaml => print_data(format, &statement),
         Format::Text => print_statement(&statement, args.save_root.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
@@ -181,7 +181,7 @@ pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitC
                 runtime()?.block_on(client.post("/manifest", bytes))?;
             let answer = answer.context("empty answer")?;
             match format {
-                Format::Json => print_json(&answer),
+                Format::Json | Format::Yaml => print_data(format, &answer),
                 Format::Text => {
                     outln!("manifest set: sha256:{}", answer.manifest_hash);
                     for w in &answer.warnings {
@@ -198,7 +198,7 @@ pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitC
                 .decode(&answer.manifest)
                 .context("the manifest is not base64")?;
             match format {
-                Format::Json => print_json(&answer),
+                Format::Json | Format::Yaml => print_data(format, &answer),
                 Format::Text => outln!("{}", String::from_utf8_lossy(&raw)),
             }
             Ok(ExitCode::SUCCESS)
@@ -225,7 +225,13 @@ pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitC
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let parsed = manifest::Manifest::parse(&bytes)?;
-            outln!("{}", parsed.manifest.to_json()?);
+            for w in &parsed.warnings {
+                eprintln!("warning: {w}");
+            }
+            match format {
+                Format::Yaml => crate::output::out!("{}", parsed.manifest.to_yaml()?),
+                Format::Text | Format::Json => outln!("{}", parsed.manifest.to_json()?),
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -235,7 +241,7 @@ pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitC
 pub(crate) fn status(conn: Conn, format: Format) -> Result<ExitCode> {
     let status: api::StatusResponse = runtime()?.block_on(conn.client()?.get("/status"))?;
     match format {
-        Format::Json => print_json(&status),
+        Format::Json | Format::Yaml => print_data(format, &status),
         Format::Text => {
             if status.simulation {
                 outln!("SIMULATION: the coordinator runs on simulated hardware");
@@ -312,7 +318,7 @@ pub(crate) fn secret(command: SecretCommand, format: Format) -> Result<ExitCode>
             let secrets: api::Secrets = runtime()?
                 .block_on(conn.client()?.get(&format!("/secrets?{}", query.join("&"))))?;
             match format {
-                Format::Json => print_json(&secrets),
+                Format::Json | Format::Yaml => print_data(format, &secrets),
                 Format::Text => {
                     for (name, value) in &secrets.secrets {
                         outln!("{name} ({})", value.kind);

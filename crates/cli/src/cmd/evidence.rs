@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::output::{Format, field, out, outln, print_json};
+use crate::output::{Format, field, out, outln, print_data};
 
 /// Evidence subcommands.
 #[derive(Debug, Subcommand)]
@@ -168,7 +168,7 @@ fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
     let outcome = verifiers.verify_and_appraise(&evidence, &inputs, &policy, args.at);
     let report = verify_report(&outcome, args.at);
     match format {
-        Format::Json => print_json(&report),
+        Format::Json | Format::Yaml => print_data(format, &report),
         Format::Text => print_verify_text(&report),
     }
     Ok(if report.accepted {
@@ -282,7 +282,7 @@ fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
     let bytes = read(&args.evidence)?;
     let inspected = attest::evidence::inspect(&bytes, args.tee)?;
     match format {
-        Format::Json => print_json(&inspected),
+        Format::Json | Format::Yaml => print_data(format, &inspected),
         Format::Text => out!("{}", indented_text(&inspected)),
     }
     Ok(ExitCode::SUCCESS)
@@ -348,13 +348,16 @@ fn simulate(args: SimulateArgs, format: Format) -> Result<ExitCode> {
     let at = attest::x509::rfc3339(now);
     let command = sim.verify_command(&args.out, &at);
     match format {
-        Format::Json => print_json(&serde_json::json!({
-            "tee": tee,
-            "simulated": true,
-            "files": written,
-            "verify_at": at,
-            "verify_command": command,
-        })),
+        Format::Json | Format::Yaml => print_data(
+            format,
+            &serde_json::json!({
+                "tee": tee,
+                "simulated": true,
+                "files": written,
+                "verify_at": at,
+                "verify_command": command,
+            }),
+        ),
         Format::Text => {
             outln!(
                 "SIMULATED {tee} evidence (not hardware) written to {}",

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::output::{Format, outln, print_json};
+use crate::output::{Format, outln, print_data};
 
 /// Platform subcommands.
 #[derive(Debug, Subcommand)]
@@ -21,7 +21,7 @@ pub(crate) fn run(cmd: PlatformCommand, format: Format) -> Result<ExitCode> {
         PlatformCommand::Check => {
             let detection = attest::attester::detect(Path::new("/"));
             match format {
-                Format::Json => print_json(&detection),
+                Format::Json | Format::Yaml => print_data(format, &detection),
                 Format::Text => outln!("{detection}"),
             }
             Ok(if detection.selected.is_some() {

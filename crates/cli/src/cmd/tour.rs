@@ -15,7 +15,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::cmd::evidence::print_claims;
-use crate::output::{Format, field, outln, print_json};
+use crate::output::{Format, field, outln, print_data};
 
 /// Arguments of `evidence-tour`.
 #[derive(Debug, Args)]
@@ -70,7 +70,9 @@ pub(crate) fn run(_args: TourArgs, format: Format) -> Result<ExitCode> {
         .iter()
         .all(|s| s.accepted_under_simulation_root && s.rejected_under_production_roots);
     match format {
-        Format::Json => print_json(&serde_json::json!({ "ok": ok, "steps": steps })),
+        Format::Json | Format::Yaml => {
+            print_data(format, &serde_json::json!({ "ok": ok, "steps": steps }))
+        }
         Format::Text => outln!(
             "\n{}",
             if ok {
