@@ -241,8 +241,9 @@ pub struct Parameters {
 /// A secret as `GET /secrets` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretValue {
-    /// The secret's type (`symmetric-key`, `cert-ecdsa`, …).
-    #[serde(rename = "type")]
+    /// The secret's type (`symmetric-key`, `cert-ecdsa`, …); uploads may leave it out (the
+    /// manifest decides it).
+    #[serde(rename = "type", default)]
     pub kind: String,
     /// The key bytes (symmetric/plain), base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -275,7 +275,8 @@ impl Coordinator {
             .validate()
             .map_err(ApiError::InvalidManifest)?;
         let _admin = self.admin.lock().await;
-        let actor = match self.deployment.load_full() {
+        let old = self.deployment.load_full();
+        let actor = match &old {
             None => "initial".to_string(),
             Some(old) => authorize(
                 &old.manifest,
@@ -285,10 +286,38 @@ impl Coordinator {
             )?,
         };
         let now = OffsetDateTime::now_utc();
-        let secrets = secrets::generate_shared(&parsed.manifest.secrets, &self.ca, now)?;
-        let mut root_secret = Zeroizing::new([0u8; 32]);
-        aws_lc_rs::rand::fill(root_secret.as_mut())
-            .map_err(|_| ApiError::Internal("no randomness".into()))?;
+        // An update keeps what it does not change: secrets whose spec is the same (generated or
+        // uploaded), the root secret (so per-instance keys stay the same), activation counts.
+        let mut secrets = BTreeMap::new();
+        if let Some(old) = &old {
+            for (name, stored) in &old.secrets {
+                if old.manifest.secrets.get(name) == parsed.manifest.secrets.get(name) {
+                    secrets.insert(name.clone(), stored.clone());
+                }
+            }
+        }
+        let missing: BTreeMap<String, manifest::SecretSpec> = parsed
+            .manifest
+            .secrets
+            .iter()
+            .filter(|(name, _)| !secrets.contains_key(*name))
+            .map(|(name, spec)| (name.clone(), spec.clone()))
+            .collect();
+        secrets.extend(secrets::generate_shared(&missing, &self.ca, now)?);
+        let root_secret = match &old {
+            Some(old) => old.root_secret.clone(),
+            None => {
+                let mut fresh = Zeroizing::new([0u8; 32]);
+                aws_lc_rs::rand::fill(fresh.as_mut())
+                    .map_err(|_| ApiError::Internal("no randomness".into()))?;
+                fresh
+            }
+        };
+        let count = |workload: &str| {
+            old.as_ref()
+                .and_then(|o| o.counters.get(workload))
+                .map_or(0, |c| c.load(Ordering::SeqCst))
+        };
         let hash = sha256(raw);
         let mut puts = vec![
             (MANIFEST_RECORD.to_string(), Zeroizing::new(raw.to_vec())),
@@ -301,7 +330,7 @@ impl Coordinator {
         for name in parsed.manifest.workloads.keys() {
             puts.push((
                 counter_record(name),
-                Zeroizing::new(0u64.to_le_bytes().to_vec()),
+                Zeroizing::new(count(name).to_le_bytes().to_vec()),
             ));
         }
         self.store
@@ -318,7 +347,7 @@ impl Coordinator {
             .manifest
             .workloads
             .keys()
-            .map(|k| (k.clone(), AtomicU64::new(0)))
+            .map(|k| (k.clone(), AtomicU64::new(count(k))))
             .collect();
         self.deployment.store(Some(Arc::new(Deployment {
             manifest: parsed.manifest,
@@ -503,17 +532,8 @@ impl Coordinator {
         let d = self.current()?;
         let mut out = api::Secrets::default();
         for name in names {
-            authorize(
-                &d.manifest,
-                peer,
-                manifest::Action::ReadSecret,
-                manifest::Resource::Secret(name),
-            )?;
-            let spec = d
-                .manifest
-                .secrets
-                .get(name)
-                .ok_or_else(|| ApiError::UnknownSecret(name.clone()))?;
+            let (_, spec) =
+                authorize_secret(&d.manifest, peer, manifest::Action::ReadSecret, name)?;
             let stored = d.secrets.get(name).ok_or_else(|| ApiError::InvalidSecret {
                 name: name.clone(),
                 reason: if spec.user_defined {
@@ -539,17 +559,9 @@ impl Coordinator {
         let mut user = String::new();
         let mut secrets = d.secrets.clone();
         for (name, value) in &request.secrets {
-            user = authorize(
-                &d.manifest,
-                peer,
-                manifest::Action::WriteSecret,
-                manifest::Resource::Secret(name),
-            )?;
-            let spec = d
-                .manifest
-                .secrets
-                .get(name)
-                .ok_or_else(|| ApiError::UnknownSecret(name.clone()))?;
+            let (who, spec) =
+                authorize_secret(&d.manifest, peer, manifest::Action::WriteSecret, name)?;
+            user = who;
             secrets.insert(name.clone(), crate::usersecret::accept(name, spec, value)?);
         }
         self.store
@@ -597,6 +609,21 @@ fn authorize(
             action: format!("{} {resource:?}", action.as_str()),
         })
     }
+}
+
+/// The user `peer` authenticates as and the secret's spec, if they may do `action` on it.
+fn authorize_secret<'m>(
+    manifest: &'m Manifest,
+    peer: Option<&[u8]>,
+    action: manifest::Action,
+    name: &str,
+) -> Result<(String, &'m manifest::SecretSpec), ApiError> {
+    let user = authorize(manifest, peer, action, manifest::Resource::Secret(name))?;
+    let spec = manifest
+        .secrets
+        .get(name)
+        .ok_or_else(|| ApiError::UnknownSecret(name.to_string()))?;
+    Ok((user, spec))
 }
 
 fn encode_secrets(

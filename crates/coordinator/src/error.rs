@@ -24,7 +24,7 @@ pub enum ApiError {
     #[error("the manifest does not parse: {0}")]
     MalformedManifest(#[source] manifest::ManifestError),
     /// The manifest breaks rules; every error has its path.
-    #[error("the manifest is invalid ({} errors)", .0.0.len())]
+    #[error("the manifest is invalid: {}", count(.0.0.len()))]
     InvalidManifest(manifest::ValidationErrors),
     /// The call needs a manifest user's client certificate.
     #[error(
@@ -85,6 +85,14 @@ pub enum ApiError {
     /// Something failed on the coordinator's side.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 error".to_string()
+    } else {
+        format!("{n} errors")
+    }
 }
 
 fn join(items: &[manifest::Mismatch]) -> String {

@@ -259,17 +259,8 @@ impl Client {
             .request(method, &url)
             .body(body_bytes)
             .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport { url, source })?;
-        Ok((status, bytes.to_vec()))
+            .await;
+        exchange(url, response).await
     }
 }
 
@@ -282,29 +273,34 @@ fn unexpected(url: String, status: u16, body: &[u8]) -> ClientError {
     }
 }
 
+/// The status and body of a response.
+async fn exchange(
+    url: String,
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(u16, Vec<u8>), ClientError> {
+    let transport = |source| ClientError::Transport {
+        url: url.clone(),
+        source,
+    };
+    let response = response.map_err(transport)?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(transport)?;
+    Ok((status, bytes.to_vec()))
+}
+
+/// The body of a successful response; a problem or an unexpected answer otherwise.
 async fn body(
     url: String,
     response: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<Vec<u8>, ClientError> {
-    let response = response.map_err(|source| ClientError::Transport {
-        url: url.clone(),
-        source,
-    })?;
-    let status = response.status().as_u16();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
+    let (status, bytes) = exchange(url.clone(), response).await?;
     if status >= 400 {
         return Err(match serde_json::from_slice::<api::Problem>(&bytes) {
             Ok(problem) => ClientError::Problem(problem),
             Err(_) => unexpected(url, status, &bytes),
         });
     }
-    Ok(bytes.to_vec())
+    Ok(bytes)
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(

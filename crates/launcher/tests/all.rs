@@ -478,3 +478,105 @@ async fn a_marblerun_style_manifest_is_accepted_as_is() {
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_update_keeps_what_it_does_not_change() {
+    let dir = scratch("update");
+    let s = coordinator_in(dir.clone(), &dir.join("sim")).await;
+    let (cert, key) = user_cert("admin");
+    let mrenclave = hex::encode(attest::crypto::sha256(b"cloister simulated enclave"));
+    let manifest = |extra_workload: bool| {
+        let mut m = serde_json::json!({
+            "packages": { "app": { "unique_id": mrenclave } },
+            "workloads": { "app": { "package": "app", "max_activations": 5 } },
+            "secrets": {
+                "shared": { "type": "symmetric-key", "size": 128, "shared": true },
+                "uploaded": { "type": "plain", "user_defined": true }
+            },
+            "users": { "admin": { "certificate": cert, "roles": ["read", "write", "update"] } },
+            "roles": {
+                "read": { "resource_type": "Secrets", "resource_names": ["shared", "uploaded"], "actions": ["ReadSecret"] },
+                "write": { "resource_type": "Secrets", "resource_names": ["uploaded"], "actions": ["WriteSecret"] },
+                "update": { "resource_type": "Manifest", "actions": ["UpdateManifest"] }
+            }
+        });
+        if extra_workload {
+            m["workloads"]["other"] = serde_json::json!({ "package": "app" });
+        }
+        m.to_string().into_bytes()
+    };
+    let admin = Client::pinned(
+        &s.url,
+        &s.root,
+        Some(&Identity::from_pem(&cert, &key).unwrap()),
+    )
+    .unwrap();
+    let anonymous = Client::pinned(&s.url, &s.root, None).unwrap();
+    let _: Option<api::ManifestSetResponse> =
+        anonymous.post("/manifest", manifest(false)).await.unwrap();
+    let upload =
+        serde_json::json!({ "secrets": { "uploaded": { "key": "c2VjcmV0" } } }).to_string();
+    admin
+        .post::<serde_json::Value>("/secrets", upload.into_bytes())
+        .await
+        .unwrap();
+    let before: api::Secrets = admin
+        .get("/secrets?name=shared&name=uploaded")
+        .await
+        .unwrap();
+
+    let platform = SimPlatform::open(&dir.join("sim"), OffsetDateTime::now_utc()).unwrap();
+    let attester =
+        SimulatedAttester::on_platform(TeeKind::Sgx, &platform, OffsetDateTime::now_utc()).unwrap();
+    let wkey = WorkloadKey::generate().unwrap();
+    let request = Request {
+        coordinator: &s.url,
+        root_der: &s.root,
+        workload: "app",
+        uuid: None,
+    };
+    launcher::activate(&request, &attester, &wkey, &wkey)
+        .await
+        .unwrap();
+
+    // Without UpdateManifest nobody replaces it; with it, the update keeps secrets and counts.
+    assert_eq!(
+        problem_type(
+            anonymous
+                .post::<serde_json::Value>("/manifest", manifest(true))
+                .await
+        ),
+        "unauthenticated"
+    );
+    let _: Option<api::ManifestSetResponse> =
+        admin.post("/manifest", manifest(true)).await.unwrap();
+    let after: api::Secrets = admin
+        .get("/secrets?name=shared&name=uploaded")
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    let log: api::AuditLog = anonymous.get("/audit").await.unwrap();
+    let activation = log
+        .entries
+        .iter()
+        .rev()
+        .find(|e| e.event == "activation")
+        .unwrap();
+    assert_eq!(activation.details["activation"], 1);
+    launcher::activate(&request, &attester, &wkey, &wkey)
+        .await
+        .unwrap();
+    let log: api::AuditLog = anonymous.get("/audit").await.unwrap();
+    let last = log
+        .entries
+        .iter()
+        .rev()
+        .find(|e| e.event == "activation")
+        .unwrap();
+    assert_eq!(
+        last.details["activation"], 2,
+        "the count continued across the update"
+    );
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
