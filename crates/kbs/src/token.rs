@@ -1,0 +1,178 @@
+//! The attestation token `/attest` returns: an EAR (IETF RATS attestation result) as a JWT,
+//! signed ES256 by the broker, carrying the TEE public key where CoCo's broker and tooling look
+//! for it. Expiry is checked against an explicit time.
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use kbs_types::TeePubKey;
+use serde_json::{Value, json};
+
+use crate::KbsError;
+
+/// EAR's profile for CoCo's tokens, which CoCo tooling recognizes.
+pub const EAR_PROFILE: &str = "tag:github.com,2024:confidential-containers/Trustee";
+/// Who issues our tokens.
+pub const ISSUER: &str = "cloister-coordinator";
+
+/// Where a token's TEE key may sit, in the order CoCo's broker tries them.
+const TEE_KEY_POINTERS: [&str; 5] = [
+    "/submods/cpu0/ear.veraison.annotated-evidence/runtime_data_claims/tee-pubkey",
+    "/tdx/attester_runtime_data/tee-pubkey",
+    "/tdx/attester_user_data/tee-pubkey",
+    "/customized_claims/runtime_data/tee-pubkey",
+    "/tee-pubkey",
+];
+
+fn token_error(e: impl std::fmt::Display) -> KbsError {
+    KbsError::Token(e.to_string())
+}
+
+/// What one appraisal established, for the token.
+#[derive(Debug, Clone)]
+pub struct Appraisal {
+    /// The TEE kind (`sgx`, `tdx`, `snp`, …, `sample`).
+    pub tee: String,
+    /// The verified claims of that TEE.
+    pub tee_claims: Value,
+    /// The manifest package the evidence matched.
+    pub package: String,
+    /// The runtime data the evidence binds.
+    pub runtime_data: Value,
+    /// The init-data digest (hex) and its claims, when the client sent init-data.
+    pub init_data: Option<(String, Value)>,
+    /// Whether the evidence was simulated.
+    pub simulated: bool,
+}
+
+/// Signs and verifies the broker's tokens.
+pub struct TokenSigner {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: jsonwebtoken::jwk::Jwk,
+    lifetime_secs: u64,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSigner {
+    /// A signer for a P-256 key (PKCS#8 DER) whose tokens live `lifetime_secs`.
+    pub fn new(pkcs8: &[u8], lifetime_secs: u64) -> Result<Self, KbsError> {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+            .map_err(|_| token_error("the token key is not a P-256 PKCS#8 key"))?;
+        let point = pair.public_key().as_ref();
+        let (x, y) = point
+            .get(1..)
+            .filter(|c| c.len() == 64)
+            .map(|c| c.split_at(32))
+            .ok_or_else(|| token_error("unexpected public key encoding"))?;
+        let (x, y) = (B64URL.encode(x), B64URL.encode(y));
+        let jwk = serde_json::from_value(json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "x": x, "y": y
+        }))
+        .map_err(token_error)?;
+        Ok(Self {
+            encoding: EncodingKey::from_ec_der(pkcs8),
+            decoding: DecodingKey::from_ec_components(&x, &y).map_err(token_error)?,
+            jwk,
+            lifetime_secs,
+        })
+    }
+
+    /// A fresh token for `appraisal` at `now` (seconds since the epoch).
+    pub fn issue(&self, appraisal: &Appraisal, now: u64) -> Result<String, KbsError> {
+        let mut annotated = json!({
+            appraisal.tee.as_str(): appraisal.tee_claims,
+            "runtime_data_claims": appraisal.runtime_data,
+            "package": appraisal.package,
+            "simulated": appraisal.simulated,
+        });
+        if let Some((digest, claims)) = &appraisal.init_data {
+            annotated["init_data"] = Value::from(digest.as_str());
+            annotated["init_data_claims"] = claims.clone();
+        }
+        let claims = json!({
+            "eat_profile": EAR_PROFILE,
+            "iat": now,
+            "exp": now + self.lifetime_secs,
+            "iss": ISSUER,
+            "ear.verifier-id": { "developer": "cloister", "build": env!("CARGO_PKG_VERSION") },
+            "submods": {
+                "cpu0": {
+                    "ear.status": "affirming",
+                    "ear.appraisal-policy-id": "cloister-manifest",
+                    "ear.trustworthiness-vector": {
+                        "instance-identity": 2, "configuration": 2, "executables": 2,
+                        "hardware": 2, "file-system": 0, "runtime-opaque": 0,
+                        "storage-opaque": 0, "sourced-data": 0,
+                    },
+                    "ear.veraison.annotated-evidence": annotated,
+                }
+            }
+        });
+        let mut header = Header::new(Algorithm::ES256);
+        header.jwk = Some(self.jwk.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(token_error)
+    }
+
+    /// The claims of a token this signer issued, unless it expired before `now`.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Value, KbsError> {
+        let mut validation = Validation::new(Algorithm::ES256);
+        // Expiry is checked below against the explicit time, not the system clock.
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Value>(token, &self.decoding, &validation)
+            .map_err(|e| token_error(format!("the token does not verify: {e}")))?;
+        let exp = data.claims["exp"]
+            .as_u64()
+            .ok_or_else(|| token_error("the token has no exp"))?;
+        if exp <= now {
+            return Err(token_error("the token has expired: attest again"));
+        }
+        Ok(data.claims)
+    }
+}
+
+/// The TEE public key a token's claims carry.
+pub fn tee_pubkey(claims: &Value) -> Result<TeePubKey, KbsError> {
+    TEE_KEY_POINTERS
+        .iter()
+        .find_map(|p| claims.pointer(p))
+        .ok_or_else(|| token_error("the token carries no TEE public key"))
+        .and_then(|v| serde_json::from_value(v.clone()).map_err(token_error))
+}
+
+/// Verify an admin's Bearer JWT (EdDSA or ES256) against their registered public key (PEM
+/// SubjectPublicKeyInfo), requiring an `exp` after `now`.
+pub fn verify_admin(token: &str, public_key_pem: &str, now: u64) -> Result<Value, KbsError> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| KbsError::AdminAuth(format!("not a JWT: {e}")))?;
+    let key = match header.alg {
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(public_key_pem.as_bytes()),
+        Algorithm::ES256 => DecodingKey::from_ec_pem(public_key_pem.as_bytes()),
+        other => {
+            return Err(KbsError::AdminAuth(format!(
+                "{other:?} admin tokens are not accepted (EdDSA, ES256)"
+            )));
+        }
+    }
+    .map_err(|e| KbsError::AdminAuth(format!("the user's key: {e}")))?;
+    let mut validation = Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map_err(|e| KbsError::AdminAuth(format!("the token does not verify: {e}")))?;
+    match data.claims["exp"].as_u64() {
+        Some(exp) if exp > now => Ok(data.claims),
+        Some(_) => Err(KbsError::AdminAuth("the admin token has expired".into())),
+        None => Err(KbsError::AdminAuth("the admin token has no exp".into())),
+    }
+}

@@ -1,0 +1,305 @@
+//! The protocol pieces against CoCo's own types and an independent JOSE implementation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use kbs::jwe::{Curve, TeeKeyPair, encrypt};
+use kbs::token::{Appraisal, TokenSigner, tee_pubkey, verify_admin};
+use kbs::{KbsError, TeePubKey};
+use serde_json::{Value, json};
+
+#[test]
+fn runtime_data_binding_matches_cocos_worked_example() {
+    let key: TeePubKey = serde_json::from_value(json!({
+        "kty": "EC", "crv": "P-256", "alg": "ECDH-ES+A256KW",
+        "x": "gbvL8DZgM1yH2LxWl1SP3fA9Hn8ytQw0QpS4r5VZ0bU",
+        "y": "n8XbGXo6B7m3m6O8hA3tQ0a9cJp2hV2oYl7Yd1c9dQk"
+    }))
+    .unwrap();
+    let digest =
+        kbs::binding::runtime_data_digest("q2i1pG3Vq0bS9cR0D3wQ6f0mJ2lJwVq3Q5t1dXg7Y1s=", &key, "")
+            .unwrap();
+    assert_eq!(
+        hex::encode(digest),
+        "f444f9108fcf2e5d36305b93c71cc9592fcef8e61be95450e519e3e46ab8f4ee19edc5968fd6a0e8c00c88e16f0b324c"
+    );
+    assert_eq!(
+        STANDARD.encode(digest),
+        "9ET5EI/PLl02MFuTxxzJWS/O+OYb6VRQ5Rnj5Gq49O4Z7cWWj9ag6MAMiOFvCzJM"
+    );
+    let padded = kbs::binding::report_data(&digest);
+    assert_eq!(
+        (&padded[..48], &padded[48..]),
+        (&digest[..], &[0u8; 16][..])
+    );
+}
+
+fn keys() -> Vec<TeeKeyPair> {
+    vec![
+        TeeKeyPair::generate_ec(Curve::P256).unwrap(),
+        TeeKeyPair::generate_ec(Curve::P521).unwrap(),
+        TeeKeyPair::generate_rsa().unwrap(),
+    ]
+}
+
+/// Decrypt with josekit (OpenSSL): an implementation no one here wrote.
+fn josekit_decrypt(key: &TeeKeyPair, jwe_json: &str) -> Vec<u8> {
+    let pkcs8 = key.private_pkcs8().unwrap();
+    let decrypter: Box<dyn josekit::jwe::JweDecrypter> = match key {
+        TeeKeyPair::Ec { .. } => Box::new(
+            josekit::jwe::ECDH_ES_A256KW
+                .decrypter_from_der(&*pkcs8)
+                .unwrap(),
+        ),
+        TeeKeyPair::Rsa { .. } => Box::new(
+            josekit::jwe::RSA_OAEP_256
+                .decrypter_from_der(&*pkcs8)
+                .unwrap(),
+        ),
+    };
+    let (payload, _) = josekit::jwe::deserialize_json(jwe_json, &*decrypter).unwrap();
+    payload
+}
+
+#[test]
+fn resources_decrypt_with_our_client_and_an_independent_jose_library() {
+    let secret = b"image key: 0123456789abcdef";
+    for key in keys() {
+        let response = encrypt(secret, &key.public().unwrap()).unwrap();
+        let wire = serde_json::to_string(&response).unwrap();
+        assert_eq!(&*key.decrypt(&response).unwrap(), secret, "{key:?}");
+        assert_eq!(josekit_decrypt(&key, &wire), secret, "{key:?}");
+        // What a CoCo client parses back is byte-for-byte what was sealed.
+        let parsed: kbs::Response = serde_json::from_str(&wire).unwrap();
+        assert_eq!(&*key.decrypt(&parsed).unwrap(), secret);
+    }
+}
+
+#[test]
+fn the_protected_header_is_compact_with_cocos_key_order() {
+    let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+    let wire: Value = serde_json::to_value(encrypt(b"x", &key.public().unwrap()).unwrap()).unwrap();
+    let header = String::from_utf8(
+        URL_SAFE_NO_PAD
+            .decode(wire["protected"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        header.starts_with(
+            r#"{"alg":"ECDH-ES+A256KW","enc":"A256GCM","epk":{"crv":"P-256","kty":"EC","x":""#
+        ),
+        "{header}"
+    );
+    assert!(!header.contains(' '), "{header}");
+    assert!(wire.get("aad").is_none());
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(wire["iv"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        12
+    );
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(wire["tag"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        16
+    );
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(wire["encrypted_key"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        40
+    );
+    let rsa = TeeKeyPair::generate_rsa().unwrap();
+    let wire: Value = serde_json::to_value(encrypt(b"x", &rsa.public().unwrap()).unwrap()).unwrap();
+    let header = URL_SAFE_NO_PAD
+        .decode(wire["protected"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(header, br#"{"alg":"RSA-OAEP-256","enc":"A256GCM"}"#);
+}
+
+#[test]
+fn a_tampered_response_or_another_key_does_not_decrypt() {
+    let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+    let response = encrypt(b"secret", &key.public().unwrap()).unwrap();
+    let mut flipped = response.clone();
+    flipped.ciphertext[0] ^= 1;
+    assert!(key.decrypt(&flipped).is_err());
+    let mut flipped = response.clone();
+    flipped.tag[0] ^= 1;
+    assert!(key.decrypt(&flipped).is_err());
+    let mut flipped = response.clone();
+    flipped.encrypted_key[0] ^= 1;
+    assert!(key.decrypt(&flipped).is_err());
+    let mut reheadered = response.clone();
+    reheadered
+        .protected
+        .other_fields
+        .insert("kid".into(), json!("x"));
+    assert!(
+        key.decrypt(&reheadered).is_err(),
+        "the header is authenticated"
+    );
+    let other = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+    assert!(other.decrypt(&response).is_err());
+    assert!(matches!(
+        encrypt(
+            b"x",
+            &serde_json::from_value(
+                json!({"kty":"EC","crv":"P-384","alg":"ECDH-ES+A256KW","x":"AA","y":"AA"})
+            )
+            .unwrap()
+        ),
+        Err(KbsError::TeeKey(_))
+    ));
+}
+
+fn new_signer() -> TokenSigner {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    TokenSigner::new(&key.serialize_der(), 300).unwrap()
+}
+
+#[test]
+fn tokens_carry_the_tee_key_and_expire() {
+    let signer = new_signer();
+    let key = TeeKeyPair::generate_ec(Curve::P256)
+        .unwrap()
+        .public()
+        .unwrap();
+    let appraisal = Appraisal {
+        tee: "sgx".into(),
+        tee_claims: json!({"mr_enclave": "00"}),
+        package: "app".into(),
+        runtime_data: json!({"nonce": "n", "tee-pubkey": key}),
+        init_data: None,
+        simulated: true,
+    };
+    let now = 1_800_000_000;
+    let token = signer.issue(&appraisal, now).unwrap();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["jwk"]["crv"], "P-256");
+    let claims = signer.verify(&token, now + 10).unwrap();
+    assert_eq!(claims["submods"]["cpu0"]["ear.status"], "affirming");
+    assert_eq!(claims["eat_profile"], kbs::token::EAR_PROFILE);
+    assert_eq!(
+        serde_json::to_value(tee_pubkey(&claims).unwrap()).unwrap(),
+        serde_json::to_value(&key).unwrap()
+    );
+    assert!(matches!(
+        signer.verify(&token, now + 301),
+        Err(KbsError::Token(_))
+    ));
+    assert!(
+        new_signer().verify(&token, now).is_err(),
+        "another broker token"
+    );
+    let mut forged = token.clone();
+    forged.insert(forged.len() - 3, 'A');
+    assert!(signer.verify(&forged, now).is_err());
+}
+
+#[test]
+fn admin_tokens_are_checked_against_the_users_key() {
+    let user = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let now = 1_800_000_000u64;
+    let sign = |exp: u64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+            &json!({"sub": "admin", "role": "admin", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_ed_der(&user.serialize_der()),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        verify_admin(&sign(now + 60), &user.public_key_pem(), now).unwrap()["sub"],
+        "admin"
+    );
+    assert!(verify_admin(&sign(now - 1), &user.public_key_pem(), now).is_err());
+    let stranger = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    assert!(verify_admin(&sign(now + 60), &stranger.public_key_pem(), now).is_err());
+    assert!(verify_admin("not.a.jwt", &user.public_key_pem(), now).is_err());
+}
+
+#[test]
+fn resource_policies_decide_with_cocos_input_shape() {
+    let claims =
+        json!({"submods": {"cpu0": {"ear.veraison.annotated-evidence": {"sample": {"svn": "1"}}}}});
+    let allow_all =
+        kbs::policy::ResourcePolicy::new("package policy\ndefault allow = true\n").unwrap();
+    assert!(allow_all.allows(&claims, "default/key/1").unwrap());
+    // CoCo's default: everything except the sample attester.
+    let default = kbs::policy::ResourcePolicy::new(
+        "package policy\nimport rego.v1\ndefault allow = false\nallow if {\n  not input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample\n}\n",
+    )
+    .unwrap();
+    assert!(!default.allows(&claims, "default/key/1").unwrap());
+    assert!(
+        default
+            .allows(
+                &json!({"submods": {"cpu0": {"ear.veraison.annotated-evidence": {"tdx": {}}}}}),
+                "a/b/c"
+            )
+            .unwrap()
+    );
+    let by_path = kbs::policy::ResourcePolicy::new(
+        "package policy\nimport rego.v1\ndefault allow = false\nallow if { data[\"resource-path\"][0] == \"public\" }\n",
+    )
+    .unwrap();
+    assert!(by_path.allows(&claims, "public/key/1").unwrap());
+    assert!(!by_path.allows(&claims, "secret/key/1").unwrap());
+    assert!(kbs::policy::ResourcePolicy::new("package policy\nallow if {").is_err());
+}
+
+#[test]
+fn init_data_digests_the_exact_toml_and_binds_padded() {
+    let body = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"aa.toml\" = \"x\"\n";
+    let parsed = kbs::initdata::parse("toml", body).unwrap();
+    assert_eq!(parsed.digest.len(), 48);
+    assert_eq!(parsed.claims["aa.toml"], "x");
+    assert!(kbs::initdata::binds(&parsed.digest, &parsed.digest));
+    let mut host_data = [0u8; 32];
+    host_data.copy_from_slice(&parsed.digest[..32]);
+    assert!(
+        kbs::initdata::binds(&host_data, &parsed.digest),
+        "truncated to HOST_DATA"
+    );
+    let mut config_id = [0u8; 64];
+    config_id[..48].copy_from_slice(&parsed.digest);
+    assert!(
+        kbs::initdata::binds(&config_id, &parsed.digest),
+        "padded to CONFIGID"
+    );
+    assert!(!kbs::initdata::binds(&[0u8; 48], &parsed.digest));
+    assert!(kbs::initdata::parse("json", body).is_err());
+    assert!(kbs::initdata::parse("toml", "algorithm = \"md5\"").is_err());
+}
+
+#[test]
+fn errors_use_cocos_shape_and_statuses() {
+    let e = kbs::check_version("0.1.1").unwrap_err();
+    assert_eq!(e.status(), 401);
+    assert_eq!(
+        e.to_string(),
+        "KBS Client Protocol Version Mismatch: expect =0.4.0 while the request is 0.1.1"
+    );
+    let info =
+        serde_json::to_value(KbsError::ResourceNotFound("a/b/c".into()).information()).unwrap();
+    assert_eq!(
+        info["type"],
+        "https://github.com/confidential-containers/kbs/errors/ResourceNotFound"
+    );
+    assert_eq!(KbsError::ResourceNotFound("x".into()).status(), 404);
+    assert_eq!(KbsError::PolicyDeny("x".into()).status(), 401);
+    assert!(kbs::check_version("0.4.0").is_ok());
+}
