@@ -16,6 +16,10 @@ pub enum Action {
     WriteSecret,
     /// Raise a package's minimum security version.
     UpdateSecurityVersion,
+    /// Upload or delete key-broker resources.
+    WriteResource,
+    /// Set the key broker's resource policy, attestation policy or reference values.
+    SetPolicy,
 }
 
 impl Action {
@@ -26,6 +30,8 @@ impl Action {
             Self::ReadSecret => "ReadSecret",
             Self::WriteSecret => "WriteSecret",
             Self::UpdateSecurityVersion => "UpdateSecurityVersion",
+            Self::WriteResource => "WriteResource",
+            Self::SetPolicy => "SetPolicy",
         }
     }
 
@@ -35,6 +41,7 @@ impl Action {
             Self::UpdateManifest => ResourceType::Manifest,
             Self::ReadSecret | Self::WriteSecret => ResourceType::Secrets,
             Self::UpdateSecurityVersion => ResourceType::Packages,
+            Self::WriteResource | Self::SetPolicy => ResourceType::Kbs,
         }
     }
 }
@@ -48,12 +55,14 @@ impl FromStr for Action {
             Self::ReadSecret,
             Self::WriteSecret,
             Self::UpdateSecurityVersion,
+            Self::WriteResource,
+            Self::SetPolicy,
         ]
         .into_iter()
         .find(|a| a.as_str().eq_ignore_ascii_case(s))
         .ok_or_else(|| {
             format!(
-                "unknown action {s:?} (UpdateManifest, ReadSecret, WriteSecret, UpdateSecurityVersion)"
+                "unknown action {s:?} (UpdateManifest, ReadSecret, WriteSecret, UpdateSecurityVersion, WriteResource, SetPolicy)"
             )
         })
     }
@@ -69,6 +78,8 @@ pub enum ResourceType {
     Secrets,
     /// The manifest itself (no names).
     Manifest,
+    /// The key broker (no names).
+    Kbs,
 }
 
 impl FromStr for ResourceType {
@@ -79,8 +90,9 @@ impl FromStr for ResourceType {
             "packages" => Ok(Self::Packages),
             "secrets" => Ok(Self::Secrets),
             "manifest" => Ok(Self::Manifest),
+            "kbs" => Ok(Self::Kbs),
             _ => Err(format!(
-                "unknown resource type {s:?} (Packages, Secrets or Manifest)"
+                "unknown resource type {s:?} (Packages, Secrets, Manifest or Kbs)"
             )),
         }
     }
@@ -96,6 +108,8 @@ pub enum Resource<'a> {
     Secret(&'a str),
     /// The manifest.
     Manifest,
+    /// The key broker.
+    Kbs,
 }
 
 impl Resource<'_> {
@@ -104,18 +118,26 @@ impl Resource<'_> {
             Self::Package(_) => ResourceType::Packages,
             Self::Secret(_) => ResourceType::Secrets,
             Self::Manifest => ResourceType::Manifest,
+            Self::Kbs => ResourceType::Kbs,
         }
     }
 
     fn name(&self) -> Option<&str> {
         match self {
             Self::Package(name) | Self::Secret(name) => Some(name),
-            Self::Manifest => None,
+            Self::Manifest | Self::Kbs => None,
         }
     }
 }
 
 impl Manifest {
+    /// Users who registered a public key for Bearer JWTs: `(name, PEM)`.
+    pub fn users_with_public_keys(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.users
+            .iter()
+            .filter_map(|(name, user)| Some((name.as_str(), user.public_key.as_deref()?)))
+    }
+
     /// The user whose manifest certificate is byte-identical (DER) to `cert_der`.
     ///
     /// Expiry and issuer are deliberately not checked (MarbleRun): users cannot lock themselves out.

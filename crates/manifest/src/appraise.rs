@@ -82,6 +82,9 @@ impl Package {
             );
         }
         match self.tee.tee_kind() {
+            None if self.tee == PackageTee::Sample => {
+                out.add("TEE", "CoCo sample evidence", claims.tee);
+            }
             None => self.appraise_simulation(claims, simulation_enabled, &mut out),
             Some(kind) => {
                 if claims.tee != kind {

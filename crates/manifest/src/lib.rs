@@ -30,12 +30,14 @@ pub use error::{ManifestError, ValidationError, ValidationErrors};
 pub use hex::{Hex, Hex8, Hex16, Hex32, Hex48};
 pub use render::RenderedParameters;
 pub use schema::{
-    CertTemplate, Config, Encoding, FileSpec, Manifest, Package, PackageTee, Parameters, Role,
-    SecretKind, SecretSpec, Subject, TlsIncoming, TlsOutgoing, TlsTag, User, Workload,
+    CertTemplate, Config, Encoding, FileSpec, Kbs, KbsResource, Manifest, Package, PackageTee,
+    Parameters, Role, SecretKind, SecretSpec, Subject, TlsIncoming, TlsOutgoing, TlsTag, User,
+    Workload,
 };
 pub use template::{
     Encoder, Field, Reference, Reserved, SecretValue, Target, Template, TemplateError, Values,
 };
+pub use validate::is_kbs_path;
 
 /// The document format a manifest was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

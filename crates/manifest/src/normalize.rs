@@ -79,6 +79,7 @@ static MANIFEST: StructShape = StructShape {
         field("recovery_keys", Shape::Map(&Shape::Leaf)),
         field("tls", Shape::Map(&Shape::Struct(&TLS_TAG))),
         field("config", Shape::Struct(&CONFIG)),
+        field("kbs", Shape::Struct(&KBS)),
     ],
     open: false,
     ignored: &[(
@@ -179,7 +180,16 @@ static SUBJECT: StructShape = closed(&[
 static USER: StructShape = closed(&[
     field("certificate", Shape::Leaf),
     field("roles", Shape::Leaf),
+    field("public_key", Shape::Leaf),
 ]);
+
+static KBS: StructShape = closed(&[
+    field("resources", Shape::Map(&Shape::Struct(&KBS_RESOURCE))),
+    field("resource_policy", Shape::Leaf),
+]);
+
+static KBS_RESOURCE: StructShape =
+    closed(&[field("secret", Shape::Leaf), field("packages", Shape::Leaf)]);
 
 static ROLE: StructShape = closed(&[
     field("resource_type", Shape::Leaf),

@@ -39,6 +39,42 @@ pub struct Manifest {
     pub tls: BTreeMap<String, TlsTag>,
     /// Coordinator options.
     pub config: Config,
+    /// The key broker (CoCo KBS): which secrets are released under which resource paths.
+    #[serde(skip_serializing_if = "Kbs::is_empty")]
+    pub kbs: Kbs,
+}
+
+/// What the coordinator's key broker releases, and to whom.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Kbs {
+    /// Resources by KBS path `repo/type/tag`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, KbsResource>,
+    /// A Rego resource policy (`package policy`, rule `allow`) consulted after the manifest's
+    /// mapping, with CoCo's input shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_policy: Option<String>,
+}
+
+impl Kbs {
+    /// Whether the section says nothing.
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty() && self.resource_policy.is_none()
+    }
+}
+
+/// One resource the key broker serves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct KbsResource {
+    /// The secret whose value is released (shared or user-defined).
+    pub secret: String,
+    /// The packages whose evidence may have it; empty means any package of the manifest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
 }
 
 /// Which TEE a package runs in.
@@ -59,6 +95,9 @@ pub enum PackageTee {
     AzTdxVtpm,
     /// Simulated evidence only, accepted only when the coordinator enables simulation.
     Simulation,
+    /// CoCo's `sample` attester (no hardware, no signature): key-broker clients in tests,
+    /// accepted only when the coordinator enables simulation.
+    Sample,
 }
 
 impl PackageTee {
@@ -71,15 +110,16 @@ impl PackageTee {
             Self::Snp => Some(TeeKind::Snp),
             Self::AzSnpVtpm => Some(TeeKind::AzSnpVtpm),
             Self::AzTdxVtpm => Some(TeeKind::AzTdxVtpm),
-            Self::Simulation => None,
+            Self::Simulation | Self::Sample => None,
         }
     }
 
     /// The manifest spelling.
     pub fn as_str(self) -> &'static str {
-        match self.tee_kind() {
-            Some(kind) => kind.as_str(),
-            None => "simulation",
+        match (self, self.tee_kind()) {
+            (_, Some(kind)) => kind.as_str(),
+            (Self::Sample, None) => "sample",
+            (_, None) => "simulation",
         }
     }
 }
@@ -429,6 +469,10 @@ pub struct Subject {
 pub struct User {
     /// PEM X.509 certificate, compared byte-exactly (expiry and issuer are not checked).
     pub certificate: String,
+    /// A PEM public key (Ed25519 or P-256) that signs the user's Bearer JWTs for the key
+    /// broker's admin calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     /// Role names.
     pub roles: Vec<String>,
 }

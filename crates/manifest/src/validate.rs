@@ -16,8 +16,11 @@ impl Manifest {
         if self.packages.is_empty() {
             errors.push("$.packages", "at least one package is required");
         }
-        if self.workloads.is_empty() {
-            errors.push("$.workloads", "at least one workload is required");
+        if self.workloads.is_empty() && self.kbs.resources.is_empty() {
+            errors.push(
+                "$.workloads",
+                "at least one workload (or a key-broker resource) is required",
+            );
         }
         for (name, package) in &self.packages {
             check_package(&path_child("$.packages", name), package, &mut errors);
@@ -41,6 +44,7 @@ impl Manifest {
             }
         }
         self.check_config(&mut errors);
+        self.check_kbs(&mut errors);
         self.dry_run_into(&mut errors);
         errors.into_result()
     }
@@ -85,6 +89,11 @@ impl Manifest {
                         );
                     }
                 }
+            }
+            if let Some(pem) = &user.public_key
+                && let Err(reason) = check_public_key(pem)
+            {
+                errors.push(format!("{path}.public_key"), reason);
             }
             for (i, role) in user.roles.iter().enumerate() {
                 if !self.roles.contains_key(role) {
@@ -139,6 +148,7 @@ impl Manifest {
     ) -> Result<(), String> {
         match kind {
             ResourceType::Manifest => Err("a Manifest role takes no resource names".to_owned()),
+            ResourceType::Kbs => Err("a Kbs role takes no resource names".to_owned()),
             ResourceType::Packages if !self.packages.contains_key(name) => {
                 Err(format!("package {name:?} is not defined in packages"))
             }
@@ -330,6 +340,70 @@ fn check_fields_apply(path: &str, package: &Package, errors: &mut ValidationErro
             );
         }
     }
+}
+
+impl Manifest {
+    fn check_kbs(&self, errors: &mut ValidationErrors) {
+        for (resource_path, resource) in &self.kbs.resources {
+            let path = path_child("$.kbs.resources", resource_path);
+            if !is_kbs_path(resource_path) {
+                errors.push(
+                    path.clone(),
+                    "a resource path is repo/type/tag, each of letters, digits, '_', '-' and '.' (not first)",
+                );
+            }
+            match self.secrets.get(&resource.secret) {
+                None => errors.push(
+                    format!("{path}.secret"),
+                    format!("secret {:?} is not defined in secrets", resource.secret),
+                ),
+                Some(s) if !s.shared && !s.user_defined => errors.push(
+                    format!("{path}.secret"),
+                    format!(
+                        "secret {:?} is unique per instance: the key broker releases only shared or user_defined secrets",
+                        resource.secret
+                    ),
+                ),
+                Some(_) => {}
+            }
+            for (i, package) in resource.packages.iter().enumerate() {
+                if !self.packages.contains_key(package) {
+                    errors.push(
+                        format!("{path}.packages[{i}]"),
+                        format!("package {package:?} is not defined in packages"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// CoCo's resource path: three segments of `[A-Za-z0-9_-][A-Za-z0-9_.-]*`.
+pub fn is_kbs_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    segments.len() == 3
+        && segments.iter().all(|segment| {
+            let mut chars = segment.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        })
+}
+
+fn check_public_key(pem: &str) -> Result<(), String> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.trim_start().as_bytes())
+        .map_err(|_| "not a PEM public key".to_string())?;
+    if block.label != "PUBLIC KEY" {
+        return Err(format!(
+            "a PUBLIC KEY PEM block is needed, not {}",
+            block.label
+        ));
+    }
+    use x509_parser::prelude::FromDer as _;
+    x509_parser::x509::SubjectPublicKeyInfo::from_der(&block.contents)
+        .map(|_| ())
+        .map_err(|_| "the public key does not parse".to_string())
 }
 
 fn check_secret(path: &str, secret: &SecretSpec, errors: &mut ValidationErrors) {

@@ -154,3 +154,60 @@ fn sgx_identity_rules() {
     assert!(ok(r#"{"tee": "simulation"}"#));
     assert!(!ok(r#"{"tee": "snp"}"#));
 }
+
+#[test]
+fn key_broker_resources_are_checked() {
+    let doc = format!(
+        r#"{{
+  "packages": {{ "pod": {{ "tee": "sample" }}, "td": {{ "tee": "tdx", "mr_td": "{A48}" }} }},
+  "secrets": {{
+    "image_key": {{ "type": "symmetric-key", "size": 256, "shared": true }},
+    "uploaded": {{ "type": "plain", "user_defined": true }},
+    "mine": {{ "type": "symmetric-key", "size": 128 }}
+  }},
+  "users": {{ "admin": {{ "certificate": {alice}, "public_key": "not a key", "roles": ["broker"] }} }},
+  "roles": {{
+    "broker": {{ "resource_type": "Kbs", "actions": ["WriteResource", "SetPolicy"] }},
+    "wrong": {{ "resource_type": "Kbs", "resource_names": ["x"], "actions": ["ReadSecret"] }}
+  }},
+  "kbs": {{
+    "resources": {{
+      "default/key/1": {{ "secret": "image_key", "packages": ["pod", "td"] }},
+      "default/key/2": {{ "secret": "uploaded" }},
+      "default/key/3": {{ "secret": "mine" }},
+      "default/key/4": {{ "secret": "ghost", "packages": ["nope"] }},
+      "bad path": {{ "secret": "image_key" }}
+    }}
+  }}
+}}"#,
+        alice = json_str(ALICE_PEM),
+        A48 = "ab".repeat(48),
+    );
+    let errors = errors_of(&doc);
+    let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+    for expected in [
+        "$.users.admin.public_key",
+        "$.roles.wrong.actions[0]",
+        "$.roles.wrong.resource_names[0]",
+        r#"$.kbs.resources["default/key/3"].secret"#,
+        r#"$.kbs.resources["default/key/4"].secret"#,
+        r#"$.kbs.resources["default/key/4"].packages[0]"#,
+        r#"$.kbs.resources["bad path"]"#,
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {errors:#?}"
+        );
+    }
+    for valid in [
+        r#"$.kbs.resources["default/key/1"].secret"#,
+        r#"$.kbs.resources["default/key/2"].secret"#,
+        "$.workloads",
+        "$.packages.pod",
+    ] {
+        assert!(!paths.contains(&valid), "{valid} flagged: {errors:#?}");
+    }
+    assert!(manifest::is_kbs_path("default/key/1.bin"));
+    assert!(!manifest::is_kbs_path("default/.key/1"));
+    assert!(!manifest::is_kbs_path("a/b"));
+}
