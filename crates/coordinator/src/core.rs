@@ -88,6 +88,55 @@ pub(crate) struct Deployment {
     secrets: BTreeMap<String, StoredSecret>,
     root_secret: Zeroizing<[u8; 32]>,
     counters: HashMap<String, AtomicU64>,
+    /// The manifest's key-broker resource policy, compiled.
+    kbs_policy: Option<Arc<kbs::policy::ResourcePolicy>>,
+}
+
+impl Deployment {
+    /// A shared or user-set secret's bytes as the key broker releases them: the key of a
+    /// symmetric or plain secret; certificate then private key (PEM) of a certificate secret.
+    pub(crate) fn secret_bytes(&self, name: &str) -> Option<Zeroizing<Vec<u8>>> {
+        let api = to_api_secret(name, self.secrets.get(name)?).ok()?;
+        if let Some(key) = &api.key {
+            return B64.decode(key).ok().map(Zeroizing::new);
+        }
+        let pem = format!(
+            "{}{}",
+            api.cert_pem.unwrap_or_default(),
+            api.private_pem.unwrap_or_default()
+        );
+        Some(Zeroizing::new(pem.into_bytes()))
+    }
+
+    /// The manifest's resource policy.
+    pub(crate) fn kbs_policy(
+        &self,
+    ) -> Result<Option<Arc<kbs::policy::ResourcePolicy>>, kbs::KbsError> {
+        Ok(self.kbs_policy.clone())
+    }
+}
+
+/// Compile the manifest's resource policy, refusing the manifest if it does not compile.
+fn compile_kbs_policy(
+    manifest: &Manifest,
+) -> Result<Option<Arc<kbs::policy::ResourcePolicy>>, ApiError> {
+    manifest
+        .kbs
+        .resource_policy
+        .as_deref()
+        .map(|text| {
+            kbs::policy::ResourcePolicy::new(text)
+                .map(Arc::new)
+                .map_err(|e| {
+                    ApiError::InvalidManifest(manifest::ValidationErrors(vec![
+                        manifest::ValidationError {
+                            path: "$.kbs.resource_policy".into(),
+                            reason: e.to_string(),
+                        },
+                    ]))
+                })
+        })
+        .transpose()
 }
 
 /// A running coordinator's state.
@@ -101,6 +150,8 @@ pub struct Coordinator {
     deployment: ArcSwapOption<Deployment>,
     /// Evidence over the root and current manifest with no nonce, refreshed on manifest set.
     cached_attestation: ArcSwap<api::EvidenceBundle>,
+    /// The Confidential Containers key broker.
+    pub(crate) broker: crate::broker::Broker,
     /// Serializes manifest and secret updates (admin calls only, never activations).
     admin: tokio::sync::Mutex<()>,
     pub(crate) metrics: Metrics,
@@ -166,6 +217,7 @@ impl Coordinator {
         let attester = SimulatedAttester::on_platform(config.sim_tee, &platform, now)?
             .with_measurements(simulated_coordinator());
         let deployment = load_deployment(&store)?;
+        let broker = crate::broker::Broker::open(&store, Some(Arc::new(platform))).await?;
         let coordinator = Self {
             ca,
             store,
@@ -175,6 +227,7 @@ impl Coordinator {
             attester: Box::new(attester),
             deployment: ArcSwapOption::from(deployment.map(Arc::new)),
             cached_attestation: ArcSwap::from_pointee(api::EvidenceBundle::default()),
+            broker,
             admin: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
         };
@@ -191,6 +244,78 @@ impl Coordinator {
     /// The deployment root certificate, DER.
     pub fn root_der(&self) -> &[u8] {
         self.ca.root_der()
+    }
+
+    /// The deployment in force.
+    pub(crate) fn deployment(&self) -> Option<Arc<Deployment>> {
+        self.deployment.load_full()
+    }
+
+    /// Whether simulated evidence is accepted.
+    pub(crate) fn simulation(&self) -> bool {
+        self.simulation
+    }
+
+    /// The evidence verifiers.
+    pub(crate) fn verifiers(&self) -> &Verifiers {
+        &self.verifiers
+    }
+
+    /// Commit a state change durably.
+    pub(crate) async fn commit(
+        &self,
+        change: Change,
+    ) -> Result<api::AuditEntry, crate::store::StoreError> {
+        self.store.commit(change).await
+    }
+
+    /// Record an event that changes no state.
+    pub(crate) async fn record(
+        &self,
+        event: AuditEvent,
+    ) -> Result<api::AuditEntry, crate::store::StoreError> {
+        self.store.record(event).await
+    }
+
+    /// The manifest user `peer` (a client certificate) or `bearer` (a JWT signed by a user's
+    /// registered key) authenticates as, if they may do `action` on the key broker.
+    pub(crate) fn kbs_admin(
+        &self,
+        peer: Option<&[u8]>,
+        bearer: Option<&str>,
+        action: manifest::Action,
+    ) -> Result<String, kbs::KbsError> {
+        let d = self
+            .deployment()
+            .ok_or_else(|| kbs::KbsError::AdminAuth("no manifest is set".into()))?;
+        let m = &d.manifest;
+        let user = match (peer.and_then(|der| m.find_user_by_cert(der)), bearer) {
+            (Some((user, _)), _) => user.to_string(),
+            (None, Some(token)) => {
+                let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+                m.users_with_public_keys()
+                    .find(|(_, pem)| kbs::token::verify_admin(token, pem, now).is_ok())
+                    .map(|(name, _)| name.to_string())
+                    .ok_or_else(|| {
+                        kbs::KbsError::AdminAuth(
+                            "the Bearer token is not signed by a key registered for a manifest user, or it expired".into(),
+                        )
+                    })?
+            }
+            (None, None) => {
+                return Err(kbs::KbsError::AdminAuth(
+                    "admin calls need a manifest user's client certificate or Bearer JWT".into(),
+                ));
+            }
+        };
+        if m.user_may(&user, action, manifest::Resource::Kbs) {
+            Ok(user)
+        } else {
+            Err(kbs::KbsError::AdminAuth(format!(
+                "user {user} may not {}",
+                action.as_str()
+            )))
+        }
     }
 
     fn current(&self) -> Result<Arc<Deployment>, ApiError> {
@@ -274,6 +399,7 @@ impl Coordinator {
             .manifest
             .validate()
             .map_err(ApiError::InvalidManifest)?;
+        let kbs_policy = compile_kbs_policy(&parsed.manifest)?;
         let _admin = self.admin.lock().await;
         let old = self.deployment.load_full();
         let actor = match &old {
@@ -356,6 +482,7 @@ impl Coordinator {
             secrets,
             root_secret,
             counters,
+            kbs_policy,
         })));
         self.refresh_cached_attestation()
             .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -585,6 +712,7 @@ impl Coordinator {
                 .iter()
                 .map(|(k, v)| (k.clone(), AtomicU64::new(v.load(Ordering::SeqCst))))
                 .collect(),
+            kbs_policy: d.kbs_policy.clone(),
         };
         self.deployment.store(Some(Arc::new(next)));
         Ok(())
@@ -688,6 +816,12 @@ fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
         };
         counters.insert(name.clone(), AtomicU64::new(count));
     }
+    let kbs_policy = manifest
+        .kbs
+        .resource_policy
+        .as_deref()
+        .and_then(|text| kbs::policy::ResourcePolicy::new(text).ok())
+        .map(Arc::new);
     Ok(Some(Deployment {
         hash: sha256(&raw),
         raw: raw.to_vec(),
@@ -695,6 +829,7 @@ fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
         secrets,
         root_secret: Zeroizing::new(root_secret),
         counters,
+        kbs_policy,
     }))
 }
 

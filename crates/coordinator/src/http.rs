@@ -24,7 +24,7 @@ use crate::error::ApiError;
 pub struct PeerCert(pub Option<Arc<Vec<u8>>>);
 
 impl PeerCert {
-    fn der(&self) -> Option<&[u8]> {
+    pub(crate) fn der(&self) -> Option<&[u8]> {
         self.0.as_deref().map(Vec::as_slice)
     }
 }
@@ -45,6 +45,7 @@ pub fn router(coordinator: AppState) -> Router {
         .route("/openapi.json", get(openapi));
     Router::new()
         .nest(api::PREFIX, v1)
+        .nest(kbs::PREFIX, crate::kbs_http::router())
         .route("/metrics", get(metrics))
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -9,10 +9,12 @@
 //! * [`ca`] and [`secrets`]: certificates and secret material.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod ca;
 pub mod core;
 pub mod error;
 pub mod http;
+mod kbs_http;
 pub mod metrics;
 pub mod seal;
 pub mod secrets;

@@ -54,6 +54,9 @@ fn db_error(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Database(e.into())
 }
 
+/// A record's name and unsealed value.
+pub type Record = (String, Zeroizing<Vec<u8>>);
+
 /// An event for the audit log.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -129,6 +132,25 @@ impl Store {
             return Ok(None);
         };
         Ok(Some(self.sealer.open(name, sealed.value())?))
+    }
+
+    /// Every record whose name starts with `prefix`, unsealed (empty records are deletions).
+    pub fn list(&self, prefix: &str) -> Result<Vec<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(STATE).map_err(db_error)?;
+        let mut out = Vec::new();
+        for row in table.range(prefix..).map_err(db_error)? {
+            let (name, sealed) = row.map_err(db_error)?;
+            let name = name.value();
+            if !name.starts_with(prefix) {
+                break;
+            }
+            let value = self.sealer.open(name, sealed.value())?;
+            if !value.is_empty() {
+                out.push((name.to_string(), value));
+            }
+        }
+        Ok(out)
     }
 
     /// Commit `change` durably and return its audit entry.

@@ -131,6 +131,20 @@ fn builder_with(config: ClientConfig, reuse: bool) -> Result<reqwest::Client, Cl
         })
 }
 
+/// An HTTP client that trusts only `root_der` for the server.
+pub(crate) fn pinned_http(
+    root_der: &[u8],
+    identity: Option<&Identity>,
+    reuse: bool,
+) -> Result<reqwest::Client, ClientError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(root_der.to_vec()))?;
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    builder_with(finish(builder, identity)?, reuse)
+}
+
 fn finish(
     builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
     identity: Option<&Identity>,
@@ -170,14 +184,9 @@ impl Client {
         identity: Option<&Identity>,
         reuse: bool,
     ) -> Result<Self, ClientError> {
-        let mut roots = RootCertStore::empty();
-        roots.add(CertificateDer::from(root_der.to_vec()))?;
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
-            http: builder_with(finish(builder, identity)?, reuse)?,
+            http: pinned_http(root_der, identity, reuse)?,
         })
     }
 

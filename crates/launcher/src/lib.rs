@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod kbs_client;
 pub mod verify;
 
 use std::collections::BTreeMap;

@@ -222,10 +222,15 @@ async fn users_act_only_within_their_roles() {
     let events: Vec<&str> = log.entries.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
         events,
-        ["coordinator-initialized", "manifest-set", "secret-set"]
+        [
+            "coordinator-initialized",
+            "kbs-initialized",
+            "manifest-set",
+            "secret-set"
+        ]
     );
-    assert_eq!(log.entries[2].actor, "alice");
-    assert_eq!(log.entries[1].hash, log.entries[2].prev_hash);
+    assert_eq!(log.entries[3].actor, "alice");
+    assert_eq!(log.entries[2].hash, log.entries[3].prev_hash);
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -579,4 +584,584 @@ async fn a_manifest_update_keeps_what_it_does_not_change() {
     );
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---- The key broker: CoCo's protocol against the coordinator ----
+
+mod broker {
+    use super::*;
+    use kbs::KbsError;
+    use kbs::jwe::{Curve, TeeKeyPair};
+    use launcher::kbs_client::{Credential, KbsClient, KbsClientError, Prover};
+
+    const SHARED_KEY_B64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    struct Broker {
+        s: Setup,
+        dir: PathBuf,
+        admin_key: rcgen::KeyPair,
+    }
+
+    /// A coordinator whose manifest maps `default/key/1` to a user-set key for the SGX enclave
+    /// and the sample pod, `default/key/2` to the TDX package only, and registers an admin.
+    async fn broker(name: &str, policy: Option<&str>) -> Broker {
+        let dir = scratch(name);
+        let s = coordinator_in(dir.clone(), &dir.join("sim")).await;
+        let (cert, key) = user_cert("admin");
+        let admin_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mrenclave = hex::encode(attest::crypto::sha256(b"cloister simulated enclave"));
+        let mrtd = hex::encode(attest::crypto::sha384(b"cloister simulated TD"));
+        let measurement = hex::encode(attest::crypto::sha384(b"cloister simulated SNP guest"));
+        let mut manifest = serde_json::json!({
+            "packages": {
+                "enclave": { "unique_id": mrenclave },
+                "td": { "tee": "tdx", "mr_td": mrtd },
+                "guest": { "tee": "snp", "measurement": measurement },
+                "pod": { "tee": "sample" }
+            },
+            "secrets": {
+                "image_key": { "type": "symmetric-key", "size": 256, "user_defined": true },
+                "td_only": { "type": "symmetric-key", "size": 128, "shared": true }
+            },
+            "users": { "admin": { "certificate": cert, "public_key": admin_key.public_key_pem(), "roles": ["broker", "writer"] } },
+            "roles": {
+                "broker": { "resource_type": "Kbs", "actions": ["WriteResource", "SetPolicy"] },
+                "writer": { "resource_type": "Secrets", "resource_names": ["image_key"], "actions": ["WriteSecret"] }
+            },
+            "kbs": { "resources": {
+                "default/key/1": { "secret": "image_key", "packages": ["enclave", "pod", "guest", "td"] },
+                "default/key/2": { "secret": "td_only", "packages": ["td"] }
+            } }
+        });
+        if let Some(policy) = policy {
+            manifest["kbs"]["resource_policy"] = serde_json::json!(policy);
+        }
+        let anonymous = Client::pinned(&s.url, &s.root, None).unwrap();
+        let _: Option<api::ManifestSetResponse> = anonymous
+            .post("/manifest", manifest.to_string().into_bytes())
+            .await
+            .unwrap();
+        let admin = Client::pinned(
+            &s.url,
+            &s.root,
+            Some(&Identity::from_pem(&cert, &key).unwrap()),
+        )
+        .unwrap();
+        let upload = serde_json::json!({ "secrets": { "image_key": { "key": SHARED_KEY_B64 } } });
+        admin
+            .post::<serde_json::Value>("/secrets", upload.to_string().into_bytes())
+            .await
+            .unwrap();
+        Broker { s, dir, admin_key }
+    }
+
+    fn attester(b: &Broker, tee: TeeKind) -> SimulatedAttester {
+        let platform = SimPlatform::open(&b.dir.join("sim"), OffsetDateTime::now_utc()).unwrap();
+        SimulatedAttester::on_platform(tee, &platform, OffsetDateTime::now_utc()).unwrap()
+    }
+
+    fn refused(result: Result<impl std::fmt::Debug, KbsClientError>) -> (u16, String) {
+        match result {
+            Err(KbsClientError::Refused { status, info }) => (
+                status,
+                info.error_type.rsplit('/').next().unwrap().to_string(),
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_kind_fetches_its_key_by_cookie_and_by_bearer() {
+        let b = broker("kbs-flows", None).await;
+        let client = KbsClient::new(&b.s.url, &b.s.root).unwrap();
+        let expected =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, SHARED_KEY_B64)
+                .unwrap();
+        let sgx = attester(&b, TeeKind::Sgx);
+        let tdx = attester(&b, TeeKind::Tdx);
+        let snp = attester(&b, TeeKind::Snp);
+        let provers = [
+            Prover::Attester(&sgx),
+            Prover::Attester(&tdx),
+            Prover::Attester(&snp),
+            Prover::Sample,
+        ];
+        let keys = [
+            TeeKeyPair::generate_ec(Curve::P256).unwrap(),
+            TeeKeyPair::generate_ec(Curve::P521).unwrap(),
+            TeeKeyPair::generate_rsa().unwrap(),
+            TeeKeyPair::generate_ec(Curve::P256).unwrap(),
+        ];
+        for (prover, key) in provers.iter().zip(&keys) {
+            let attested = client.attest(prover, key, None).await.unwrap();
+            assert_eq!(attested.token.split('.').count(), 3, "{prover:?}");
+            let by_cookie = client
+                .get_resource(
+                    "default/key/1",
+                    key,
+                    &Credential::Cookie(attested.cookie.clone()),
+                )
+                .await
+                .unwrap();
+            assert_eq!(*by_cookie, expected, "{prover:?}");
+            let by_bearer = client
+                .get_resource(
+                    "default/key/1",
+                    key,
+                    &Credential::Bearer(attested.token.clone()),
+                )
+                .await
+                .unwrap();
+            assert_eq!(*by_bearer, expected, "{prover:?}");
+        }
+        // default/key/2 is the TD's alone.
+        let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+        let attested = client
+            .attest(&Prover::Attester(&sgx), &key, None)
+            .await
+            .unwrap();
+        let denied = client
+            .get_resource("default/key/2", &key, &Credential::Cookie(attested.cookie))
+            .await;
+        assert_eq!(refused(denied), (401, "PolicyDeny".into()));
+        let attested = client
+            .attest(&Prover::Attester(&tdx), &key, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            client
+                .get_resource("default/key/2", &key, &Credential::Bearer(attested.token))
+                .await
+                .unwrap()
+                .len(),
+            16
+        );
+        // A missing resource is 404, so clients stop at once.
+        let missing = client
+            .get_resource("default/key/9", &key, &Credential::Cookie(attested.cookie))
+            .await;
+        assert_eq!(refused(missing), (404, "ResourceNotFound".into()));
+        std::fs::remove_dir_all(&b.dir).unwrap();
+    }
+
+    async fn post_raw(
+        url: &str,
+        root: &[u8],
+        path: &str,
+        body: &str,
+        cookie: Option<&str>,
+    ) -> (u16, reqwest_like::Answer) {
+        reqwest_like::post(url, root, path, body, cookie).await
+    }
+
+    /// Raw HTTP, to check bytes the clients depend on.
+    mod reqwest_like {
+        pub(super) struct Answer {
+            pub(super) body: serde_json::Value,
+            pub(super) cookie: Option<String>,
+        }
+
+        pub(super) async fn post(
+            url: &str,
+            root: &[u8],
+            path: &str,
+            body: &str,
+            cookie: Option<&str>,
+        ) -> (u16, Answer) {
+            let client = launcher::client::Client::pinned(url, root, None).unwrap();
+            let _ = client;
+            let http = raw_client(root);
+            let mut request = http
+                .post(format!("{url}/kbs/v0{path}"))
+                .body(body.to_string());
+            if let Some(c) = cookie {
+                request = request.header("cookie", c);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let cookie = response
+                .headers()
+                .get("set-cookie")
+                .map(|v| v.to_str().unwrap().to_string());
+            let bytes = response.bytes().await.unwrap();
+            (
+                status,
+                Answer {
+                    body: serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+                    cookie,
+                },
+            )
+        }
+
+        fn raw_client(root: &[u8]) -> reqwest::Client {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(rustls::pki_types::CertificateDer::from(root.to_vec()))
+                .unwrap();
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            reqwest::Client::builder()
+                .use_preconfigured_tls(config)
+                .build()
+                .unwrap()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn cocos_exact_bodies_get_cocos_exact_answers() {
+        let b = broker("kbs-wire", None).await;
+        let (status, answer) = post_raw(
+            &b.s.url,
+            &b.s.root,
+            "/auth",
+            r#"{"version":"0.4.0","tee":"tdx","extra-params":{"supported-hash-algorithms":["sha256","sha384","sha512","sm3"]}}"#,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let nonce = answer.body["nonce"].as_str().unwrap();
+        assert_eq!(nonce.len(), 44);
+        assert_eq!(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, nonce)
+                .unwrap()
+                .len(),
+            32
+        );
+        assert_eq!(answer.body["extra-params"], serde_json::json!(""));
+        let cookie = answer.cookie.unwrap();
+        let (pair, expires) = cookie.split_once("; ").unwrap();
+        let id = pair.strip_prefix("kbs-session-id=").unwrap();
+        assert_eq!(id.len(), 32);
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert!(
+            expires.starts_with("Expires=") && expires.ends_with(" GMT"),
+            "{cookie}"
+        );
+
+        // A wrong nonce in the runtime data: refused, attest again.
+        let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+        let attestation = serde_json::json!({
+            "init-data": null,
+            "runtime-data": { "nonce": "not-the-nonce", "tee-pubkey": key.public().unwrap() },
+            "tee-evidence": { "primary_evidence": { "quote": "AAAA" }, "additional_evidence": "" }
+        });
+        let (status, answer) = post_raw(
+            &b.s.url,
+            &b.s.root,
+            "/attest",
+            &attestation.to_string(),
+            Some(pair),
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            answer.body["type"],
+            "https://github.com/confidential-containers/kbs/errors/AttestationError"
+        );
+        // No session or an unknown one: attest again.
+        let (status, _) = post_raw(
+            &b.s.url,
+            &b.s.root,
+            "/attest",
+            &attestation.to_string(),
+            Some("kbs-session-id=00"),
+        )
+        .await;
+        assert_eq!(status, 401);
+        // The version must match exactly, with CoCo's message.
+        let (status, answer) = post_raw(
+            &b.s.url,
+            &b.s.root,
+            "/auth",
+            r#"{"version":"0.1.1","tee":"sgx","extra-params":""}"#,
+            None,
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            answer.body["detail"],
+            "KBS Client Protocol Version Mismatch: expect =0.4.0 while the request is 0.1.1"
+        );
+        let (status, answer) = post_raw(&b.s.url, &b.s.root, "/nowhere", "", None).await;
+        assert_eq!(
+            (
+                status,
+                answer.body["type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("InvalidRequestPath")
+            ),
+            (404, true)
+        );
+        std::fs::remove_dir_all(&b.dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn evidence_must_bind_the_nonce_key_and_init_data() {
+        let b = broker("kbs-binding", None).await;
+        let client = KbsClient::new(&b.s.url, &b.s.root).unwrap();
+        let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+        // Init-data whose digest the TD was not launched with.
+        let init = kbs_types::InitData {
+            format: "toml".into(),
+            body: "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n".into(),
+        };
+        let tdx = attester(&b, TeeKind::Tdx);
+        let refusal = client
+            .attest(&Prover::Attester(&tdx), &key, Some(init.clone()))
+            .await;
+        assert_eq!(refused(refusal), (401, "AttestationError".into()));
+        // Launched with it (MRCONFIGID = its SHA-384), the same request passes. The package
+        // pins MRTD only, so the measurement still matches.
+        let digest = kbs::initdata::parse("toml", &init.body).unwrap().digest;
+        let mut measurements = attest::attester::SimMeasurements::default();
+        measurements.tdx.mr_config_id.copy_from_slice(&digest);
+        let platform = SimPlatform::open(&b.dir.join("sim"), OffsetDateTime::now_utc()).unwrap();
+        let launched =
+            SimulatedAttester::on_platform(TeeKind::Tdx, &platform, OffsetDateTime::now_utc())
+                .unwrap()
+                .with_measurements(measurements);
+        let attested = client
+            .attest(&Prover::Attester(&launched), &key, Some(init))
+            .await
+            .unwrap();
+        // The token carries the init-data claims for policies.
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                attested.token.split('.').nth(1).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let annotated = &claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"];
+        assert_eq!(annotated["init_data"], hex::encode(&digest));
+        assert_eq!(annotated["package"], "td");
+        // A token for one key does not help another: the JWE is for the token's key.
+        let thief = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+        let stolen = client
+            .get_resource(
+                "default/key/1",
+                &thief,
+                &Credential::Bearer(attested.token.clone()),
+            )
+            .await;
+        assert!(
+            matches!(stolen, Err(KbsClientError::Protocol(KbsError::Jwe(_)))),
+            "{stolen:?}"
+        );
+        // A measurement no package allows is refused, with the reasons.
+        let mut measurements = attest::attester::SimMeasurements::default();
+        measurements.sgx.mr_enclave = [9; 32];
+        let stranger =
+            SimulatedAttester::on_platform(TeeKind::Sgx, &platform, OffsetDateTime::now_utc())
+                .unwrap()
+                .with_measurements(measurements);
+        let refusal = client
+            .attest(&Prover::Attester(&stranger), &key, None)
+            .await;
+        assert_eq!(refused(refusal), (401, "AttestationError".into()));
+        // A forged token is refused before anything is encrypted.
+        let mut forged = attested.token.clone();
+        forged.push('x');
+        let refusal = client
+            .get_resource("default/key/1", &key, &Credential::Bearer(forged))
+            .await;
+        assert_eq!(refused(refusal), (401, "TokenVerifierError".into()));
+        std::fs::remove_dir_all(&b.dir).unwrap();
+    }
+
+    fn admin_token(b: &Broker, exp_offset: i64) -> String {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+            &serde_json::json!({ "sub": "admin", "role": "admin", "exp": now + exp_offset }),
+            &jsonwebtoken::EncodingKey::from_ed_der(&b.admin_key.serialize_der()),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn admins_upload_resources_and_policies_that_decide() {
+        let b = broker("kbs-admin", None).await;
+        let client = KbsClient::new(&b.s.url, &b.s.root).unwrap();
+        let http = Client::pinned(&b.s.url, &b.s.root, None).unwrap();
+        let admin = |method: &'static str, path: String, body: Vec<u8>, token: Option<String>| {
+            let url = format!("{}/kbs/v0{path}", b.s.url);
+            let root = b.s.root.clone();
+            async move {
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(root))
+                    .unwrap();
+                let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                let http = reqwest::Client::builder()
+                    .use_preconfigured_tls(config)
+                    .build()
+                    .unwrap();
+                let mut request = http.request(method.parse().unwrap(), url).body(body);
+                if let Some(t) = token {
+                    request = request.bearer_auth(t);
+                }
+                request.send().await.unwrap().status().as_u16()
+            }
+        };
+        let _ = http;
+        // kbs-client's `config --admin-token-file` flow: a Bearer JWT signed by the user's key.
+        assert_eq!(
+            admin(
+                "POST",
+                "/resource/tenant/blob/one".into(),
+                b"uploaded".to_vec(),
+                Some(admin_token(&b, 600))
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            admin(
+                "POST",
+                "/resource/tenant/blob/two".into(),
+                b"x".to_vec(),
+                Some(admin_token(&b, -10))
+            )
+            .await,
+            403,
+            "expired"
+        );
+        assert_eq!(
+            admin(
+                "POST",
+                "/resource/tenant/blob/two".into(),
+                b"x".to_vec(),
+                Some("garbage".into())
+            )
+            .await,
+            403
+        );
+        assert_eq!(
+            admin(
+                "POST",
+                "/resource/tenant/blob/two".into(),
+                b"x".to_vec(),
+                None
+            )
+            .await,
+            403
+        );
+
+        // The uploaded resource: any attested TEE but the sample attester (CoCo's default).
+        let key = TeeKeyPair::generate_ec(Curve::P256).unwrap();
+        let sgx = attester(&b, TeeKind::Sgx);
+        let attested = client
+            .attest(&Prover::Attester(&sgx), &key, None)
+            .await
+            .unwrap();
+        let cookie = Credential::Cookie(attested.cookie.clone());
+        assert_eq!(
+            &*client
+                .get_resource("tenant/blob/one", &key, &cookie)
+                .await
+                .unwrap(),
+            b"uploaded"
+        );
+        let sample = client.attest(&Prover::Sample, &key, None).await.unwrap();
+        let denied = client
+            .get_resource(
+                "tenant/blob/one",
+                &key,
+                &Credential::Cookie(sample.cookie.clone()),
+            )
+            .await;
+        assert_eq!(refused(denied), (401, "PolicyDeny".into()));
+
+        // Reference values and a policy that uses them.
+        let values = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            br#"{"allowed_packages": ["pod"]}"#,
+        );
+        let message =
+            serde_json::json!({ "version": "0.1.0", "type": "sample", "payload": values });
+        assert_eq!(
+            admin(
+                "POST",
+                "/reference-value".into(),
+                message.to_string().into_bytes(),
+                Some(admin_token(&b, 600))
+            )
+            .await,
+            200
+        );
+        let policy = "package policy\nimport rego.v1\ndefault allow = false\nallow if {\n  input.submods.cpu0[\"ear.veraison.annotated-evidence\"].package in input.reference_values.allowed_packages\n}\n";
+        let body = serde_json::json!({ "policy": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, policy) });
+        assert_eq!(
+            admin(
+                "POST",
+                "/resource-policy".into(),
+                body.to_string().into_bytes(),
+                Some(admin_token(&b, 600))
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            &*client
+                .get_resource(
+                    "tenant/blob/one",
+                    &key,
+                    &Credential::Cookie(sample.cookie.clone())
+                )
+                .await
+                .unwrap(),
+            b"uploaded"
+        );
+        let denied = client.get_resource("tenant/blob/one", &key, &cookie).await;
+        assert_eq!(
+            refused(denied),
+            (401, "PolicyDeny".into()),
+            "the enclave's package is not listed"
+        );
+        let bad = serde_json::json!({ "policy": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, "package policy\nallow if {") });
+        assert_eq!(
+            admin(
+                "POST",
+                "/resource-policy".into(),
+                bad.to_string().into_bytes(),
+                Some(admin_token(&b, 600))
+            )
+            .await,
+            401
+        );
+
+        // Deleting makes it 404.
+        assert_eq!(
+            admin(
+                "DELETE",
+                "/resource/tenant/blob/one".into(),
+                Vec::new(),
+                Some(admin_token(&b, 600))
+            )
+            .await,
+            200
+        );
+        let gone = client
+            .get_resource("tenant/blob/one", &key, &Credential::Cookie(sample.cookie))
+            .await;
+        assert_eq!(refused(gone).0, 404);
+        std::fs::remove_dir_all(&b.dir).unwrap();
+    }
 }

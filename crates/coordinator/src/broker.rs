@@ -1,0 +1,702 @@
+//! The coordinator as a Confidential Containers key broker: the manifest decides which
+//! evidence is acceptable (packages) and which secrets are released under which KBS paths;
+//! the protocol itself is the `kbs` crate's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use attest::Claims;
+use attest::crypto::sha256;
+use attest::evidence::Inputs;
+use attest::sim::SimPlatform;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use kbs::session::{Sessions, State};
+use kbs::token::{Appraisal, TokenSigner};
+use kbs::{Attestation, Challenge, KbsError, Request, Tee, TeePubKey};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::core::{Coordinator, Deployment};
+use crate::store::{AuditEvent, Change};
+
+/// How long sessions and tokens live (CoCo: 5 minutes).
+const LIFETIME: Duration = Duration::from_secs(300);
+/// How long a simulated platform's generated collateral is reused.
+const COLLATERAL_REUSE: Duration = Duration::from_secs(600);
+/// CoCo's default resource policy: anything but the sample attester.
+const DEFAULT_POLICY: &str = "package policy\nimport rego.v1\ndefault allow = false\nallow if {\n  not input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample\n}\n";
+
+const TOKEN_KEY_RECORD: &str = "kbs/token-key";
+const POLICY_RECORD: &str = "kbs/resource-policy";
+const ATTESTATION_POLICY_RECORD: &str = "kbs/attestation-policy";
+const REFERENCE_VALUES_RECORD: &str = "kbs/reference-values";
+
+fn resource_record(path: &str) -> String {
+    format!("kbs/resource/{path}")
+}
+
+fn internal(e: impl std::fmt::Display) -> KbsError {
+    KbsError::Internal(e.to_string())
+}
+
+/// The key broker's state beside the coordinator's.
+pub struct Broker {
+    sessions: Sessions,
+    signer: TokenSigner,
+    /// A policy uploaded through `/resource-policy`; the manifest's applies otherwise.
+    uploaded_policy: ArcSwapOption<kbs::policy::ResourcePolicy>,
+    default_policy: kbs::policy::ResourcePolicy,
+    resources: RwLock<HashMap<String, Arc<Zeroizing<Vec<u8>>>>>,
+    reference_values: RwLock<serde_json::Map<String, Value>>,
+    sim: Option<Arc<SimPlatform>>,
+    /// Generated simulated collateral, by TDX (true) or SGX (false), with when it was made.
+    collateral: Mutex<HashMap<bool, Generated>>,
+}
+
+/// Collateral generated at an instant.
+type Generated = (Instant, Arc<Vec<u8>>);
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Restore (or create) the broker's state from the store.
+    pub(crate) async fn open(
+        store: &crate::store::Store,
+        sim: Option<Arc<SimPlatform>>,
+    ) -> Result<Self, crate::core::StartError> {
+        let key = match store.get(TOKEN_KEY_RECORD)? {
+            Some(key) => key,
+            None => {
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                    .map_err(crate::ca::CaError::from)?;
+                let der = Zeroizing::new(key.serialize_der());
+                store
+                    .commit(Change {
+                        puts: vec![(TOKEN_KEY_RECORD.into(), der.clone())],
+                        audit: AuditEvent {
+                            event: "kbs-initialized",
+                            actor: "coordinator".into(),
+                            details: json!({}),
+                        },
+                    })
+                    .await?;
+                der
+            }
+        };
+        let signer = TokenSigner::new(&key, LIFETIME.as_secs())
+            .map_err(|e| crate::core::StartError::Attest(e.to_string()))?;
+        let uploaded_policy = match store.get(POLICY_RECORD)? {
+            Some(text) => {
+                let text = String::from_utf8_lossy(&text).into_owned();
+                kbs::policy::ResourcePolicy::new(&text).ok().map(Arc::new)
+            }
+            None => None,
+        };
+        let reference_values = match store.get(REFERENCE_VALUES_RECORD)? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            None => serde_json::Map::new(),
+        };
+        let mut resources = HashMap::new();
+        for (name, value) in store.list("kbs/resource/")? {
+            if let Some(path) = name.strip_prefix("kbs/resource/") {
+                resources.insert(path.to_string(), Arc::new(value));
+            }
+        }
+        Ok(Self {
+            sessions: Sessions::new(LIFETIME),
+            signer,
+            uploaded_policy: ArcSwapOption::from(uploaded_policy),
+            default_policy: kbs::policy::ResourcePolicy::new(DEFAULT_POLICY)
+                .map_err(|e| crate::core::StartError::Attest(e.to_string()))?,
+            resources: RwLock::new(resources),
+            reference_values: RwLock::new(reference_values),
+            sim,
+            collateral: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// `POST /auth`: a fresh session and its challenge.
+    pub fn auth(&self, body: &[u8]) -> Result<(String, Challenge), KbsError> {
+        let request: Request =
+            serde_json::from_slice(body).map_err(|e| KbsError::Serde(e.to_string()))?;
+        kbs::check_version(&request.version)?;
+        if !matches!(
+            request.tee,
+            Tee::Sgx | Tee::Tdx | Tee::Snp | Tee::AzSnpVtpm | Tee::AzTdxVtpm | Tee::Sample
+        ) {
+            return Err(KbsError::UnsupportedTee(request.tee.to_string()));
+        }
+        let mut nonce = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| internal("no randomness"))?;
+        let nonce = B64.encode(nonce);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.sessions.put(
+            &id,
+            State::Authed {
+                request,
+                nonce: nonce.clone(),
+            },
+        );
+        Ok((
+            id,
+            Challenge {
+                nonce,
+                extra_params: Value::String(String::new()),
+            },
+        ))
+    }
+
+    /// The `Set-Cookie` value for a session.
+    pub fn cookie(&self, id: &str) -> String {
+        let expires = OffsetDateTime::now_utc() + self.sessions.lifetime();
+        let format = time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        );
+        let when = expires.format(&format).unwrap_or_default();
+        format!("{}={id}; Expires={when}", kbs::SESSION_COOKIE)
+    }
+
+    /// `POST /attest`: verify the evidence and its bindings, match a package, issue a token.
+    pub async fn attest(
+        &self,
+        coordinator: &Coordinator,
+        session: Option<&str>,
+        body: &[u8],
+    ) -> Result<String, KbsError> {
+        let id = session.ok_or(KbsError::Session)?;
+        let (request, nonce) = match self.sessions.get(id) {
+            Some(State::Authed { request, nonce }) => (request, nonce),
+            Some(State::Attested { token, .. }) => return Ok(token),
+            None => return Err(KbsError::Session),
+        };
+        let attestation: Attestation =
+            serde_json::from_slice(body).map_err(|e| KbsError::Serde(e.to_string()))?;
+        let runtime = &attestation.runtime_data;
+        if runtime.nonce != nonce {
+            return Err(KbsError::Nonce);
+        }
+        let additional = &attestation.tee_evidence.additional_evidence;
+        let digest = kbs::binding::runtime_data_digest(&nonce, &runtime.tee_pubkey, additional)?;
+        let init_data = attestation
+            .init_data
+            .as_ref()
+            .map(|i| kbs::initdata::parse(&i.format, &i.body))
+            .transpose()?;
+        let deployment = coordinator.deployment().ok_or_else(|| {
+            KbsError::Attestation("no manifest is set on this coordinator".into())
+        })?;
+        let evidence = &attestation.tee_evidence.primary_evidence;
+        let (tee_claims, package, simulated) = if request.tee == Tee::Sample {
+            self.appraise_sample(coordinator, &deployment, evidence, &digest)?
+        } else {
+            self.appraise_hardware(
+                coordinator,
+                &deployment,
+                request.tee,
+                evidence,
+                &digest,
+                init_data.as_ref(),
+            )?
+        };
+        let mut runtime_data = json!({ "nonce": nonce, "tee-pubkey": runtime.tee_pubkey });
+        if !additional.is_empty() {
+            runtime_data["additional-evidence"] = Value::from(additional.as_str());
+        }
+        let appraisal = Appraisal {
+            tee: request.tee.to_string(),
+            tee_claims,
+            package: package.clone(),
+            runtime_data,
+            init_data: init_data.map(|i| (hex::encode(&i.digest), i.claims)),
+            simulated,
+        };
+        let now = unix_now();
+        let token = self.signer.issue(&appraisal, now)?;
+        let claims = self.signer.verify(&token, now)?;
+        self.sessions.put(
+            id,
+            State::Attested {
+                token: token.clone(),
+                tee_pubkey: runtime.tee_pubkey.clone(),
+                claims,
+            },
+        );
+        coordinator
+            .record(AuditEvent {
+                event: "kbs-attestation",
+                actor: format!("kbs/{package}"),
+                details: json!({ "tee": request.tee.to_string(), "package": package, "simulated": simulated }),
+            })
+            .await
+            .map_err(internal)?;
+        Ok(token)
+    }
+
+    fn appraise_sample(
+        &self,
+        coordinator: &Coordinator,
+        deployment: &Deployment,
+        evidence: &Value,
+        digest: &[u8; 48],
+    ) -> Result<(Value, String, bool), KbsError> {
+        if !coordinator.simulation() {
+            return Err(KbsError::Attestation(
+                "sample evidence is accepted only by a coordinator running with --simulation"
+                    .into(),
+            ));
+        }
+        let package = deployment
+            .manifest
+            .packages
+            .iter()
+            .find(|(_, p)| p.tee == manifest::PackageTee::Sample)
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| {
+                KbsError::Attestation("sample evidence needs a package with tee: sample".into())
+            })?;
+        let report_data = evidence["report_data"]
+            .as_str()
+            .and_then(|r| B64.decode(r).ok())
+            .ok_or_else(|| KbsError::Attestation("sample evidence lacks report_data".into()))?;
+        if report_data != digest {
+            return Err(KbsError::Binding);
+        }
+        let claims = json!({
+            "svn": evidence["svn"],
+            "report_data": B64.encode(digest),
+            "launch_digest": "abcde",
+            "debug": false,
+        });
+        Ok((claims, package, true))
+    }
+
+    fn appraise_hardware(
+        &self,
+        coordinator: &Coordinator,
+        deployment: &Deployment,
+        tee: Tee,
+        evidence: &Value,
+        digest: &[u8; 48],
+        init_data: Option<&kbs::initdata::InitData>,
+    ) -> Result<(Value, String, bool), KbsError> {
+        let kind: attest::TeeKind = tee
+            .to_string()
+            .parse()
+            .map_err(|_| KbsError::UnsupportedTee(tee.to_string()))?;
+        let bytes = serde_json::to_vec(evidence).map_err(|e| KbsError::Serde(e.to_string()))?;
+        let mut inputs = Inputs {
+            tee: Some(kind),
+            nonce: matches!(tee, Tee::AzSnpVtpm | Tee::AzTdxVtpm).then(|| digest.to_vec()),
+            ..Inputs::default()
+        };
+        if matches!(kind, attest::TeeKind::Sgx | attest::TeeKind::Tdx) {
+            let json = self.collateral(kind == attest::TeeKind::Tdx)?;
+            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
+        }
+        let (_, claims) = coordinator
+            .verifiers()
+            .verify(&bytes, &inputs, OffsetDateTime::now_utc())
+            .map_err(|e| KbsError::Attestation(e.to_string()))?;
+        check_binding(&claims, digest)?;
+        if let Some(init) = init_data {
+            check_init_data(&claims, init)?;
+        }
+        let mut refusals = Vec::new();
+        for (name, package) in &deployment.manifest.packages {
+            match package.appraise(&claims, coordinator.simulation()) {
+                Ok(()) => {
+                    let tee_claims = serde_json::to_value(&claims).map_err(internal)?;
+                    return Ok((tee_claims, name.clone(), claims.simulated));
+                }
+                Err(m) => refusals.push(format!(
+                    "{name}: {}",
+                    m.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+        Err(KbsError::Attestation(format!(
+            "the evidence matches no package ({})",
+            refusals.join("; ")
+        )))
+    }
+
+    /// DCAP collateral for the evidence: a simulated platform issues its own.
+    fn collateral(&self, tdx: bool) -> Result<Arc<Vec<u8>>, KbsError> {
+        let sim = self.sim.as_ref().ok_or_else(|| {
+            KbsError::Attestation(
+                "no DCAP collateral source is configured for hardware evidence".into(),
+            )
+        })?;
+        let mut cache = self.collateral.lock().map_err(|_| internal("lock"))?;
+        if let Some((at, json)) = cache.get(&tdx)
+            && at.elapsed() < COLLATERAL_REUSE
+        {
+            return Ok(Arc::clone(json));
+        }
+        let collateral = sim
+            .intel()
+            .collateral(tdx, attest::TcbStatus::UpToDate, OffsetDateTime::now_utc())
+            .map_err(internal)?;
+        let json = Arc::new(
+            collateral
+                .to_combined_json()
+                .map_err(internal)?
+                .into_bytes(),
+        );
+        cache.insert(tdx, (Instant::now(), Arc::clone(&json)));
+        Ok(json)
+    }
+
+    /// `GET /resource/<path>`: the resource encrypted to the attested TEE key.
+    pub fn resource(
+        &self,
+        coordinator: &Coordinator,
+        session: Option<&str>,
+        bearer: Option<&str>,
+        path: &str,
+    ) -> Result<kbs::Response, KbsError> {
+        let (claims, tee_pubkey) = self.attested(session, bearer)?;
+        let plaintext = self.release(coordinator, &claims, path)?;
+        kbs::jwe::encrypt(&plaintext, &tee_pubkey)
+    }
+
+    /// The claims and TEE key of an attested session or a Bearer token.
+    fn attested(
+        &self,
+        session: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Result<(Value, TeePubKey), KbsError> {
+        if let Some(id) = session {
+            match self.sessions.get(id) {
+                Some(State::Attested {
+                    claims, tee_pubkey, ..
+                }) if claims["exp"].as_u64().is_some_and(|exp| exp > unix_now()) => {
+                    return Ok((claims, tee_pubkey));
+                }
+                Some(State::Authed { .. }) if bearer.is_none() => {
+                    return Err(KbsError::NotAttested);
+                }
+                _ => {}
+            }
+        }
+        let token = bearer.ok_or_else(|| {
+            KbsError::Token("no attested session and no Bearer token: attest first".into())
+        })?;
+        let claims = self.signer.verify(token, unix_now())?;
+        let key = kbs::token::tee_pubkey(&claims)?;
+        Ok((claims, key))
+    }
+
+    /// The bytes of `path` if the manifest and the policy release them to `claims`.
+    fn release(
+        &self,
+        coordinator: &Coordinator,
+        claims: &Value,
+        path: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KbsError> {
+        if !manifest::is_kbs_path(path) {
+            return Err(KbsError::InvalidPath(path.to_string()));
+        }
+        let deployment = coordinator
+            .deployment()
+            .ok_or_else(|| KbsError::ResourceNotFound(path.to_string()))?;
+        let annotated = &claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"];
+        let package = annotated["package"].as_str().unwrap_or_default();
+        let mapped = deployment.manifest.kbs.resources.get(path);
+        let value = match mapped {
+            Some(resource) => {
+                if !resource.packages.is_empty() && !resource.packages.iter().any(|p| p == package)
+                {
+                    return Err(KbsError::PolicyDeny(format!(
+                        "{path}: the manifest releases it to {:?}, not to package {package:?}",
+                        resource.packages
+                    )));
+                }
+                deployment
+                    .secret_bytes(&resource.secret)
+                    .ok_or_else(|| KbsError::ResourceNotFound(path.to_string()))?
+            }
+            None => {
+                let uploaded = self
+                    .resources
+                    .read()
+                    .map_err(|_| internal("lock"))?
+                    .get(path)
+                    .cloned()
+                    .ok_or_else(|| KbsError::ResourceNotFound(path.to_string()))?;
+                Zeroizing::new(uploaded.to_vec())
+            }
+        };
+        let allowed = match (self.policy(&deployment)?, mapped) {
+            (Some(policy), _) => policy.allows(&self.policy_input(claims), path)?,
+            (None, Some(_)) => true,
+            (None, None) => self.default_policy.allows(claims, path)?,
+        };
+        if !allowed {
+            return Err(KbsError::PolicyDeny(path.to_string()));
+        }
+        Ok(value)
+    }
+
+    /// The configured policy: uploaded, else the manifest's.
+    fn policy(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<Option<Arc<kbs::policy::ResourcePolicy>>, KbsError> {
+        if let Some(uploaded) = self.uploaded_policy.load_full() {
+            return Ok(Some(uploaded));
+        }
+        deployment.kbs_policy()
+    }
+
+    /// The claims, with registered reference values at `input.reference_values`.
+    fn policy_input(&self, claims: &Value) -> Value {
+        let mut input = claims.clone();
+        if let Ok(values) = self.reference_values.read()
+            && !values.is_empty()
+        {
+            input["reference_values"] = Value::Object(values.clone());
+        }
+        input
+    }
+
+    /// `POST /resource/<path>`: upload a resource (admin).
+    pub async fn set_resource(
+        &self,
+        coordinator: &Coordinator,
+        admin: &str,
+        path: &str,
+        bytes: &[u8],
+    ) -> Result<(), KbsError> {
+        if !manifest::is_kbs_path(path) {
+            return Err(KbsError::InvalidPath(path.to_string()));
+        }
+        let value = Zeroizing::new(bytes.to_vec());
+        coordinator
+            .commit(Change {
+                puts: vec![(resource_record(path), value.clone())],
+                audit: AuditEvent {
+                    event: "kbs-resource-set",
+                    actor: admin.to_string(),
+                    details: json!({ "path": path, "sha256": hex::encode(sha256(bytes)) }),
+                },
+            })
+            .await
+            .map_err(internal)?;
+        self.resources
+            .write()
+            .map_err(|_| internal("lock"))?
+            .insert(path.to_string(), Arc::new(value));
+        Ok(())
+    }
+
+    /// `DELETE /resource/<path>` (admin).
+    pub async fn delete_resource(
+        &self,
+        coordinator: &Coordinator,
+        admin: &str,
+        path: &str,
+    ) -> Result<(), KbsError> {
+        let existed = self
+            .resources
+            .read()
+            .map_err(|_| internal("lock"))?
+            .contains_key(path);
+        if !existed {
+            return Err(KbsError::ResourceNotFound(path.to_string()));
+        }
+        coordinator
+            .commit(Change {
+                puts: vec![(resource_record(path), Zeroizing::new(Vec::new()))],
+                audit: AuditEvent {
+                    event: "kbs-resource-deleted",
+                    actor: admin.to_string(),
+                    details: json!({ "path": path }),
+                },
+            })
+            .await
+            .map_err(internal)?;
+        self.resources
+            .write()
+            .map_err(|_| internal("lock"))?
+            .remove(path);
+        Ok(())
+    }
+
+    /// `POST /resource-policy` (admin): `{"policy": base64url(rego)}`.
+    pub async fn set_resource_policy(
+        &self,
+        coordinator: &Coordinator,
+        admin: &str,
+        body: &[u8],
+    ) -> Result<(), KbsError> {
+        let text = decode_policy(body)?;
+        let policy = kbs::policy::ResourcePolicy::new(&text)?;
+        coordinator
+            .commit(Change {
+                puts: vec![(POLICY_RECORD.into(), Zeroizing::new(text.into_bytes()))],
+                audit: AuditEvent {
+                    event: "kbs-resource-policy-set",
+                    actor: admin.to_string(),
+                    details: json!({}),
+                },
+            })
+            .await
+            .map_err(internal)?;
+        self.uploaded_policy.store(Some(Arc::new(policy)));
+        Ok(())
+    }
+
+    /// `GET /resource-policy` (admin): the policy in force.
+    pub fn resource_policy(&self, coordinator: &Coordinator) -> Result<String, KbsError> {
+        let deployment = coordinator.deployment();
+        let policy = match &deployment {
+            Some(d) => self.policy(d)?,
+            None => self.uploaded_policy.load_full(),
+        };
+        Ok(policy.map_or_else(|| DEFAULT_POLICY.to_string(), |p| p.source().to_string()))
+    }
+
+    /// `POST /attestation-policy` (admin): kept and audited; acceptability of evidence is the
+    /// manifest's packages, which this policy does not override.
+    pub async fn set_attestation_policy(
+        &self,
+        coordinator: &Coordinator,
+        admin: &str,
+        body: &[u8],
+    ) -> Result<(), KbsError> {
+        let text = decode_policy(body)?;
+        coordinator
+            .commit(Change {
+                puts: vec![(
+                    ATTESTATION_POLICY_RECORD.into(),
+                    Zeroizing::new(text.into_bytes()),
+                )],
+                audit: AuditEvent {
+                    event: "kbs-attestation-policy-set",
+                    actor: admin.to_string(),
+                    details: json!({}),
+                },
+            })
+            .await
+            .map(|_| ())
+            .map_err(internal)
+    }
+
+    /// `POST /reference-value` (admin): CoCo's RVPS message; `sample` payloads register
+    /// `{"name": [values…]}`, visible to policies at `input.reference_values.<name>`.
+    pub async fn set_reference_values(
+        &self,
+        coordinator: &Coordinator,
+        admin: &str,
+        body: &[u8],
+    ) -> Result<(), KbsError> {
+        let message: Value =
+            serde_json::from_slice(body).map_err(|e| KbsError::Serde(e.to_string()))?;
+        if message["type"] != "sample" {
+            return Err(KbsError::Serde(
+                "only the `sample` reference-value message type is supported".into(),
+            ));
+        }
+        let payload = message["payload"]
+            .as_str()
+            .and_then(|p| B64.decode(p).ok())
+            .and_then(|p| serde_json::from_slice::<serde_json::Map<String, Value>>(&p).ok())
+            .ok_or_else(|| {
+                KbsError::Serde("payload must be base64 of a JSON object of name → values".into())
+            })?;
+        let snapshot = {
+            let mut values = self
+                .reference_values
+                .write()
+                .map_err(|_| internal("lock"))?;
+            values.extend(payload.clone());
+            values.clone()
+        };
+        let bytes = serde_json::to_vec(&snapshot).map_err(internal)?;
+        coordinator
+            .commit(Change {
+                puts: vec![(REFERENCE_VALUES_RECORD.into(), Zeroizing::new(bytes))],
+                audit: AuditEvent {
+                    event: "kbs-reference-values-set",
+                    actor: admin.to_string(),
+                    details: json!({ "names": payload.keys().collect::<Vec<_>>() }),
+                },
+            })
+            .await
+            .map(|_| ())
+            .map_err(internal)
+    }
+
+    /// `GET /reference-value/<name>`.
+    pub fn reference_value(&self, name: &str) -> Result<Value, KbsError> {
+        self.reference_values
+            .read()
+            .map_err(|_| internal("lock"))?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| KbsError::ResourceNotFound(format!("reference value {name}")))
+    }
+}
+
+fn decode_policy(body: &[u8]) -> Result<String, KbsError> {
+    let request: Value =
+        serde_json::from_slice(body).map_err(|e| KbsError::Serde(e.to_string()))?;
+    request["policy"]
+        .as_str()
+        .and_then(|p| B64URL.decode(p.trim_end_matches('=')).ok())
+        .and_then(|p| String::from_utf8(p).ok())
+        .ok_or_else(|| {
+            KbsError::Serde("policy must be base64url (no padding) of the Rego text".into())
+        })
+}
+
+/// The evidence's report data must be the runtime-data digest (zero-padded), or for vTPM
+/// evidence the quote's nonce must be it exactly.
+fn check_binding(claims: &Claims, digest: &[u8; 48]) -> Result<(), KbsError> {
+    let bound = match &claims.vtpm {
+        Some(vtpm) => vtpm.nonce == digest,
+        None => claims.report_data == kbs::binding::report_data(digest),
+    };
+    if bound {
+        Ok(())
+    } else {
+        Err(KbsError::Binding)
+    }
+}
+
+/// The init-data digest must be in the field the host bound it to.
+fn check_init_data(claims: &Claims, init: &kbs::initdata::InitData) -> Result<(), KbsError> {
+    let field: &[u8] = match &claims.measurements {
+        attest::Measurements::Tdx(m) => &m.mr_config_id,
+        attest::Measurements::Snp(m) => &m.host_data,
+        attest::Measurements::Sgx(m) => &m.config_id,
+        _ => {
+            return Err(KbsError::InitData(
+                "this TEE has no field init-data can be bound to".into(),
+            ));
+        }
+    };
+    if kbs::initdata::binds(field, &init.digest) {
+        Ok(())
+    } else {
+        Err(KbsError::InitData(
+            "its digest is not the one the TEE was launched with (MRCONFIGID / HOST_DATA / CONFIGID)".into(),
+        ))
+    }
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default()
+}

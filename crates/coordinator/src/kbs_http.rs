@@ -1,0 +1,222 @@
+//! `/kbs/v0`: the key-broker endpoints, with CoCo's error bodies and statuses.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kbs::KbsError;
+
+use crate::core::Coordinator;
+use crate::http::PeerCert;
+
+type AppState = Arc<Coordinator>;
+
+/// A key-broker failure as CoCo's clients expect it.
+struct Failure(KbsError);
+
+impl From<KbsError> for Failure {
+    fn from(e: KbsError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        tracing::info!(error = %self.0, "key-broker request refused");
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.0.information()).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+/// The routes, nested at `/kbs/v0`.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth", post(auth))
+        .route("/attest", post(attest))
+        .route(
+            "/resource/{repo}/{kind}/{tag}",
+            get(get_resource).post(set_resource).delete(delete_resource),
+        )
+        .route(
+            "/resource-policy",
+            post(set_resource_policy).get(get_resource_policy),
+        )
+        .route("/attestation-policy", post(set_attestation_policy))
+        .route("/reference-value", post(set_reference_value))
+        .route("/reference-value/{name}", get(get_reference_value))
+        .fallback(|uri: axum::http::Uri| async move {
+            Failure(KbsError::InvalidPath(uri.path().to_string()))
+        })
+        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
+            Failure(KbsError::InvalidPath(format!("{} (method not allowed)", uri.path())))
+        })
+}
+
+fn session(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == kbs::SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_string())
+}
+
+fn json_with_cookie(body: Vec<u8>, cookie: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::SET_COOKIE, cookie),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Failure(KbsError::Internal(e.to_string())))
+}
+
+async fn auth(State(c): State<AppState>, body: Bytes) -> Result<Response> {
+    let (id, challenge) = c.broker.auth(&body)?;
+    Ok(json_with_cookie(to_json(&challenge)?, c.broker.cookie(&id)))
+}
+
+async fn attest(State(c): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+    let id = session(&headers);
+    let token = c.broker.attest(&c, id.as_deref(), &body).await?;
+    let body = to_json(&serde_json::json!({ "token": token }))?;
+    Ok(json_with_cookie(
+        body,
+        c.broker.cookie(id.as_deref().unwrap_or_default()),
+    ))
+}
+
+async fn get_resource(
+    State(c): State<AppState>,
+    headers: HeaderMap,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+) -> Result<Response> {
+    let path = format!("{repo}/{kind}/{tag}");
+    let response = c.broker.resource(
+        &c,
+        session(&headers).as_deref(),
+        bearer(&headers).as_deref(),
+        &path,
+    )?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        to_json(&response)?,
+    )
+        .into_response())
+}
+
+fn admin(
+    c: &Coordinator,
+    peer: &PeerCert,
+    headers: &HeaderMap,
+    action: manifest::Action,
+) -> Result<String> {
+    Ok(c.kbs_admin(peer.der(), bearer(headers).as_deref(), action)?)
+}
+
+async fn set_resource(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    headers: HeaderMap,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let user = admin(&c, &peer, &headers, manifest::Action::WriteResource)?;
+    let path = format!("{repo}/{kind}/{tag}");
+    c.broker.set_resource(&c, &user, &path, &body).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn delete_resource(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    headers: HeaderMap,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+) -> Result<StatusCode> {
+    let user = admin(&c, &peer, &headers, manifest::Action::WriteResource)?;
+    let path = format!("{repo}/{kind}/{tag}");
+    c.broker.delete_resource(&c, &user, &path).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn set_resource_policy(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let user = admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    c.broker.set_resource_policy(&c, &user, &body).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn get_resource_policy(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    let policy = c.broker.resource_policy(&c)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain")], policy).into_response())
+}
+
+async fn set_attestation_policy(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let user = admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    c.broker.set_attestation_policy(&c, &user, &body).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn set_reference_value(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let user = admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    c.broker.set_reference_values(&c, &user, &body).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn get_reference_value(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response> {
+    admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    let value = c.broker.reference_value(&name)?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        to_json(&value)?,
+    )
+        .into_response())
+}
