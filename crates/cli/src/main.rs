@@ -56,6 +56,9 @@ enum Command {
     /// Read or set secrets.
     #[command(subcommand)]
     Secret(cmd::deploy::SecretCommand),
+    /// The guest side of the key-broker protocol (CoCo KBS 0.4.0).
+    #[command(subcommand)]
+    Kbs(cmd::kbs::KbsCommand),
     /// Example workloads the quickstart runs.
     #[command(subcommand, hide = true)]
     Example(cmd::example::ExampleCommand),
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Certificate { which, conn } => cmd::deploy::certificate(which, conn),
         Command::Secret(c) => cmd::deploy::secret(c, cli.output),
         Command::Example(c) => cmd::example::run(c),
+        Command::Kbs(c) => cmd::kbs::run(c, cli.output),
     };
     match result {
         Ok(code) => code,

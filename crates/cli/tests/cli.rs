@@ -648,3 +648,71 @@ fn manifest_convert_turns_a_marblerun_manifest_into_cloisters_form() {
     let check = cloister(&["manifest", "verify", path.to_str().unwrap()]);
     assert!(check.status.success(), "{}", stderr(&check));
 }
+
+#[test]
+fn kbs_commands_fetch_a_resource_by_session_and_by_token() {
+    let d = Deployment::start("kbs");
+    d.verify();
+    let manifest = r#"{
+  "packages": { "pod": { "tee": "sample" } },
+  "secrets": { "image_key": { "type": "symmetric-key", "size": 256, "shared": true } },
+  "kbs": { "resources": { "default/key/1": { "secret": "image_key", "packages": ["pod"] } } }
+}"#;
+    assert!(d.set_manifest(manifest).status.success());
+    let url = d.url.clone();
+    let root = d.dir.join("root.pem").display().to_string();
+    let common = [
+        "--url",
+        url.as_str(),
+        "--root-ca",
+        root.as_str(),
+        "--simulation",
+        "sample",
+    ];
+    let mut args = vec!["kbs", "get-resource", "--path", "default/key/1"];
+    args.extend_from_slice(&common);
+    let out = d.cmd(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let by_session = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(by_session.len(), 44, "32 bytes, base64: {by_session}");
+
+    // kbs-client's passport flow: attest once, keep the key, fetch with the token.
+    let key = d.dir.join("tee-key.pem").display().to_string();
+    let token_file = d.dir.join("token");
+    let mut args = vec![
+        "kbs",
+        "attest",
+        "--tee-key-algorithm",
+        "rsa",
+        "--save-tee-key",
+        key.as_str(),
+    ];
+    args.extend_from_slice(&common);
+    let out = d.cmd(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(&token_file, &out.stdout).unwrap();
+    let token = token_file.display().to_string();
+    let mut args = vec![
+        "kbs",
+        "get-resource",
+        "--path",
+        "default/key/1",
+        "--attestation-token",
+        token.as_str(),
+        "--tee-key-file",
+        key.as_str(),
+        "-o",
+        "json",
+    ];
+    args.extend_from_slice(&common);
+    let out = d.cmd(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["resource_base64"], by_session.as_str());
+
+    // A resource that does not exist: a clear refusal, exit 2.
+    let mut args = vec!["kbs", "get-resource", "--path", "default/key/404"];
+    args.extend_from_slice(&common);
+    let out = d.cmd(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}

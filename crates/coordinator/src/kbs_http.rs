@@ -56,7 +56,10 @@ pub(crate) fn router() -> Router<AppState> {
             Failure(KbsError::InvalidPath(uri.path().to_string()))
         })
         .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
-            Failure(KbsError::InvalidPath(format!("{} (method not allowed)", uri.path())))
+            Failure(KbsError::InvalidPath(format!(
+                "{} (method not allowed)",
+                uri.path()
+            )))
         })
 }
 

@@ -307,6 +307,31 @@ impl TeeKeyPair {
         })
     }
 
+    /// A key from PKCS#8 DER: EC P-256 or P-521, or RSA.
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, KbsError> {
+        for curve in [Curve::P256, Curve::P521] {
+            if let Ok(key) = PrivateKey::from_private_key_der(curve.algorithm(), der) {
+                return Ok(Self::Ec { curve, key });
+            }
+        }
+        use aws_lc_rs::signature::KeyPair as _;
+        let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
+            .map_err(|_| key_error("not a P-256, P-521 or RSA PKCS#8 key"))?;
+        let components = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        let private = PrivateDecryptingKey::from_pkcs8(der)
+            .map_err(|_| key_error("the RSA key cannot decrypt"))?;
+        Ok(Self::Rsa {
+            key: OaepPrivateDecryptingKey::new(private)
+                .map_err(|_| key_error("the RSA key cannot decrypt"))?,
+            pkcs8: Zeroizing::new(der.to_vec()),
+            public: TeePubKey::RSA {
+                alg: RSA_OAEP_256.to_string(),
+                k_mod: B64URL.encode(&components.n),
+                k_exp: B64URL.encode(&components.e),
+            },
+        })
+    }
+
     /// The private key, PKCS#8 DER (what kbs-client's `--tee-key-file` holds, as PEM).
     pub fn private_pkcs8(&self) -> Result<Zeroizing<Vec<u8>>, KbsError> {
         use aws_lc_rs::encoding::{AsDer as _, Pkcs8V1Der};

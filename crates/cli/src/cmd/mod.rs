@@ -5,6 +5,7 @@ pub(crate) mod coordinator;
 pub(crate) mod deploy;
 pub(crate) mod evidence;
 pub(crate) mod example;
+pub(crate) mod kbs;
 pub(crate) mod launch;
 pub(crate) mod platform;
 pub(crate) mod quickstart;
