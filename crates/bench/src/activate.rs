@@ -26,7 +26,7 @@ use crate::harness::Harness;
 /// Keys (each with its evidence) the load generator cycles through.
 const KEYS: usize = 64;
 
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -53,7 +53,7 @@ pub(crate) fn serve_child(dir: &Path) -> Result<()> {
     })
 }
 
-fn start_server(dir: &Path) -> Result<(Server, String)> {
+pub(crate) fn start_server(dir: &Path) -> Result<(Server, String)> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("serve-coordinator")
         .arg(dir)
@@ -70,7 +70,7 @@ fn start_server(dir: &Path) -> Result<(Server, String)> {
 }
 
 /// User + system CPU time of a process, from /proc.
-fn cpu_time(pid: u32) -> Result<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -182,7 +182,7 @@ async fn open_loop(workers: &[Arc<Worker>], rate: u64, seconds: u64) -> Result<V
     Ok(all)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or_default()
 }
@@ -370,6 +370,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

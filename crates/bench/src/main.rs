@@ -15,6 +15,7 @@
 mod activate;
 mod floor;
 mod harness;
+mod kbs_bench;
 mod peers;
 mod tls_floor;
 
@@ -249,6 +250,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("activate") => return activate::run(&args[1..]),
+        Some("kbs") => return kbs_bench::run(&args[1..]),
         Some("serve-coordinator") => {
             let dir = args.get(1).context("serve-coordinator DIR")?;
             return activate::serve_child(std::path::Path::new(dir));

@@ -86,8 +86,8 @@ impl TokenSigner {
         })
     }
 
-    /// A fresh token for `appraisal` at `now` (seconds since the epoch).
-    pub fn issue(&self, appraisal: &Appraisal, now: u64) -> Result<String, KbsError> {
+    /// A fresh token for `appraisal` at `now` (seconds since the epoch), and its claims.
+    pub fn issue(&self, appraisal: &Appraisal, now: u64) -> Result<(String, Value), KbsError> {
         let mut annotated = json!({
             appraisal.tee.as_str(): appraisal.tee_claims,
             "runtime_data_claims": appraisal.runtime_data,
@@ -119,7 +119,8 @@ impl TokenSigner {
         });
         let mut header = Header::new(Algorithm::ES256);
         header.jwk = Some(self.jwk.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(token_error)
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(token_error)?;
+        Ok((token, claims))
     }
 
     /// The claims of a token this signer issued, unless it expired before `now`.

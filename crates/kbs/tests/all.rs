@@ -180,7 +180,7 @@ fn tokens_carry_the_tee_key_and_expire() {
         simulated: true,
     };
     let now = 1_800_000_000;
-    let token = signer.issue(&appraisal, now).unwrap();
+    let (token, issued) = signer.issue(&appraisal, now).unwrap();
     let header: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
             .decode(token.split('.').next().unwrap())
@@ -190,6 +190,7 @@ fn tokens_carry_the_tee_key_and_expire() {
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["jwk"]["crv"], "P-256");
     let claims = signer.verify(&token, now + 10).unwrap();
+    assert_eq!(claims, issued);
     assert_eq!(claims["submods"]["cpu0"]["ear.status"], "affirming");
     assert_eq!(claims["eat_profile"], kbs::token::EAR_PROFILE);
     assert_eq!(
