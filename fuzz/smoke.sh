@@ -30,6 +30,7 @@ fi
 
 # Manifests need no vectors: small hand-written seeds live in the repository.
 seed manifest seeds/manifest/*
+seed kbs_messages seeds/kbs/*
 
 cargo fuzz build -O
 for target in $(cargo fuzz list); do

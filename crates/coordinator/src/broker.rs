@@ -649,6 +649,23 @@ impl Broker {
     }
 }
 
+/// The package CoCo `sample` evidence runs as: only with simulation on and a sample package.
+fn sample_package(simulation: bool, manifest: &manifest::Manifest) -> Result<String, KbsError> {
+    if !simulation {
+        return Err(KbsError::Attestation(
+            "sample evidence is accepted only by a coordinator running with --simulation".into(),
+        ));
+    }
+    manifest
+        .packages
+        .iter()
+        .find(|(_, p)| p.tee == manifest::PackageTee::Sample)
+        .map(|(name, _)| name.clone())
+        .ok_or_else(|| {
+            KbsError::Attestation("sample evidence needs a package with tee: sample".into())
+        })
+}
+
 fn decode_policy(body: &[u8]) -> Result<String, KbsError> {
     let request: Value =
         serde_json::from_slice(body).map_err(|e| KbsError::Serde(e.to_string()))?;
@@ -698,4 +715,24 @@ fn check_init_data(claims: &Claims, init: &kbs::initdata::InitData) -> Result<()
 
 fn unix_now() -> u64 {
     u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::sample_package;
+
+    #[test]
+    fn sample_evidence_needs_simulation_and_a_sample_package() {
+        let with = manifest::Manifest::parse(br#"{"packages": {"pod": {"tee": "sample"}}}"#)
+            .unwrap()
+            .manifest;
+        let without = manifest::Manifest::parse(br#"{"packages": {"app": {"tee": "simulation"}}}"#)
+            .unwrap()
+            .manifest;
+        assert_eq!(sample_package(true, &with).unwrap(), "pod");
+        assert!(sample_package(false, &with).is_err(), "simulation off");
+        assert!(sample_package(true, &without).is_err(), "no sample package");
+    }
 }

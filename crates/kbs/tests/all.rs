@@ -304,3 +304,26 @@ fn errors_use_cocos_shape_and_statuses() {
     assert_eq!(KbsError::PolicyDeny("x".into()).status(), 401);
     assert!(kbs::check_version("0.4.0").is_ok());
 }
+
+#[test]
+fn sessions_expire() {
+    use kbs::session::{Sessions, State};
+    let sessions = Sessions::new(std::time::Duration::from_millis(30));
+    let request: kbs::Request =
+        serde_json::from_value(json!({"version": "0.4.0", "tee": "sample", "extra-params": ""}))
+            .unwrap();
+    sessions.put(
+        "a",
+        State::Authed {
+            request,
+            nonce: "n".into(),
+        },
+    );
+    assert!(matches!(sessions.get("a"), Some(State::Authed { .. })));
+    assert!(sessions.get("b").is_none());
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    assert!(
+        sessions.get("a").is_none(),
+        "an expired session is gone: authenticate again"
+    );
+}
