@@ -69,6 +69,21 @@ pub(crate) fn start_server(dir: &Path) -> Result<(Server, String)> {
     Ok((server, format!("https://{}", line.trim())))
 }
 
+/// The coordinator's root, from a verified attestation (its own simulated platform in `dir`).
+pub(crate) async fn attested_root(url: &str, dir: &Path) -> Result<Vec<u8>> {
+    let now = OffsetDateTime::now_utc();
+    let (dcap, snp) = SimPlatform::open(&dir.join("sim"), now)?.anchors(now)?;
+    let verifiers = Verifiers::with_anchors(dcap, snp);
+    let expect = launcher::verify::Expectations {
+        verifiers: &verifiers,
+        package: None,
+        simulation: true,
+        now,
+    };
+    let (_, root, _) = launcher::verify::verify_online(url, &expect).await?;
+    Ok(root)
+}
+
 /// User + system CPU time of a process, from /proc.
 pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -251,14 +266,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let (server, url) = start_server(&dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
-        let root_pem = Client::first_contact(&url)?
-            .0
-            .get_text("/certificates/root")
-            .await?;
-        let root = launcher::client::certs_from_pem("root", &root_pem)?
-            .into_iter()
-            .next()
-            .context("no root")?;
+        let root = attested_root(&url, &dir).await?;
         let mrenclave = hex::encode(attest::crypto::sha256(b"cloister simulated enclave"));
         let manifest = json!({
             "packages": { "bench": { "unique_id": mrenclave } },

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use attest::TeeKind;
 use attest::attester::SimulatedAttester;
 use attest::sim::SimPlatform;
@@ -22,7 +22,7 @@ use launcher::kbs_client::{Credential, KbsClient, Prover};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::activate::{cpu_time, ms, percentile, start_server};
+use crate::activate::{attested_root, cpu_time, ms, percentile, start_server};
 use crate::harness::Harness;
 
 struct Guest {
@@ -116,14 +116,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let (server, url) = start_server(&dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
-        let root_pem = Client::first_contact(&url)?
-            .0
-            .get_text("/certificates/root")
-            .await?;
-        let root = launcher::client::certs_from_pem("root", &root_pem)?
-            .into_iter()
-            .next()
-            .context("no root")?;
+        let root = attested_root(&url, &dir).await?;
         let mrenclave = hex::encode(attest::crypto::sha256(b"cloister simulated enclave"));
         let manifest = json!({
             "packages": { "enclave": { "unique_id": mrenclave } },

@@ -246,21 +246,7 @@ impl Broker {
         evidence: &Value,
         digest: &[u8; 48],
     ) -> Result<(Value, String, bool), KbsError> {
-        if !coordinator.simulation() {
-            return Err(KbsError::Attestation(
-                "sample evidence is accepted only by a coordinator running with --simulation"
-                    .into(),
-            ));
-        }
-        let package = deployment
-            .manifest
-            .packages
-            .iter()
-            .find(|(_, p)| p.tee == manifest::PackageTee::Sample)
-            .map(|(name, _)| name.clone())
-            .ok_or_else(|| {
-                KbsError::Attestation("sample evidence needs a package with tee: sample".into())
-            })?;
+        let package = sample_package(coordinator.simulation(), &deployment.manifest)?;
         let report_data = evidence["report_data"]
             .as_str()
             .and_then(|r| B64.decode(r).ok())
@@ -437,7 +423,7 @@ impl Broker {
                 Zeroizing::new(uploaded.to_vec())
             }
         };
-        let allowed = match (self.policy(&deployment)?, mapped) {
+        let allowed = match (self.policy(&deployment), mapped) {
             (Some(policy), _) => policy.allows(&self.policy_input(claims), path)?,
             (None, Some(_)) => true,
             (None, None) => self.default_policy.allows(claims, path)?,
@@ -449,14 +435,10 @@ impl Broker {
     }
 
     /// The configured policy: uploaded, else the manifest's.
-    fn policy(
-        &self,
-        deployment: &Deployment,
-    ) -> Result<Option<Arc<kbs::policy::ResourcePolicy>>, KbsError> {
-        if let Some(uploaded) = self.uploaded_policy.load_full() {
-            return Ok(Some(uploaded));
-        }
-        deployment.kbs_policy()
+    fn policy(&self, deployment: &Deployment) -> Option<Arc<kbs::policy::ResourcePolicy>> {
+        self.uploaded_policy
+            .load_full()
+            .or_else(|| deployment.kbs_policy())
     }
 
     /// The claims, with registered reference values at `input.reference_values`.
@@ -561,7 +543,7 @@ impl Broker {
     pub fn resource_policy(&self, coordinator: &Coordinator) -> Result<String, KbsError> {
         let deployment = coordinator.deployment();
         let policy = match &deployment {
-            Some(d) => self.policy(d)?,
+            Some(d) => self.policy(d),
             None => self.uploaded_policy.load_full(),
         };
         Ok(policy.map_or_else(|| DEFAULT_POLICY.to_string(), |p| p.source().to_string()))

@@ -109,10 +109,8 @@ impl Deployment {
     }
 
     /// The manifest's resource policy.
-    pub(crate) fn kbs_policy(
-        &self,
-    ) -> Result<Option<Arc<kbs::policy::ResourcePolicy>>, kbs::KbsError> {
-        Ok(self.kbs_policy.clone())
+    pub(crate) fn kbs_policy(&self) -> Option<Arc<kbs::policy::ResourcePolicy>> {
+        self.kbs_policy.clone()
     }
 }
 
