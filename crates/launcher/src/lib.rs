@@ -255,7 +255,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), LaunchError> {
+/// Write a file only its owner can read (credentials, keys).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     std::fs::OpenOptions::new()
@@ -265,8 +266,11 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), LaunchError> {
         .mode(0o600)
         .open(path)
         .and_then(|mut f| f.write_all(bytes))
-        .map_err(|source| LaunchError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), LaunchError> {
+    write_private(path, bytes).map_err(|source| LaunchError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }

@@ -123,7 +123,8 @@ impl Common {
                     .collect::<Vec<_>>()
                     .join("\n")
             );
-            write_private(path, pem.as_bytes())?;
+            launcher::write_private(path, pem.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(key)
     }
@@ -140,19 +141,6 @@ impl Common {
             })
             .transpose()
     }
-}
-
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The attester to prove with: simulated when asked, else this machine's.
