@@ -1165,3 +1165,33 @@ mod broker {
         std::fs::remove_dir_all(&b.dir).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_documented_operation_is_served() {
+    let dir = scratch("openapi");
+    let s = coordinator_in(dir.clone(), &dir.join("sim")).await;
+    let client = Client::pinned(&s.url, &s.root, None).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(coordinator::OPENAPI).unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{which}", "root");
+        for method in item.as_object().unwrap().keys() {
+            let (status, body) = client
+                .raw(&method.to_uppercase(), &concrete, Vec::new())
+                .await
+                .unwrap();
+            if status >= 400 {
+                let problem: api::Problem = serde_json::from_slice(&body).unwrap();
+                assert!(
+                    !problem.kind.ends_with("/not-found")
+                        && !problem.kind.ends_with("/method-not-allowed"),
+                    "{method} {path} is documented but not served: {problem:?}"
+                );
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations >= 11, "{operations} operations documented");
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
