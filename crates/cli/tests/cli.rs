@@ -563,6 +563,16 @@ fn quickstart_runs_the_whole_flow() {
         let chain = std::fs::read_to_string(dir.join(workload).join("workload-chain.pem")).unwrap();
         assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2, "{workload}");
     }
+    // For machines: one JSON object on stdout, the narration on stderr.
+    let dir = scratch("quickstart-json");
+    let out = cloister(&["quickstart", "--dir", dir.to_str().unwrap(), "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = json(&out);
+    assert_eq!(
+        (summary["ok"].as_bool(), summary["simulated"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(summary["manifest_hash"].as_str().unwrap().len(), 64);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use clap::Args;
 
 use crate::cmd::conn::runtime;
 use crate::cmd::deploy::{print_statement, verifiers};
-use crate::output::{Format, outln};
+use crate::output::{Format, outln, print_data};
 use launcher::verify::{Expectations, verify_online};
 
 /// Arguments of `quickstart`.
@@ -49,12 +49,42 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn step(n: u32, text: &str) {
-    outln!("\n[{n}/5] {text}");
+/// Where the narration goes: stdout for people; stderr with `-o json`, whose stdout is one
+/// JSON summary.
+#[derive(Debug, Clone, Copy)]
+struct Narrator {
+    json: bool,
+}
+
+impl Narrator {
+    fn say(self, text: &str) {
+        if self.json {
+            eprintln!("{text}");
+        } else {
+            outln!("{text}");
+        }
+    }
+
+    fn step(self, n: u32, text: &str) {
+        self.say(&format!("\n[{n}/5] {text}"));
+    }
+
+    /// Where a workload's own output goes.
+    fn child_stdout(self) -> Result<Stdio> {
+        if self.json {
+            use std::os::fd::AsFd as _;
+            Ok(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+        } else {
+            Ok(Stdio::inherit())
+        }
+    }
 }
 
 /// Run the quickstart.
-pub(crate) fn run(args: QuickstartArgs, _format: Format) -> Result<ExitCode> {
+pub(crate) fn run(args: QuickstartArgs, format: Format) -> Result<ExitCode> {
+    let say = Narrator {
+        json: format != Format::Text,
+    };
     let dir = match args.dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("cloister-quickstart-{}", std::process::id())),
@@ -62,18 +92,18 @@ pub(crate) fn run(args: QuickstartArgs, _format: Format) -> Result<ExitCode> {
     std::fs::create_dir_all(&dir)?;
     let exe = std::env::current_exe().context("locating the cloister binary")?;
     let sim_dir = dir.join("simulated-platform");
-    outln!(
-        "SIMULATION: everything below runs on a simulated TEE (real evidence formats, local roots)"
+    say.say(
+        "SIMULATION: everything below runs on a simulated TEE (real evidence formats, local roots)",
     );
-    step(
+    say.step(
         1,
         "starting a coordinator (simulated SGX, sealed state in an embedded store)",
     );
     let (_coordinator, url) = start_coordinator(&exe, &dir, &sim_dir)?;
-    outln!("      coordinator at {url}");
+    say.say(&format!("      coordinator at {url}"));
     // The launched workloads attest on the same simulated platform.
     let env = [("CLOISTER_SIM_DIR", sim_dir.as_os_str())];
-    step(
+    say.step(
         2,
         "verifying the coordinator's evidence and pinning its root",
     );
@@ -93,19 +123,21 @@ pub(crate) fn run(args: QuickstartArgs, _format: Format) -> Result<ExitCode> {
     };
     let (statement, root, _) = rt.block_on(verify_online(&url, &expect))?;
     std::fs::write(&root_file, attest::dcap::to_pem_string(&root))?;
-    print_statement(&statement, Some(&root_file));
-    step(3, "setting the manifest");
+    if !say.json {
+        print_statement(&statement, Some(&root_file));
+    }
+    say.step(3, "setting the manifest");
     let manifest_file = dir.join("manifest.json");
     std::fs::write(&manifest_file, example_manifest())?;
     let client = launcher::client::Client::pinned(&url, &root, None)?;
     let set: Option<api::ManifestSetResponse> =
         rt.block_on(client.post("/manifest", example_manifest().into_bytes()))?;
-    outln!(
-        "      manifest sha256:{} ({})",
-        set.map(|s| s.manifest_hash).unwrap_or_default(),
+    let manifest_hash = set.map(|s| s.manifest_hash).unwrap_or_default();
+    say.say(&format!(
+        "      manifest sha256:{manifest_hash} ({})",
         manifest_file.display()
-    );
-    step(
+    ));
+    say.step(
         4,
         "launching workload `server`: attest, activate over mTLS, get certificate and secret",
     );
@@ -127,13 +159,14 @@ pub(crate) fn run(args: QuickstartArgs, _format: Format) -> Result<ExitCode> {
         .arg("--")
         .arg(&exe)
         .args(tail)
-        .envs(env);
+        .envs(env)
+        .stdout(say.child_stdout()?);
         cmd.spawn().with_context(|| format!("launching {workload}"))
     };
     let port_arg = port_file.display().to_string();
     let mut server = launch("server", &["example", "serve", "--port-file", &port_arg])?;
     let port = wait_for_file(&port_file, Duration::from_secs(30))?;
-    step(
+    say.step(
         5,
         "launching workload `client`: it calls the server over mTLS",
     );
@@ -143,8 +176,22 @@ pub(crate) fn run(args: QuickstartArgs, _format: Format) -> Result<ExitCode> {
     if !client_status.success() || !server_status.success() {
         bail!("the example workloads failed (client: {client_status}, server: {server_status})");
     }
-    outln!("\ndone: two attested workloads talked mTLS with certificates from the coordinator.");
-    outln!("working files: {}", dir.display());
+    say.say("\ndone: two attested workloads talked mTLS with certificates from the coordinator.");
+    say.say(&format!("working files: {}", dir.display()));
+    if say.json {
+        print_data(
+            format,
+            &serde_json::json!({
+                "ok": true,
+                "simulated": statement.simulated,
+                "coordinator": url,
+                "root_sha256": statement.root_sha256,
+                "manifest_hash": manifest_hash,
+                "workloads": ["server", "client"],
+                "dir": dir.display().to_string(),
+            }),
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
