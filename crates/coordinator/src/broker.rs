@@ -464,17 +464,15 @@ impl Broker {
             return Err(KbsError::InvalidPath(path.to_string()));
         }
         let value = Zeroizing::new(bytes.to_vec());
-        coordinator
-            .commit(Change {
-                puts: vec![(resource_record(path), value.clone())],
-                audit: AuditEvent {
-                    event: "kbs-resource-set",
-                    actor: admin.to_string(),
-                    details: json!({ "path": path, "sha256": hex::encode(sha256(bytes)) }),
-                },
-            })
-            .await
-            .map_err(internal)?;
+        save(
+            coordinator,
+            admin,
+            resource_record(path),
+            value.clone(),
+            "kbs-resource-set",
+            json!({ "path": path, "sha256": hex::encode(sha256(bytes)) }),
+        )
+        .await?;
         self.resources
             .write()
             .map_err(|_| internal("lock"))?
@@ -497,17 +495,15 @@ impl Broker {
         if !existed {
             return Err(KbsError::ResourceNotFound(path.to_string()));
         }
-        coordinator
-            .commit(Change {
-                puts: vec![(resource_record(path), Zeroizing::new(Vec::new()))],
-                audit: AuditEvent {
-                    event: "kbs-resource-deleted",
-                    actor: admin.to_string(),
-                    details: json!({ "path": path }),
-                },
-            })
-            .await
-            .map_err(internal)?;
+        save(
+            coordinator,
+            admin,
+            resource_record(path),
+            Zeroizing::new(Vec::new()),
+            "kbs-resource-deleted",
+            json!({ "path": path }),
+        )
+        .await?;
         self.resources
             .write()
             .map_err(|_| internal("lock"))?
@@ -524,17 +520,15 @@ impl Broker {
     ) -> Result<(), KbsError> {
         let text = decode_policy(body)?;
         let policy = kbs::policy::ResourcePolicy::new(&text)?;
-        coordinator
-            .commit(Change {
-                puts: vec![(POLICY_RECORD.into(), Zeroizing::new(text.into_bytes()))],
-                audit: AuditEvent {
-                    event: "kbs-resource-policy-set",
-                    actor: admin.to_string(),
-                    details: json!({}),
-                },
-            })
-            .await
-            .map_err(internal)?;
+        save(
+            coordinator,
+            admin,
+            POLICY_RECORD,
+            Zeroizing::new(text.into_bytes()),
+            "kbs-resource-policy-set",
+            json!({}),
+        )
+        .await?;
         self.uploaded_policy.store(Some(Arc::new(policy)));
         Ok(())
     }
@@ -558,21 +552,15 @@ impl Broker {
         body: &[u8],
     ) -> Result<(), KbsError> {
         let text = decode_policy(body)?;
-        coordinator
-            .commit(Change {
-                puts: vec![(
-                    ATTESTATION_POLICY_RECORD.into(),
-                    Zeroizing::new(text.into_bytes()),
-                )],
-                audit: AuditEvent {
-                    event: "kbs-attestation-policy-set",
-                    actor: admin.to_string(),
-                    details: json!({}),
-                },
-            })
-            .await
-            .map(|_| ())
-            .map_err(internal)
+        save(
+            coordinator,
+            admin,
+            ATTESTATION_POLICY_RECORD,
+            Zeroizing::new(text.into_bytes()),
+            "kbs-attestation-policy-set",
+            json!({}),
+        )
+        .await
     }
 
     /// `POST /reference-value` (admin): CoCo's RVPS message; `sample` payloads register
@@ -606,18 +594,15 @@ impl Broker {
             values.clone()
         };
         let bytes = serde_json::to_vec(&snapshot).map_err(internal)?;
-        coordinator
-            .commit(Change {
-                puts: vec![(REFERENCE_VALUES_RECORD.into(), Zeroizing::new(bytes))],
-                audit: AuditEvent {
-                    event: "kbs-reference-values-set",
-                    actor: admin.to_string(),
-                    details: json!({ "names": payload.keys().collect::<Vec<_>>() }),
-                },
-            })
-            .await
-            .map(|_| ())
-            .map_err(internal)
+        save(
+            coordinator,
+            admin,
+            REFERENCE_VALUES_RECORD,
+            Zeroizing::new(bytes),
+            "kbs-reference-values-set",
+            json!({ "names": payload.keys().collect::<Vec<_>>() }),
+        )
+        .await
     }
 
     /// `GET /reference-value/<name>`.
@@ -646,6 +631,29 @@ fn sample_package(simulation: bool, manifest: &manifest::Manifest) -> Result<Str
         .ok_or_else(|| {
             KbsError::Attestation("sample evidence needs a package with tee: sample".into())
         })
+}
+
+/// Write one sealed record and its audit entry, durably, on behalf of `admin`.
+async fn save(
+    coordinator: &Coordinator,
+    admin: &str,
+    name: impl Into<String>,
+    value: Zeroizing<Vec<u8>>,
+    event: &'static str,
+    details: Value,
+) -> Result<(), KbsError> {
+    coordinator
+        .commit(Change {
+            puts: vec![(name.into(), value)],
+            audit: AuditEvent {
+                event,
+                actor: admin.to_string(),
+                details,
+            },
+        })
+        .await
+        .map(|_| ())
+        .map_err(internal)
 }
 
 fn decode_policy(body: &[u8]) -> Result<String, KbsError> {

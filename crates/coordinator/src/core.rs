@@ -96,16 +96,15 @@ impl Deployment {
     /// A shared or user-set secret's bytes as the key broker releases them: the key of a
     /// symmetric or plain secret; certificate then private key (PEM) of a certificate secret.
     pub(crate) fn secret_bytes(&self, name: &str) -> Option<Zeroizing<Vec<u8>>> {
-        let api = to_api_secret(name, self.secrets.get(name)?).ok()?;
-        if let Some(key) = &api.key {
-            return B64.decode(key).ok().map(Zeroizing::new);
+        let value = self.secrets.get(name)?.to_value(name).ok()?;
+        let Some(cert) = &value.cert_der else {
+            return Some(Zeroizing::new(value.public));
+        };
+        let mut out = pem("CERTIFICATE", cert);
+        if let Some(private) = &value.private_pkcs8 {
+            out.push_str(&pem("PRIVATE KEY", private));
         }
-        let pem = format!(
-            "{}{}",
-            api.cert_pem.unwrap_or_default(),
-            api.private_pem.unwrap_or_default()
-        );
-        Some(Zeroizing::new(pem.into_bytes()))
+        Some(Zeroizing::new(out.into_bytes()))
     }
 
     /// The manifest's resource policy.
@@ -762,18 +761,6 @@ fn encode_secrets(
 
 fn to_api_secret(name: &str, stored: &StoredSecret) -> Result<api::SecretValue, ApiError> {
     let value = stored.to_value(name)?;
-    let pem = |label: &str, der: &[u8]| {
-        let b64 = B64.encode(der);
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .filter_map(|c| std::str::from_utf8(c).ok())
-            .collect();
-        format!(
-            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-            lines.join("\n")
-        )
-    };
     Ok(api::SecretValue {
         kind: stored.kind.as_str().to_string(),
         key: stored.key.clone(),
@@ -783,6 +770,20 @@ fn to_api_secret(name: &str, stored: &StoredSecret) -> Result<api::SecretValue, 
             .as_deref()
             .map(|d| pem("PRIVATE KEY", d)),
     })
+}
+
+/// `der` as a PEM block with 64-column lines.
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = B64.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .filter_map(|c| std::str::from_utf8(c).ok())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
 }
 
 fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {

@@ -768,8 +768,6 @@ mod broker {
             body: &str,
             cookie: Option<&str>,
         ) -> (u16, Answer) {
-            let client = launcher::client::Client::pinned(url, root, None).unwrap();
-            let _ = client;
             let http = raw_client(root);
             let mut request = http
                 .post(format!("{url}/kbs/v0{path}"))
@@ -793,7 +791,8 @@ mod broker {
             )
         }
 
-        fn raw_client(root: &[u8]) -> reqwest::Client {
+        /// A plain reqwest client pinned to the root, to send exactly what a test says.
+        pub(super) fn raw_client(root: &[u8]) -> reqwest::Client {
             let mut roots = rustls::RootCertStore::empty();
             roots
                 .add(rustls::pki_types::CertificateDer::from(root.to_vec()))
@@ -993,26 +992,11 @@ mod broker {
     async fn admins_upload_resources_and_policies_that_decide() {
         let b = broker("kbs-admin", None).await;
         let client = KbsClient::new(&b.s.url, &b.s.root).unwrap();
-        let http = Client::pinned(&b.s.url, &b.s.root, None).unwrap();
+        let http = reqwest_like::raw_client(&b.s.root);
         let admin = |method: &'static str, path: String, body: Vec<u8>, token: Option<String>| {
             let url = format!("{}/kbs/v0{path}", b.s.url);
-            let root = b.s.root.clone();
+            let http = http.clone();
             async move {
-                let mut roots = rustls::RootCertStore::empty();
-                roots
-                    .add(rustls::pki_types::CertificateDer::from(root))
-                    .unwrap();
-                let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                    rustls::crypto::aws_lc_rs::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                let http = reqwest::Client::builder()
-                    .use_preconfigured_tls(config)
-                    .build()
-                    .unwrap();
                 let mut request = http.request(method.parse().unwrap(), url).body(body);
                 if let Some(t) = token {
                     request = request.bearer_auth(t);
@@ -1020,7 +1004,6 @@ mod broker {
                 request.send().await.unwrap().status().as_u16()
             }
         };
-        let _ = http;
         // kbs-client's `config --admin-token-file` flow: a Bearer JWT signed by the user's key.
         assert_eq!(
             admin(
