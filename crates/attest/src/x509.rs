@@ -6,6 +6,12 @@
 
 use ::time::OffsetDateTime;
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
+use x509_parser::der_parser::oid::Oid;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_HASH_SHA256,
+    OID_NIST_HASH_SHA384, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA,
+    OID_PKCS1_SHA384WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
+};
 use x509_parser::prelude::*;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
 
@@ -184,8 +190,8 @@ pub enum KeyKind {
 /// One X.509 extension, raw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extension {
-    /// Dotted OID.
-    pub oid: String,
+    /// The OID (compared as bytes; formatted only on demand).
+    pub oid: Oid<'static>,
     /// Criticality.
     pub critical: bool,
     /// The extnValue contents (DER of the extension's value).
@@ -215,7 +221,8 @@ pub struct Cert {
     pub key_kind: KeyKind,
     /// The algorithm of the signature on this certificate, if supported.
     pub sig_alg: Option<SigAlg>,
-    sig_alg_name: String,
+    /// The signature algorithm's OID, kept for the error when it is not supported.
+    sig_alg_oid: Oid<'static>,
     /// The signature value.
     pub signature: Vec<u8>,
     /// basicConstraints cA.
@@ -252,14 +259,14 @@ impl Cert {
             public_key: spki.subject_public_key.data.to_vec(),
             key_kind,
             sig_alg: sig_alg(&cert.signature_algorithm),
-            sig_alg_name: cert.signature_algorithm.algorithm.to_id_string(),
+            sig_alg_oid: cert.signature_algorithm.algorithm.to_owned(),
             signature: cert.signature_value.data.to_vec(),
             is_ca: tbs.is_ca(),
             extensions: tbs
                 .extensions()
                 .iter()
                 .map(|e| Extension {
-                    oid: e.oid.to_id_string(),
+                    oid: e.oid.to_owned(),
                     critical: e.critical,
                     value: e.value.to_vec(),
                 })
@@ -291,6 +298,7 @@ impl Cert {
 
     /// The raw value of the extension with this dotted OID.
     pub fn extension(&self, oid: &str) -> Option<&Extension> {
+        let oid: Oid<'_> = oid.parse().ok()?;
         self.extensions.iter().find(|e| e.oid == oid)
     }
 
@@ -329,7 +337,7 @@ impl Cert {
             .sig_alg
             .ok_or_else(|| CertError::UnsupportedAlgorithm {
                 subject: self.subject(),
-                algorithm: self.sig_alg_name.clone(),
+                algorithm: self.sig_alg_oid.to_id_string(),
             })?;
         verify_signature(issuer, alg, &self.tbs, &self.signature).map_err(|e| match e {
             VerifyFail::Unsupported => CertError::UnsupportedAlgorithm {
@@ -381,7 +389,7 @@ pub struct Crl {
     /// Revoked serial numbers (big-endian, as encoded).
     pub revoked: Vec<Vec<u8>>,
     sig_alg: Option<SigAlg>,
-    sig_alg_name: String,
+    sig_alg_oid: Oid<'static>,
     signature: Vec<u8>,
     /// SPKI digest of the key this CRL's signature was verified with, so that a CRL checked
     /// for two chains (the Root CA CRL covers both the PCK and TCB-signing chains) costs one
@@ -423,7 +431,7 @@ impl Crl {
                 .map(|r| r.raw_serial().to_vec())
                 .collect(),
             sig_alg: sig_alg(&crl.signature_algorithm),
-            sig_alg_name: crl.signature_algorithm.algorithm.to_id_string(),
+            sig_alg_oid: crl.signature_algorithm.algorithm.to_owned(),
             signature: crl.signature_value.data.to_vec(),
             verified_by: std::sync::OnceLock::new(),
         })
@@ -449,7 +457,7 @@ impl Crl {
             .sig_alg
             .ok_or_else(|| CertError::UnsupportedAlgorithm {
                 subject: self.issuer(),
-                algorithm: self.sig_alg_name.clone(),
+                algorithm: self.sig_alg_oid.to_id_string(),
             })?;
         verify_signature(ca, alg, &self.tbs, &self.signature).map_err(|_| {
             CertError::BadSignature {
@@ -611,42 +619,40 @@ fn verify_signature(
         .map_err(|_| VerifyFail::Bad)
 }
 
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_P256: &str = "1.2.840.10045.3.1.7";
-const OID_P384: &str = "1.3.132.0.34";
-const OID_RSA: &str = "1.2.840.113549.1.1.1";
-const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
-const OID_SHA384: &str = "2.16.840.1.101.3.4.2.2";
-
 fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> KeyKind {
-    let alg = spki.algorithm.algorithm.to_id_string();
-    if alg == OID_RSA {
+    let alg = &spki.algorithm.algorithm;
+    if *alg == OID_PKCS1_RSAENCRYPTION {
         return KeyKind::Rsa;
     }
-    if alg != OID_EC_PUBLIC_KEY {
+    if *alg != OID_KEY_TYPE_EC_PUBLIC_KEY {
         return KeyKind::Other;
     }
-    let curve = spki
+    match spki
         .algorithm
         .parameters
         .as_ref()
         .and_then(|p| p.as_oid().ok())
-        .map(|o| o.to_id_string());
-    match curve.as_deref() {
-        Some(OID_P256) => KeyKind::EcP256,
-        Some(OID_P384) => KeyKind::EcP384,
+    {
+        Some(curve) if curve == OID_EC_P256 => KeyKind::EcP256,
+        Some(curve) if curve == OID_NIST_EC_P384 => KeyKind::EcP384,
         _ => KeyKind::Other,
     }
 }
 
 fn sig_alg(alg: &AlgorithmIdentifier<'_>) -> Option<SigAlg> {
-    match alg.algorithm.to_id_string().as_str() {
-        "1.2.840.10045.4.3.2" => Some(SigAlg::EcdsaSha256),
-        "1.2.840.10045.4.3.3" => Some(SigAlg::EcdsaSha384),
-        "1.2.840.113549.1.1.11" => Some(SigAlg::RsaPkcs1Sha256),
-        "1.2.840.113549.1.1.12" => Some(SigAlg::RsaPkcs1Sha384),
-        "1.2.840.113549.1.1.10" => pss_alg(alg),
-        _ => None,
+    let oid = &alg.algorithm;
+    if *oid == OID_SIG_ECDSA_WITH_SHA256 {
+        Some(SigAlg::EcdsaSha256)
+    } else if *oid == OID_SIG_ECDSA_WITH_SHA384 {
+        Some(SigAlg::EcdsaSha384)
+    } else if *oid == OID_PKCS1_SHA256WITHRSA {
+        Some(SigAlg::RsaPkcs1Sha256)
+    } else if *oid == OID_PKCS1_SHA384WITHRSA {
+        Some(SigAlg::RsaPkcs1Sha384)
+    } else if *oid == OID_PKCS1_RSASSAPSS {
+        pss_alg(alg)
+    } else {
+        None
     }
 }
 
@@ -656,15 +662,14 @@ fn pss_alg(alg: &AlgorithmIdentifier<'_>) -> Option<SigAlg> {
     let SignatureAlgorithm::RSASSA_PSS(params) = SignatureAlgorithm::try_from(alg).ok()? else {
         return None;
     };
-    let hash = params.hash_algorithm_oid().to_id_string();
-    let mgf_hash = params
-        .mask_gen_algorithm()
-        .ok()
-        .map(|m| m.hash.to_id_string())?;
-    let salt = params.salt_length();
-    match (hash.as_str(), mgf_hash.as_str(), salt) {
-        (OID_SHA384, OID_SHA384, 48) => Some(SigAlg::RsaPssSha384),
-        (OID_SHA256, OID_SHA256, 32) => Some(SigAlg::RsaPssSha256),
+    let hash = params.hash_algorithm_oid();
+    let mgf_hash = params.mask_gen_algorithm().ok()?.hash;
+    if *hash != mgf_hash {
+        return None;
+    }
+    match params.salt_length() {
+        48 if *hash == OID_NIST_HASH_SHA384 => Some(SigAlg::RsaPssSha384),
+        32 if *hash == OID_NIST_HASH_SHA256 => Some(SigAlg::RsaPssSha256),
         _ => None,
     }
 }

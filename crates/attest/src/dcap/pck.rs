@@ -1,19 +1,22 @@
 //! The SGX extension of a PCK certificate (OID 1.2.840.113741.1.13.1): the platform's TCB.
 
+use x509_parser::der_parser::asn1_rs::oid;
 use x509_parser::der_parser::ber::{BerObject, BerObjectContent};
 use x509_parser::der_parser::der::parse_der;
+use x509_parser::der_parser::oid::Oid;
 
 use super::DcapError;
 use crate::x509::Cert;
 
 const OID_SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
-const OID_PPID: &str = "1.2.840.113741.1.13.1.1";
-const OID_TCB: &str = "1.2.840.113741.1.13.1.2";
-const OID_PCESVN: &str = "1.2.840.113741.1.13.1.2.17";
-const OID_CPUSVN: &str = "1.2.840.113741.1.13.1.2.18";
-const OID_PCE_ID: &str = "1.2.840.113741.1.13.1.3";
-const OID_FMSPC: &str = "1.2.840.113741.1.13.1.4";
-const OID_SGX_TYPE: &str = "1.2.840.113741.1.13.1.5";
+// Compared as encoded bytes: PCK parsing is on the path of every uncached verification.
+const OID_PPID: Oid<'static> = oid!(1.2.840.113741.1.13.1.1);
+const OID_TCB: Oid<'static> = oid!(1.2.840.113741.1.13.1.2);
+const OID_PCESVN: Oid<'static> = oid!(1.2.840.113741.1.13.1.2.17);
+const OID_CPUSVN: Oid<'static> = oid!(1.2.840.113741.1.13.1.2.18);
+const OID_PCE_ID: Oid<'static> = oid!(1.2.840.113741.1.13.1.3);
+const OID_FMSPC: Oid<'static> = oid!(1.2.840.113741.1.13.1.4);
+const OID_SGX_TYPE: Oid<'static> = oid!(1.2.840.113741.1.13.1.5);
 
 /// What a PCK certificate says about its platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +44,7 @@ fn bad(reason: impl Into<String>) -> DcapError {
 }
 
 /// The `(OID, value)` pairs of a SEQUENCE OF SEQUENCE { OID, value }.
-fn pairs<'a>(obj: &'a BerObject<'a>) -> Result<Vec<(String, &'a BerObject<'a>)>, DcapError> {
+fn pairs<'a>(obj: &'a BerObject<'a>) -> Result<Vec<(&'a Oid<'a>, &'a BerObject<'a>)>, DcapError> {
     let items = obj.as_sequence().map_err(|_| bad("expected a SEQUENCE"))?;
     items
         .iter()
@@ -52,7 +55,7 @@ fn pairs<'a>(obj: &'a BerObject<'a>) -> Result<Vec<(String, &'a BerObject<'a>)>,
             match pair.as_slice() {
                 [oid, value] => {
                     let oid = oid.as_oid().map_err(|_| bad("expected an OID"))?;
-                    Ok((oid.to_id_string(), value))
+                    Ok((oid, value))
                 }
                 _ => Err(bad("expected SEQUENCE { OID, value }")),
             }
@@ -96,22 +99,19 @@ impl PckExtensions {
         };
         let (mut has_tcb, mut has_fmspc, mut has_pce_id) = (false, false, false);
         for (oid, value) in pairs(&root)? {
-            match oid.as_str() {
-                OID_PPID => out.ppid = value.as_slice().map_err(|_| bad("PPID"))?.to_vec(),
-                OID_TCB => {
-                    out.read_tcb(value)?;
-                    has_tcb = true;
-                }
-                OID_PCE_ID => {
-                    out.pce_id = octets(value, "PCE-ID")?;
-                    has_pce_id = true;
-                }
-                OID_FMSPC => {
-                    out.fmspc = octets(value, "FMSPC")?;
-                    has_fmspc = true;
-                }
-                OID_SGX_TYPE => out.sgx_type = small_int(value, "SGX type")?,
-                _ => {}
+            if *oid == OID_PPID {
+                out.ppid = value.as_slice().map_err(|_| bad("PPID"))?.to_vec();
+            } else if *oid == OID_TCB {
+                out.read_tcb(value)?;
+                has_tcb = true;
+            } else if *oid == OID_PCE_ID {
+                out.pce_id = octets(value, "PCE-ID")?;
+                has_pce_id = true;
+            } else if *oid == OID_FMSPC {
+                out.fmspc = octets(value, "FMSPC")?;
+                has_fmspc = true;
+            } else if *oid == OID_SGX_TYPE {
+                out.sgx_type = small_int(value, "SGX type")?;
             }
         }
         if !(has_tcb && has_fmspc && has_pce_id) {
@@ -123,13 +123,13 @@ impl PckExtensions {
     fn read_tcb(&mut self, tcb: &BerObject<'_>) -> Result<(), DcapError> {
         let mut seen = 0u32;
         for (oid, value) in pairs(tcb)? {
-            if oid == OID_PCESVN {
+            if *oid == OID_PCESVN {
                 self.pce_svn = u16::try_from(small_int(value, "PCESVN")?)
                     .map_err(|_| bad("PCESVN out of range"))?;
                 seen |= 1 << 16;
-            } else if oid == OID_CPUSVN {
+            } else if *oid == OID_CPUSVN {
                 self.cpu_svn = octets(value, "CPUSVN")?;
-            } else if let Some(index) = component_index(&oid) {
+            } else if let Some(index) = component_index(oid) {
                 self.tcb_components[index] = u8::try_from(small_int(value, "TCB component")?)
                     .map_err(|_| bad("TCB component SVN out of range"))?;
                 seen |= 1 << index;
@@ -142,8 +142,10 @@ impl PckExtensions {
     }
 }
 
-/// `...13.1.2.N` for N in 1..=16 is SGX TCB component N.
-fn component_index(oid: &str) -> Option<usize> {
-    let n: usize = oid.strip_prefix(OID_TCB)?.strip_prefix('.')?.parse().ok()?;
-    (1..=16).contains(&n).then(|| n - 1)
+/// `...13.1.2.N` for N in 1..=16 is SGX TCB component N (one more encoded byte: N < 128).
+fn component_index(oid: &Oid<'_>) -> Option<usize> {
+    let [n] = oid.as_bytes().strip_prefix(OID_TCB.as_bytes())? else {
+        return None;
+    };
+    (1..=16).contains(n).then(|| usize::from(*n) - 1)
 }
