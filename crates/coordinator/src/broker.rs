@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use attest::Claims;
 use attest::crypto::sha256;
 use attest::evidence::Inputs;
 use attest::sim::SimPlatform;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use kbs::policy::{AttestationPolicy, EarStatus, ResourcePolicy, Trust};
 use kbs::session::{Sessions, State};
 use kbs::token::{Appraisal, TokenSigner};
 use kbs::{Attestation, Challenge, KbsError, Request, Tee, TeePubKey};
@@ -33,6 +34,10 @@ const DEFAULT_POLICY: &str = "package policy\nimport rego.v1\ndefault allow = fa
 const TOKEN_KEY_RECORD: &str = "kbs/token-key";
 const POLICY_RECORD: &str = "kbs/resource-policy";
 const ATTESTATION_POLICY_RECORD: &str = "kbs/attestation-policy";
+/// The attestation policy CoCo's broker evaluates for CPU evidence (and kbs-client's default).
+const ATTESTATION_POLICY_ID: &str = "default_cpu";
+/// The appraisal policy id tokens name when no attestation policy is set.
+const MANIFEST_POLICY_ID: &str = "cloister-manifest";
 const REFERENCE_VALUES_RECORD: &str = "kbs/reference-values";
 
 fn resource_record(path: &str) -> String {
@@ -48,10 +53,14 @@ pub struct Broker {
     sessions: Sessions,
     signer: TokenSigner,
     /// A policy uploaded through `/resource-policy`; the manifest's applies otherwise.
-    uploaded_policy: ArcSwapOption<kbs::policy::ResourcePolicy>,
-    default_policy: kbs::policy::ResourcePolicy,
+    uploaded_policy: ArcSwapOption<ResourcePolicy>,
+    default_policy: ResourcePolicy,
+    /// The `default_cpu` attestation policy, when one was uploaded.
+    attestation_policy: ArcSwapOption<AttestationPolicy>,
     resources: RwLock<HashMap<String, Arc<Zeroizing<Vec<u8>>>>>,
-    reference_values: RwLock<serde_json::Map<String, Value>>,
+    reference_values: ArcSwap<serde_json::Map<String, Value>>,
+    /// Serializes registrations, so that concurrent ones merge rather than overwrite.
+    reference_writes: tokio::sync::Mutex<()>,
     sim: Option<Arc<SimPlatform>>,
     /// Generated simulated collateral, by TDX (true) or SGX (false), with when it was made.
     collateral: Mutex<HashMap<bool, Generated>>,
@@ -93,13 +102,18 @@ impl Broker {
         };
         let signer = TokenSigner::new(&key, LIFETIME.as_secs())
             .map_err(|e| crate::core::StartError::Attest(e.to_string()))?;
-        let uploaded_policy = match store.get(POLICY_RECORD)? {
-            Some(text) => {
-                let text = String::from_utf8_lossy(&text).into_owned();
-                kbs::policy::ResourcePolicy::new(&text).ok().map(Arc::new)
-            }
-            None => None,
+        let stored_text = |record: &str| -> Result<Option<String>, crate::store::StoreError> {
+            Ok(store
+                .get(record)?
+                .map(|text| String::from_utf8_lossy(&text).into_owned()))
         };
+        // Policies were compiled before they were stored, so these compile again.
+        let uploaded_policy = stored_text(POLICY_RECORD)?
+            .and_then(|text| ResourcePolicy::new(&text).ok())
+            .map(Arc::new);
+        let attestation_policy = stored_text(ATTESTATION_POLICY_RECORD)?
+            .and_then(|text| AttestationPolicy::new(&text).ok())
+            .map(Arc::new);
         let reference_values = match store.get(REFERENCE_VALUES_RECORD)? {
             Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
             None => serde_json::Map::new(),
@@ -114,10 +128,12 @@ impl Broker {
             sessions: Sessions::new(LIFETIME),
             signer,
             uploaded_policy: ArcSwapOption::from(uploaded_policy),
-            default_policy: kbs::policy::ResourcePolicy::new(DEFAULT_POLICY)
+            default_policy: ResourcePolicy::new(DEFAULT_POLICY)
                 .map_err(|e| crate::core::StartError::Attest(e.to_string()))?,
+            attestation_policy: ArcSwapOption::from(attestation_policy),
             resources: RwLock::new(resources),
-            reference_values: RwLock::new(reference_values),
+            reference_values: ArcSwap::from_pointee(reference_values),
+            reference_writes: tokio::sync::Mutex::new(()),
             sim,
             collateral: Mutex::new(HashMap::new()),
         })
@@ -210,13 +226,18 @@ impl Broker {
         if !additional.is_empty() {
             runtime_data["additional-evidence"] = Value::from(additional.as_str());
         }
+        let init_data = init_data.map(|i| (hex::encode(&i.digest), i.claims));
+        let (trust, policy_id) =
+            self.appraise_trust(request.tee, &tee_claims, &runtime_data, init_data.as_ref())?;
         let appraisal = Appraisal {
             tee: request.tee.to_string(),
             tee_claims,
             package: package.clone(),
             runtime_data,
-            init_data: init_data.map(|i| (hex::encode(&i.digest), i.claims)),
+            init_data,
             simulated,
+            trust,
+            policy_id,
         };
         let now = unix_now();
         let (token, claims) = self.signer.issue(&appraisal, now)?;
@@ -237,6 +258,30 @@ impl Broker {
             .await
             .map_err(internal)?;
         Ok(token)
+    }
+
+    /// The trust vector: the attestation policy's over CoCo's input shape (`input.<tee>`,
+    /// `input.init_data_claims`), or the manifest's affirmation when no policy is set.
+    fn appraise_trust(
+        &self,
+        tee: Tee,
+        tee_claims: &Value,
+        runtime_data: &Value,
+        init_data: Option<&(String, Value)>,
+    ) -> Result<(Trust, String), KbsError> {
+        let Some(policy) = self.attestation_policy.load_full() else {
+            return Ok((Trust::manifest_affirmed(), MANIFEST_POLICY_ID.into()));
+        };
+        let mut input = json!({
+            tee.to_string(): tee_claims,
+            "runtime_data_claims": runtime_data,
+        });
+        if let Some((digest, claims)) = init_data {
+            input["init_data"] = Value::from(digest.as_str());
+            input["init_data_claims"] = claims.clone();
+        }
+        let trust = policy.appraise(&input, &self.reference_values.load_full())?;
+        Ok((trust, ATTESTATION_POLICY_ID.into()))
     }
 
     fn appraise_sample(
@@ -423,10 +468,17 @@ impl Broker {
                 Zeroizing::new(uploaded.to_vec())
             }
         };
+        let references = self.reference_values.load_full();
         let allowed = match (self.policy(&deployment), mapped) {
-            (Some(policy), _) => policy.allows(&self.policy_input(claims), path)?,
+            // A configured policy sees `ear.status` and decides on its own.
+            (Some(policy), _) => policy.allows(claims, path, &references)?,
+            (None, _) if contraindicated(claims) => {
+                return Err(KbsError::PolicyDeny(format!(
+                    "{path}: the attestation policy judged this TEE contraindicated"
+                )));
+            }
             (None, Some(_)) => true,
-            (None, None) => self.default_policy.allows(claims, path)?,
+            (None, None) => self.default_policy.allows(claims, path, &references)?,
         };
         if !allowed {
             return Err(KbsError::PolicyDeny(path.to_string()));
@@ -435,21 +487,10 @@ impl Broker {
     }
 
     /// The configured policy: uploaded, else the manifest's.
-    fn policy(&self, deployment: &Deployment) -> Option<Arc<kbs::policy::ResourcePolicy>> {
+    fn policy(&self, deployment: &Deployment) -> Option<Arc<ResourcePolicy>> {
         self.uploaded_policy
             .load_full()
             .or_else(|| deployment.kbs_policy())
-    }
-
-    /// The claims, with registered reference values at `input.reference_values`.
-    fn policy_input(&self, claims: &Value) -> Value {
-        let mut input = claims.clone();
-        if let Ok(values) = self.reference_values.read()
-            && !values.is_empty()
-        {
-            input["reference_values"] = Value::Object(values.clone());
-        }
-        input
     }
 
     /// `POST /resource/<path>`: upload a resource (admin).
@@ -519,7 +560,7 @@ impl Broker {
         body: &[u8],
     ) -> Result<(), KbsError> {
         let text = decode_policy(body)?;
-        let policy = kbs::policy::ResourcePolicy::new(&text)?;
+        let policy = ResourcePolicy::new(&text)?;
         save(
             coordinator,
             admin,
@@ -543,28 +584,40 @@ impl Broker {
         Ok(policy.map_or_else(|| DEFAULT_POLICY.to_string(), |p| p.source().to_string()))
     }
 
-    /// `POST /attestation-policy` (admin): kept and audited; acceptability of evidence is the
-    /// manifest's packages, which this policy does not override.
+    /// `POST /attestation-policy` (admin): `{"policy_id": "default_cpu", "policy": b64url}`.
+    /// The policy sets the trust vector of tokens issued from then on; which evidence is
+    /// acceptable at all stays the manifest's packages.
     pub async fn set_attestation_policy(
         &self,
         coordinator: &Coordinator,
         admin: &str,
         body: &[u8],
     ) -> Result<(), KbsError> {
+        let id = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|b| b["policy_id"].as_str().map(str::to_string));
+        if let Some(id) = id.filter(|id| id != ATTESTATION_POLICY_ID) {
+            return Err(KbsError::Serde(format!(
+                "policy_id {id:?}: this broker evaluates only {ATTESTATION_POLICY_ID:?} (kbs-client's default)"
+            )));
+        }
         let text = decode_policy(body)?;
+        let policy = AttestationPolicy::new(&text)?;
         save(
             coordinator,
             admin,
             ATTESTATION_POLICY_RECORD,
             Zeroizing::new(text.into_bytes()),
             "kbs-attestation-policy-set",
-            json!({}),
+            json!({ "policy_id": ATTESTATION_POLICY_ID }),
         )
-        .await
+        .await?;
+        self.attestation_policy.store(Some(Arc::new(policy)));
+        Ok(())
     }
 
     /// `POST /reference-value` (admin): CoCo's RVPS message; `sample` payloads register
-    /// `{"name": [values…]}`, visible to policies at `input.reference_values.<name>`.
+    /// `{"name": [values…]}`, which policies read with `query_reference_value("name")`.
     pub async fn set_reference_values(
         &self,
         coordinator: &Coordinator,
@@ -585,15 +638,10 @@ impl Broker {
             .ok_or_else(|| {
                 KbsError::Serde("payload must be base64 of a JSON object of name → values".into())
             })?;
-        let snapshot = {
-            let mut values = self
-                .reference_values
-                .write()
-                .map_err(|_| internal("lock"))?;
-            values.extend(payload.clone());
-            values.clone()
-        };
-        let bytes = serde_json::to_vec(&snapshot).map_err(internal)?;
+        let _serialized = self.reference_writes.lock().await;
+        let mut merged = (*self.reference_values.load_full()).clone();
+        merged.extend(payload.clone());
+        let bytes = serde_json::to_vec(&merged).map_err(internal)?;
         save(
             coordinator,
             admin,
@@ -602,14 +650,15 @@ impl Broker {
             "kbs-reference-values-set",
             json!({ "names": payload.keys().collect::<Vec<_>>() }),
         )
-        .await
+        .await?;
+        self.reference_values.store(Arc::new(merged));
+        Ok(())
     }
 
     /// `GET /reference-value/<name>`.
     pub fn reference_value(&self, name: &str) -> Result<Value, KbsError> {
         self.reference_values
-            .read()
-            .map_err(|_| internal("lock"))?
+            .load()
             .get(name)
             .cloned()
             .ok_or_else(|| KbsError::ResourceNotFound(format!("reference value {name}")))
@@ -701,6 +750,11 @@ fn check_init_data(claims: &Claims, init: &kbs::initdata::InitData) -> Result<()
             "its digest is not the one the TEE was launched with (MRCONFIGID / HOST_DATA / CONFIGID)".into(),
         ))
     }
+}
+
+/// Whether the token's appraisal is in EAR's contraindicated tier.
+fn contraindicated(claims: &Value) -> bool {
+    claims["submods"]["cpu0"]["ear.status"] == EarStatus::Contraindicated.as_str()
 }
 
 fn unix_now() -> u64 {

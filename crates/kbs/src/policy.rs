@@ -1,33 +1,59 @@
-//! Resource policies in Rego (evaluated by regorus), with CoCo's input shape: `input` is the
-//! token's claims, `data` says which resource is asked for, and `data.policy.allow` decides.
+//! Rego policies (evaluated by regorus) with CoCo's shapes.
+//!
+//! * [`ResourcePolicy`]: `input` is the token's claims, `data` says which resource is asked for,
+//!   and `data.policy.allow` decides.
+//! * [`AttestationPolicy`]: `input` is the appraised evidence keyed by TEE kind
+//!   (`input.tdx`, `input.snp`, `input.sample`, …, plus `init_data_claims`), and the policy sets
+//!   EAR trust-vector claims (`executables := 3`, or one `trust_claims` object); the token's
+//!   `ear.status` is the worst tier among them.
+//!
+//! Both may call CoCo's `query_reference_value(name)`, which returns the values registered under
+//! `name` (see [`ReferenceValues`]) or `null`.
 
-use serde_json::{Value, json};
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
 
 use crate::KbsError;
 
-/// A compiled resource policy.
-#[derive(Clone)]
-pub struct ResourcePolicy {
-    engine: regorus::Engine,
-    source: String,
-}
+/// Registered reference values: name → the accepted values (CoCo's RVPS `sample` form).
+pub type ReferenceValues = Arc<Map<String, Value>>;
 
-impl std::fmt::Debug for ResourcePolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResourcePolicy").finish_non_exhaustive()
-    }
-}
+/// The name of CoCo's reference-value builtin.
+const QUERY_REFERENCE_VALUE: &str = "query_reference_value";
+
+/// The AR4SI trust-vector claims, as EAR names them.
+pub const TRUST_CLAIMS: [&str; 8] = [
+    "instance-identity",
+    "configuration",
+    "executables",
+    "file-system",
+    "hardware",
+    "runtime-opaque",
+    "storage-opaque",
+    "sourced-data",
+];
 
 fn policy_error(e: impl std::fmt::Display) -> KbsError {
     KbsError::Policy(e.to_string())
 }
 
-impl ResourcePolicy {
-    /// Compile `source` (a Rego module in `package policy`).
-    pub fn new(source: &str) -> Result<Self, KbsError> {
+fn to_rego(value: &Value) -> Result<regorus::Value, KbsError> {
+    regorus::Value::from_json_str(&value.to_string()).map_err(policy_error)
+}
+
+/// A compiled Rego module and its text.
+#[derive(Clone)]
+struct Compiled {
+    engine: regorus::Engine,
+    source: String,
+}
+
+impl Compiled {
+    fn new(name: &str, source: &str) -> Result<Self, KbsError> {
         let mut engine = regorus::Engine::new();
         engine
-            .add_policy("resource-policy.rego".into(), source.into())
+            .add_policy(name.into(), source.into())
             .map_err(policy_error)?;
         Ok(Self {
             engine,
@@ -35,26 +61,220 @@ impl ResourcePolicy {
         })
     }
 
+    /// A fresh engine for one evaluation, with `input` set and the reference values behind
+    /// `query_reference_value`.
+    fn prepare(
+        &self,
+        input: &Value,
+        reference_values: &ReferenceValues,
+    ) -> Result<regorus::Engine, KbsError> {
+        let mut engine = self.engine.clone();
+        engine.set_input(to_rego(input)?);
+        let values = Arc::clone(reference_values);
+        engine
+            .add_extension(
+                QUERY_REFERENCE_VALUE.into(),
+                1,
+                Box::new(move |args: Vec<regorus::Value>| {
+                    let name = args
+                        .first()
+                        .and_then(|a| a.as_string().ok())
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    match values.get(&name) {
+                        Some(v) => regorus::Value::from_json_str(&v.to_string()),
+                        None => Ok(regorus::Value::Null),
+                    }
+                }),
+            )
+            .map_err(policy_error)?;
+        Ok(engine)
+    }
+}
+
+/// A compiled resource policy.
+#[derive(Clone)]
+pub struct ResourcePolicy(Compiled);
+
+impl std::fmt::Debug for ResourcePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourcePolicy").finish_non_exhaustive()
+    }
+}
+
+impl ResourcePolicy {
+    /// Compile `source` (a Rego module in `package policy`).
+    pub fn new(source: &str) -> Result<Self, KbsError> {
+        Compiled::new("resource-policy.rego", source).map(Self)
+    }
+
     /// The policy text.
     pub fn source(&self) -> &str {
-        &self.source
+        &self.0.source
     }
 
     /// Whether the claims may have `path` (`repo/type/tag`). Anything but `true` denies.
-    pub fn allows(&self, claims: &Value, path: &str) -> Result<bool, KbsError> {
-        let mut engine = self.engine.clone();
-        engine.set_input(regorus::Value::from_json_str(&claims.to_string()).map_err(policy_error)?);
+    pub fn allows(
+        &self,
+        claims: &Value,
+        path: &str,
+        reference_values: &ReferenceValues,
+    ) -> Result<bool, KbsError> {
+        let mut engine = self.0.prepare(claims, reference_values)?;
         let data = json!({
             "plugin": "resource",
             "resource-path": path.split('/').collect::<Vec<_>>(),
             "query": {},
         });
-        engine
-            .add_data(regorus::Value::from_json_str(&data.to_string()).map_err(policy_error)?)
-            .map_err(policy_error)?;
+        engine.add_data(to_rego(&data)?).map_err(policy_error)?;
         let allow = engine
             .eval_rule("data.policy.allow".into())
             .map_err(policy_error)?;
         Ok(allow == regorus::Value::Bool(true))
     }
+}
+
+/// EAR's verdict tiers, worst last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EarStatus {
+    /// No claim made.
+    None,
+    /// Every claim is in the affirming tier (2–31).
+    Affirming,
+    /// Some claim is a warning (32–95).
+    Warning,
+    /// Some claim is contraindicated (96–127, or outside AR4SI's range).
+    Contraindicated,
+}
+
+impl EarStatus {
+    /// The tier of one trust-claim value.
+    pub fn of(value: i64) -> Self {
+        match value {
+            0 | 1 => Self::None,
+            2..=31 => Self::Affirming,
+            32..=95 => Self::Warning,
+            _ => Self::Contraindicated,
+        }
+    }
+
+    /// EAR's name for the tier.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Affirming => "affirming",
+            Self::Warning => "warning",
+            Self::Contraindicated => "contraindicated",
+        }
+    }
+}
+
+/// What an attestation policy concluded: the trust vector and its overall tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trust {
+    /// `ear.status`.
+    pub status: EarStatus,
+    /// `ear.trustworthiness-vector`: every AR4SI claim, 0 where the policy set none.
+    pub vector: Map<String, Value>,
+}
+
+impl Trust {
+    /// The verdict when evidence matched a manifest package and no attestation policy is set:
+    /// identity, configuration, executables and hardware affirmed.
+    pub fn manifest_affirmed() -> Self {
+        let affirmed = [
+            "instance-identity",
+            "configuration",
+            "executables",
+            "hardware",
+        ];
+        let vector = TRUST_CLAIMS
+            .iter()
+            .map(|c| {
+                (
+                    c.to_string(),
+                    Value::from(if affirmed.contains(c) { 2 } else { 0 }),
+                )
+            })
+            .collect();
+        Self {
+            status: EarStatus::Affirming,
+            vector,
+        }
+    }
+}
+
+/// A compiled attestation policy (CoCo's `default_cpu` role).
+#[derive(Clone)]
+pub struct AttestationPolicy(Compiled);
+
+impl std::fmt::Debug for AttestationPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttestationPolicy").finish_non_exhaustive()
+    }
+}
+
+impl AttestationPolicy {
+    /// Compile `source` (a Rego module in `package policy`).
+    pub fn new(source: &str) -> Result<Self, KbsError> {
+        Compiled::new("attestation-policy.rego", source).map(Self)
+    }
+
+    /// The policy text.
+    pub fn source(&self) -> &str {
+        &self.0.source
+    }
+
+    /// The trust vector the policy assigns to `input`. Claims come from a `trust_claims`
+    /// object if the policy defines one, else from rules named after the claims (`-` or `_`).
+    pub fn appraise(
+        &self,
+        input: &Value,
+        reference_values: &ReferenceValues,
+    ) -> Result<Trust, KbsError> {
+        let mut engine = self.0.prepare(input, reference_values)?;
+        let results = engine
+            .eval_query("data.policy".into(), false)
+            .map_err(policy_error)?;
+        let package: Value = results
+            .result
+            .first()
+            .and_then(|r| r.expressions.first())
+            .map(|e| e.value.to_json_str())
+            .transpose()
+            .map_err(policy_error)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null);
+        let empty = Map::new();
+        let rules = package.as_object().unwrap_or(&empty);
+        match rules.get("trust_claims") {
+            Some(Value::Object(claims)) => trust_from(claims),
+            _ => trust_from(rules),
+        }
+    }
+}
+
+/// Read the trust claims out of an evaluated policy object.
+fn trust_from(rules: &Map<String, Value>) -> Result<Trust, KbsError> {
+    let mut vector = Map::new();
+    let mut status = EarStatus::None;
+    for claim in TRUST_CLAIMS {
+        let value = rules
+            .get(claim)
+            .or_else(|| rules.get(&claim.replace('-', "_")));
+        let number = match value {
+            None => 0,
+            Some(v) => v.as_i64().ok_or_else(|| {
+                KbsError::Policy(format!("trust claim {claim} must be an integer, not {v}"))
+            })?,
+        };
+        status = status.max(EarStatus::of(number));
+        vector.insert(claim.to_string(), Value::from(number));
+    }
+    if status == EarStatus::None {
+        return Err(KbsError::Policy(
+            "the attestation policy set no trust claim: set at least one of executables, hardware, configuration, …".into(),
+        ));
+    }
+    Ok(Trust { status, vector })
 }

@@ -44,6 +44,10 @@ pub struct Appraisal {
     pub init_data: Option<(String, Value)>,
     /// Whether the evidence was simulated.
     pub simulated: bool,
+    /// The trust vector and status: the attestation policy's, or the manifest's affirmation.
+    pub trust: crate::policy::Trust,
+    /// Which policy appraised it (`cloister-manifest` when no attestation policy is set).
+    pub policy_id: String,
 }
 
 /// Signs and verifies the broker's tokens.
@@ -106,13 +110,9 @@ impl TokenSigner {
             "ear.verifier-id": { "developer": "cloister", "build": env!("CARGO_PKG_VERSION") },
             "submods": {
                 "cpu0": {
-                    "ear.status": "affirming",
-                    "ear.appraisal-policy-id": "cloister-manifest",
-                    "ear.trustworthiness-vector": {
-                        "instance-identity": 2, "configuration": 2, "executables": 2,
-                        "hardware": 2, "file-system": 0, "runtime-opaque": 0,
-                        "storage-opaque": 0, "sourced-data": 0,
-                    },
+                    "ear.status": appraisal.trust.status.as_str(),
+                    "ear.appraisal-policy-id": appraisal.policy_id,
+                    "ear.trustworthiness-vector": appraisal.trust.vector,
                     "ear.veraison.annotated-evidence": annotated,
                 }
             }

@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use kbs::jwe::{Curve, TeeKeyPair, encrypt};
+use kbs::policy::{AttestationPolicy, EarStatus, ReferenceValues, Trust};
 use kbs::token::{Appraisal, TokenSigner, tee_pubkey, verify_admin};
 use kbs::{KbsError, TeePubKey};
 use serde_json::{Value, json};
@@ -178,6 +179,8 @@ fn tokens_carry_the_tee_key_and_expire() {
         runtime_data: json!({"nonce": "n", "tee-pubkey": key}),
         init_data: None,
         simulated: true,
+        trust: Trust::manifest_affirmed(),
+        policy_id: "cloister-manifest".into(),
     };
     let now = 1_800_000_000;
     let (token, issued) = signer.issue(&appraisal, now).unwrap();
@@ -192,6 +195,9 @@ fn tokens_carry_the_tee_key_and_expire() {
     let claims = signer.verify(&token, now + 10).unwrap();
     assert_eq!(claims, issued);
     assert_eq!(claims["submods"]["cpu0"]["ear.status"], "affirming");
+    let vector = &claims["submods"]["cpu0"]["ear.trustworthiness-vector"];
+    assert_eq!(vector["executables"], 2);
+    assert_eq!(vector["sourced-data"], 0);
     assert_eq!(claims["eat_profile"], kbs::token::EAR_PROFILE);
     assert_eq!(
         serde_json::to_value(tee_pubkey(&claims).unwrap()).unwrap(),
@@ -238,18 +244,20 @@ fn resource_policies_decide_with_cocos_input_shape() {
         json!({"submods": {"cpu0": {"ear.veraison.annotated-evidence": {"sample": {"svn": "1"}}}}});
     let allow_all =
         kbs::policy::ResourcePolicy::new("package policy\ndefault allow = true\n").unwrap();
-    assert!(allow_all.allows(&claims, "default/key/1").unwrap());
+    let none = ReferenceValues::default();
+    assert!(allow_all.allows(&claims, "default/key/1", &none).unwrap());
     // CoCo's default: everything except the sample attester.
     let default = kbs::policy::ResourcePolicy::new(
         "package policy\nimport rego.v1\ndefault allow = false\nallow if {\n  not input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample\n}\n",
     )
     .unwrap();
-    assert!(!default.allows(&claims, "default/key/1").unwrap());
+    assert!(!default.allows(&claims, "default/key/1", &none).unwrap());
     assert!(
         default
             .allows(
                 &json!({"submods": {"cpu0": {"ear.veraison.annotated-evidence": {"tdx": {}}}}}),
-                "a/b/c"
+                "a/b/c",
+                &none
             )
             .unwrap()
     );
@@ -257,9 +265,85 @@ fn resource_policies_decide_with_cocos_input_shape() {
         "package policy\nimport rego.v1\ndefault allow = false\nallow if { data[\"resource-path\"][0] == \"public\" }\n",
     )
     .unwrap();
-    assert!(by_path.allows(&claims, "public/key/1").unwrap());
-    assert!(!by_path.allows(&claims, "secret/key/1").unwrap());
+    assert!(by_path.allows(&claims, "public/key/1", &none).unwrap());
+    assert!(!by_path.allows(&claims, "secret/key/1", &none).unwrap());
     assert!(kbs::policy::ResourcePolicy::new("package policy\nallow if {").is_err());
+
+    // CoCo's reference-value builtin: the registered list, or null when nothing is registered.
+    let by_reference = kbs::policy::ResourcePolicy::new(
+        "package policy\nimport rego.v1\ndefault allow = false\nallow if { input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample.svn in query_reference_value(\"svn\") }\n",
+    )
+    .unwrap();
+    let registered: ReferenceValues =
+        std::sync::Arc::new(json!({"svn": ["1", "2"]}).as_object().unwrap().clone());
+    assert!(by_reference.allows(&claims, "a/b/c", &registered).unwrap());
+    let other: ReferenceValues =
+        std::sync::Arc::new(json!({"svn": ["3"]}).as_object().unwrap().clone());
+    assert!(!by_reference.allows(&claims, "a/b/c", &other).unwrap());
+    assert!(!by_reference.allows(&claims, "a/b/c", &none).unwrap());
+}
+
+/// A `default_cpu`-style policy in CoCo's style: defaults that contraindicate, raised to
+/// affirming when the evidence matches registered reference values.
+const ATTESTATION_POLICY: &str = r#"package policy
+import rego.v1
+default executables := 33
+default hardware := 97
+default configuration := 36
+executables := 3 if { input.sample.launch_digest in query_reference_value("launch_digest") }
+hardware := 2 if { input.sample.svn in query_reference_value("svn") }
+configuration := 2 if { input.sample.debug == false }
+"#;
+
+#[test]
+fn attestation_policies_set_the_trust_vector_and_its_tier() {
+    let policy = AttestationPolicy::new(ATTESTATION_POLICY).unwrap();
+    let input = json!({"sample": {"svn": "1", "launch_digest": "abcde", "debug": false}});
+    let refs =
+        |v: Value| -> ReferenceValues { std::sync::Arc::new(v.as_object().unwrap().clone()) };
+
+    let matched = policy
+        .appraise(
+            &input,
+            &refs(json!({"svn": ["1"], "launch_digest": ["abcde"]})),
+        )
+        .unwrap();
+    assert_eq!(matched.status, EarStatus::Affirming);
+    assert_eq!(matched.vector["executables"], 3);
+    assert_eq!(matched.vector["hardware"], 2);
+    assert_eq!(matched.vector["instance-identity"], 0);
+
+    let unknown_hardware = policy
+        .appraise(&input, &refs(json!({"launch_digest": ["abcde"]})))
+        .unwrap();
+    assert_eq!(unknown_hardware.status, EarStatus::Contraindicated);
+    assert_eq!(unknown_hardware.vector["hardware"], 97);
+
+    let unknown_binary = policy
+        .appraise(&input, &refs(json!({"svn": ["1"]})))
+        .unwrap();
+    assert_eq!(unknown_binary.status, EarStatus::Warning);
+
+    // One `trust_claims` object works as well as one rule per claim.
+    let object = AttestationPolicy::new(
+        "package policy\ntrust_claims := {\"hardware\": 2, \"file-system\": 40}\n",
+    )
+    .unwrap();
+    let trust = object.appraise(&input, &refs(json!({}))).unwrap();
+    assert_eq!(trust.vector["file-system"], 40);
+    assert_eq!(trust.status, EarStatus::Warning);
+
+    // A policy that sets nothing, or sets something that is not a number, is an error.
+    let silent = AttestationPolicy::new("package policy\nallow := true\n").unwrap();
+    assert!(matches!(
+        silent.appraise(&input, &refs(json!({}))),
+        Err(KbsError::Policy(_))
+    ));
+    let wrong = AttestationPolicy::new("package policy\nhardware := \"yes\"\n").unwrap();
+    assert!(matches!(
+        wrong.appraise(&input, &refs(json!({}))),
+        Err(KbsError::Policy(_))
+    ));
 }
 
 #[test]

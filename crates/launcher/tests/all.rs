@@ -1089,7 +1089,7 @@ mod broker {
             .await,
             200
         );
-        let policy = "package policy\nimport rego.v1\ndefault allow = false\nallow if {\n  input.submods.cpu0[\"ear.veraison.annotated-evidence\"].package in input.reference_values.allowed_packages\n}\n";
+        let policy = "package policy\nimport rego.v1\ndefault allow = false\nallow if {\n  input.submods.cpu0[\"ear.veraison.annotated-evidence\"].package in query_reference_value(\"allowed_packages\")\n}\n";
         let body = serde_json::json!({ "policy": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, policy) });
         assert_eq!(
             admin(
@@ -1128,6 +1128,93 @@ mod broker {
             )
             .await,
             401
+        );
+
+        // An attestation policy in CoCo's style sets the token's trust vector; a resource
+        // policy over `ear.status` then releases only to affirmed TEEs.
+        let post_policy = |path: &'static str, body: serde_json::Value| {
+            let token = admin_token(&b, 600);
+            let admin = &admin;
+            async move {
+                admin(
+                    "POST",
+                    path.into(),
+                    body.to_string().into_bytes(),
+                    Some(token),
+                )
+                .await
+            }
+        };
+        let encoded = |rego: &str| {
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, rego)
+        };
+        let attestation_policy = "package policy\nimport rego.v1\ndefault executables := 33\ndefault hardware := 97\nexecutables := 3 if { input.sample.launch_digest in query_reference_value(\"launch_digest\") }\nhardware := 2 if { input.sample.svn in query_reference_value(\"svn\") }\n";
+        assert_eq!(
+            post_policy(
+                "/attestation-policy",
+                serde_json::json!({ "type": "rego", "policy_id": "other", "policy": encoded(attestation_policy) })
+            )
+            .await,
+            400,
+            "only default_cpu is evaluated"
+        );
+        assert_eq!(
+            post_policy(
+                "/attestation-policy",
+                serde_json::json!({ "type": "rego", "policy_id": "default_cpu", "policy": encoded(attestation_policy) })
+            )
+            .await,
+            200
+        );
+        let affirmed_only = "package policy\nimport rego.v1\ndefault allow = false\nallow if { input.submods.cpu0[\"ear.status\"] == \"affirming\" }\n";
+        assert_eq!(
+            post_policy(
+                "/resource-policy",
+                serde_json::json!({ "policy": encoded(affirmed_only) })
+            )
+            .await,
+            200
+        );
+        let status_of = |token: &str| -> serde_json::Value {
+            let payload = token.split('.').nth(1).unwrap();
+            let bytes =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                    .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["submods"]["cpu0"].clone()
+        };
+        let unknown = client.attest(&Prover::Sample, &key, None).await.unwrap();
+        let cpu0 = status_of(&unknown.token);
+        assert_eq!(cpu0["ear.status"], "contraindicated");
+        assert_eq!(cpu0["ear.appraisal-policy-id"], "default_cpu");
+        assert_eq!(cpu0["ear.trustworthiness-vector"]["hardware"], 97);
+        let denied = client
+            .get_resource(
+                "tenant/blob/one",
+                &key,
+                &Credential::Cookie(unknown.cookie.clone()),
+            )
+            .await;
+        assert_eq!(refused(denied), (401, "PolicyDeny".into()));
+        let values = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            br#"{"launch_digest": ["abcde"], "svn": ["1"]}"#,
+        );
+        assert_eq!(
+            post_policy(
+                "/reference-value",
+                serde_json::json!({ "version": "0.1.0", "type": "sample", "payload": values })
+            )
+            .await,
+            200
+        );
+        let known = client.attest(&Prover::Sample, &key, None).await.unwrap();
+        assert_eq!(status_of(&known.token)["ear.status"], "affirming");
+        assert_eq!(
+            &*client
+                .get_resource("tenant/blob/one", &key, &Credential::Cookie(known.cookie))
+                .await
+                .unwrap(),
+            b"uploaded"
         );
 
         // Deleting makes it 404.
