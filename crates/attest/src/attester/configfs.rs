@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{AttesterError, io_error};
-use super::{Attester, AttesterKind, AuxBlob, AuxKind, Evidence, fsio, read_ccel};
+use super::{Attester, AttesterKind, AuxBlob, AuxKind, Evidence, SevGuest, fsio, read_ccel};
 use crate::TeeKind;
+use zeroize::Zeroizing;
 
 /// The report directory, relative to the root.
 pub(crate) const TSM_REPORT: &str = "sys/kernel/config/tsm/report";
@@ -283,6 +284,25 @@ impl Attester for ConfigfsTsm {
                 Attempt::Conflict(e) if attempt >= MAX_ATTEMPTS => return Err(e),
                 Attempt::Conflict(_) => attempt += 1,
             }
+        }
+    }
+
+    /// configfs-tsm has no key interface: SNP guests derive one through `/dev/sev-guest`
+    /// beside it; TDX has no sealing key at all.
+    fn sealing_key(&self) -> Result<Zeroizing<Vec<u8>>, AttesterError> {
+        match self.tee {
+            TeeKind::Snp => {
+                let device = SevGuest::new(self.root.clone());
+                match self.privlevel {
+                    Some(level) => device.with_vmpl(level),
+                    None => device,
+                }
+                .sealing_key()
+            }
+            _ => Err(AttesterError::NoSealingKey {
+                mechanism: "TDX",
+                hint: "TDX offers no sealing key; run the coordinator on SEV-SNP or in a Gramine SGX enclave",
+            }),
         }
     }
 }

@@ -165,6 +165,14 @@ pub enum AttesterError {
     /// Detection found no usable attester on this machine.
     #[error("{0}")]
     NoAttester(String),
+    /// The TEE interface offers no key bound to the TEE's identity to seal state with.
+    #[error("{mechanism} offers no sealing key: {hint}")]
+    NoSealingKey {
+        /// The attester or TEE that lacks one.
+        mechanism: &'static str,
+        /// What to do instead.
+        hint: &'static str,
+    },
     /// The simulated attester could not produce evidence.
     #[error(transparent)]
     Sim(#[from] SimError),

@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use zeroize::Zeroizing;
+
 use super::error::AttesterError;
 use super::{Attester, AttesterKind, Evidence, fsio};
 use crate::TeeKind;
@@ -42,6 +44,10 @@ impl Gramine {
     }
 }
 
+/// Gramine's MRSIGNER sealing key (EGETKEY with the signer, product ID and SVN): it survives
+/// upgrades of the enclave by the same signer, as MarbleRun's product key does.
+const SEALING_KEY: &str = "keys/_sgx_mrsigner";
+
 impl Attester for Gramine {
     fn kind(&self) -> AttesterKind {
         AttesterKind::Gramine
@@ -68,5 +74,17 @@ impl Attester for Gramine {
             bytes,
             aux: Vec::new(),
         })
+    }
+
+    fn sealing_key(&self) -> Result<Zeroizing<Vec<u8>>, AttesterError> {
+        let path = self.dir().join(SEALING_KEY);
+        let key = Zeroizing::new(fsio::read(&path)?);
+        if key.len() != 16 {
+            return Err(AttesterError::Malformed {
+                what: "Gramine sealing key",
+                reason: format!("{} holds {} bytes, expected 16", path.display(), key.len()),
+            });
+        }
+        Ok(key)
     }
 }

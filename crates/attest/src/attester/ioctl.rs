@@ -14,8 +14,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::sev_guest::{
-    EXT_REPORT_REQ_LEN, REPORT_REQ_LEN, RESP_LEN, SNP_GET_EXT_REPORT, SNP_GET_REPORT,
-    encode_ext_report_req, ext_report_req_certs_len,
+    DERIVED_KEY_REQ_LEN, EXT_REPORT_REQ_LEN, REPORT_REQ_LEN, RESP_LEN, SNP_GET_DERIVED_KEY,
+    SNP_GET_EXT_REPORT, SNP_GET_REPORT, encode_ext_report_req, ext_report_req_certs_len,
 };
 use super::tdx_guest::{TDX_CMD_GET_REPORT0, TDX_REPORT_REQ_LEN};
 
@@ -57,8 +57,9 @@ fn snp_request(
     // SAFETY: `arg` is a live, correctly laid out snp_guest_request_ioctl (size asserted above).
     // Its req_data points at `req`, which is at least as long as the request struct the ioctl
     // reads (and, for the extended report, writes back); callers pass arrays of exactly
-    // REPORT_REQ_LEN / EXT_REPORT_REQ_LEN. resp_data points at `resp`, RESP_LEN bytes, the size
-    // of snp_report_resp that the kernel writes. All three borrows outlive the call.
+    // REPORT_REQ_LEN / EXT_REPORT_REQ_LEN / DERIVED_KEY_REQ_LEN. resp_data points at `resp`,
+    // RESP_LEN bytes, at least the size of the response struct (snp_report_resp, 4000;
+    // snp_derived_key_resp, 64) that the kernel writes. All three borrows outlive the call.
     let rc = unsafe {
         libc::ioctl(
             file.as_raw_fd(),
@@ -85,6 +86,17 @@ pub(crate) fn snp_get_report(
     // The kernel only reads the request; a copy keeps `req` immutable for the caller.
     let mut req = *req;
     snp_request(file, SNP_GET_REPORT, &mut req, resp)
+}
+
+/// SNP_GET_DERIVED_KEY with an encoded `snp_derived_key_req`; the kernel writes the 64-byte
+/// `snp_derived_key_resp` at the start of `resp`.
+pub(crate) fn snp_get_derived_key(
+    file: &File,
+    req: &[u8; DERIVED_KEY_REQ_LEN],
+    resp: &mut [u8; RESP_LEN],
+) -> GuestRequestOutcome {
+    let mut req = *req;
+    snp_request(file, SNP_GET_DERIVED_KEY, &mut req, resp)
 }
 
 /// SNP_GET_EXT_REPORT with the certificate table written into `certs`.

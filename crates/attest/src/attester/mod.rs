@@ -24,6 +24,7 @@ mod simulated;
 pub mod tdx_guest;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::dcap::to_pem_string;
 use crate::evidence::Inputs;
@@ -51,6 +52,15 @@ pub trait Attester: Send + Sync + std::fmt::Debug {
 
     /// Evidence binding `report_data` (the REPORTDATA of a quote, REPORT_DATA of an SNP report).
     fn evidence(&self, report_data: &[u8; 64]) -> Result<Evidence, AttesterError>;
+
+    /// A secret only this TEE, running this software, can derive: the root of a sealing key.
+    /// By default the mechanism has none.
+    fn sealing_key(&self) -> Result<Zeroizing<Vec<u8>>, AttesterError> {
+        Err(AttesterError::NoSealingKey {
+            mechanism: self.kind().as_str(),
+            hint: "run on SEV-SNP (/dev/sev-guest) or in a Gramine SGX enclave",
+        })
+    }
 }
 
 /// The mechanism an attester uses to obtain evidence.

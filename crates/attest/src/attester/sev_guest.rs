@@ -10,6 +10,7 @@ use super::error::{AttesterError, io_error};
 use super::ioctl::{self, GuestRequestOutcome, iowr};
 use super::{Attester, AttesterKind, AuxBlob, AuxKind, Evidence};
 use crate::TeeKind;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// The device, relative to the root.
 pub(crate) const SEV_GUEST: &str = "dev/sev-guest";
@@ -29,6 +30,14 @@ pub const REPORT_LEN: usize = 1184;
 pub const SNP_GET_REPORT: u64 = iowr(b'S', 0, 32);
 /// `SNP_GET_EXT_REPORT`.
 pub const SNP_GET_EXT_REPORT: u64 = iowr(b'S', 2, 32);
+/// `SNP_GET_DERIVED_KEY`.
+pub const SNP_GET_DERIVED_KEY: u64 = iowr(b'S', 1, 32);
+/// `sizeof(struct snp_derived_key_req)`: root key select (u32), reserved (u32), guest field
+/// select (u64), VMPL (u32), guest SVN (u32), TCB version (u64).
+pub const DERIVED_KEY_REQ_LEN: usize = 32;
+/// GUEST_FIELD_SELECT for sealing: the guest policy (bit 0) and the launch measurement
+/// (bit 3), so only this exact guest image under this policy derives the key.
+pub const SEALING_FIELDS: u64 = 1 | 1 << 3;
 /// `SNP_GUEST_VMM_ERR_INVALID_LEN`: the certificate buffer is too small.
 pub const VMM_ERR_INVALID_LEN: u32 = 1;
 /// `SNP_GUEST_VMM_ERR_BUSY`: the hypervisor is throttling guest requests.
@@ -49,6 +58,35 @@ pub fn encode_report_req(report_data: &[u8; 64], vmpl: u32) -> [u8; REPORT_REQ_L
     req[..64].copy_from_slice(report_data);
     req[64..68].copy_from_slice(&vmpl.to_ne_bytes());
     req
+}
+
+/// Encode `struct snp_derived_key_req` for a key rooted in the VCEK (root key select 0),
+/// mixing in `guest_field_select`, at `vmpl`.
+pub fn encode_derived_key_req(vmpl: u32, guest_field_select: u64) -> [u8; DERIVED_KEY_REQ_LEN] {
+    let mut req = [0u8; DERIVED_KEY_REQ_LEN];
+    req[8..16].copy_from_slice(&guest_field_select.to_ne_bytes());
+    req[16..20].copy_from_slice(&vmpl.to_ne_bytes());
+    req
+}
+
+/// The 32-byte key of a MSG_KEY_RSP: status (u32) at 0, the key at 0x20.
+pub fn decode_derived_key_resp(resp: &[u8]) -> Result<Zeroizing<Vec<u8>>, AttesterError> {
+    let status = resp
+        .get(..4)
+        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+        .map(u32::from_le_bytes);
+    let key = resp.get(0x20..0x40);
+    match (status, key) {
+        (Some(0), Some(key)) => Ok(Zeroizing::new(key.to_vec())),
+        (Some(status), Some(_)) => Err(AttesterError::Malformed {
+            what: "MSG_KEY_RSP",
+            reason: format!("the firmware refused the key request with status {status:#x}"),
+        }),
+        _ => Err(AttesterError::Malformed {
+            what: "MSG_KEY_RSP",
+            reason: format!("{} bytes, expected at least 64", resp.len()),
+        }),
+    }
 }
 
 /// Encode `struct snp_ext_report_req`: a report request plus where the kernel should copy the
@@ -214,6 +252,19 @@ impl SevGuest {
         decode_report_resp(resp.as_slice())
     }
 
+    /// A key derived by the SNP firmware from the chip's VCEK secret, this guest's launch
+    /// measurement and policy (SNP_GET_DERIVED_KEY), at this attester's VMPL.
+    fn derived_key(&self) -> Result<Zeroizing<Vec<u8>>, AttesterError> {
+        let file = open_device(&self.device())?;
+        let mut resp = Box::new([0u8; RESP_LEN]);
+        let req = encode_derived_key_req(self.vmpl, SEALING_FIELDS);
+        let outcome = ioctl::snp_get_derived_key(&file, &req, &mut resp);
+        let key = check(&self.device(), "SNP_GET_DERIVED_KEY", outcome)
+            .and_then(|()| decode_derived_key_resp(resp.as_slice()));
+        resp.zeroize();
+        key
+    }
+
     fn ext_report(
         &self,
         file: &File,
@@ -309,6 +360,10 @@ impl Attester for SevGuest {
             bytes,
             aux,
         })
+    }
+
+    fn sealing_key(&self) -> Result<Zeroizing<Vec<u8>>, AttesterError> {
+        self.derived_key()
     }
 }
 

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use attest::TeeKind;
 use attest::attester::sev_guest::{
-    REPORT_LEN, RESP_LEN, cert_table_len, decode_report_resp, encode_report_req,
+    REPORT_LEN, RESP_LEN, SEALING_FIELDS, cert_table_len, decode_derived_key_resp,
+    decode_report_resp, encode_derived_key_req, encode_report_req,
 };
 use attest::attester::{
     Attester, AttesterError, AttesterKind, AuxKind, ConfigfsTsm, Gramine, ProbeOutcome, SevGuest,
@@ -605,6 +606,64 @@ fn attester_sev_guest_request_encoding() {
     assert!(
         req[68..].iter().all(|&b| b == 0),
         "reserved bytes must be zero"
+    );
+}
+
+#[test]
+fn attester_sev_guest_derived_key_encodings() {
+    let req = encode_derived_key_req(2, SEALING_FIELDS);
+    assert_eq!(req.len(), 32);
+    assert_eq!(req[..8], [0; 8], "VCEK root key, reserved");
+    assert_eq!(
+        u64::from_le_bytes(req[8..16].try_into().unwrap()),
+        0b1001,
+        "guest policy and measurement"
+    );
+    assert_eq!(u32::from_le_bytes(req[16..20].try_into().unwrap()), 2);
+    assert_eq!(req[20..], [0; 12], "no guest SVN or TCB version mixed in");
+
+    let mut resp = vec![0u8; 64];
+    resp[0x20..].copy_from_slice(&[7; 32]);
+    assert_eq!(*decode_derived_key_resp(&resp).unwrap(), vec![7; 32]);
+    resp[0] = 0x16;
+    let err = decode_derived_key_resp(&resp).unwrap_err();
+    assert!(err.to_string().contains("0x16"), "{err}");
+    assert!(matches!(
+        decode_derived_key_resp(&resp[..40]),
+        Err(AttesterError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn attester_sealing_keys_come_only_from_tees_that_have_them() {
+    let tree = gramine_tree("dcap");
+    let gramine = Gramine::new(tree.root());
+    let err = gramine.sealing_key().unwrap_err();
+    assert!(matches!(err, AttesterError::Missing { .. }), "{err:?}");
+    tree.file("dev/attestation/keys/_sgx_mrsigner", &[9; 16]);
+    assert_eq!(*gramine.sealing_key().unwrap(), vec![9; 16]);
+    tree.file("dev/attestation/keys/_sgx_mrsigner", &[9; 15]);
+    assert!(matches!(
+        gramine.sealing_key(),
+        Err(AttesterError::Malformed { .. })
+    ));
+
+    let tdx = ConfigfsTsm::new(tree.root(), TeeKind::Tdx).sealing_key();
+    assert!(
+        matches!(
+            &tdx,
+            Err(AttesterError::NoSealingKey {
+                mechanism: "TDX",
+                ..
+            })
+        ),
+        "{tdx:?}"
+    );
+    // An SNP guest derives its key through /dev/sev-guest, which this tree lacks.
+    let snp = ConfigfsTsm::new(tree.root(), TeeKind::Snp).sealing_key();
+    assert!(
+        matches!(&snp, Err(AttesterError::Missing { path, .. }) if path.ends_with("dev/sev-guest")),
+        "{snp:?}"
     );
 }
 
