@@ -45,6 +45,7 @@ pub(crate) fn serve_child(dir: &Path) -> Result<()> {
             simulation: true,
             sim_dir: dir.join("sim"),
             sim_tee: TeeKind::Sgx,
+            platform_root: "/".into(),
         };
         let running = coordinator::serve(&config, "127.0.0.1:0".parse()?).await?;
         println!("{}", running.addr);

@@ -37,18 +37,17 @@ pub struct Config {
     pub sim_dir: PathBuf,
     /// The TEE the simulated coordinator runs in.
     pub sim_tee: TeeKind,
+    /// Where the TEE's interfaces are found without simulation (production: `/`).
+    pub platform_root: PathBuf,
 }
 
 /// Why the coordinator cannot start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// No TEE sealing key is available.
-    #[error(
-        "no sealing key: this build seals state only on a simulated platform; run with \
-         --simulation on a machine without a TEE"
-    )]
-    NoSealingKey,
+    /// This machine offers no TEE, or none with a sealing key.
+    #[error("this machine cannot host a coordinator (`--simulation` runs one on a simulated TEE)")]
+    Platform(#[source] attest::attester::AttesterError),
     /// The simulated platform could not be opened.
     #[error("simulated platform: {0}")]
     Simulation(#[from] attest::sim::SimError),
@@ -136,6 +135,62 @@ fn compile_kbs_policy(
         .transpose()
 }
 
+/// What a coordinator runs on: its attester, sealing key and trust anchors.
+struct Platform {
+    attester: Box<dyn Attester>,
+    sealer: Sealer,
+    verifiers: Verifiers,
+    /// The simulated platform, when simulating.
+    sim: Option<Arc<SimPlatform>>,
+}
+
+impl Platform {
+    /// A simulated TEE: evidence and sealing from the shared simulated platform's keys.
+    fn simulated(config: &Config, now: OffsetDateTime) -> Result<Self, StartError> {
+        let platform = SimPlatform::open(&config.sim_dir, now)?;
+        let sealer = Sealer::derive(platform.sealing_seed().as_ref(), SealSource::Simulation)?;
+        tracing::warn!(
+            "SIMULATION: state is sealed under a key derived from the simulated platform in {}; \
+             it protects nothing from the host",
+            platform.dir().display()
+        );
+        let (dcap, snp) = platform.anchors(now)?;
+        let attester = SimulatedAttester::on_platform(config.sim_tee, &platform, now)?
+            .with_measurements(simulated_coordinator());
+        Ok(Self {
+            attester: Box::new(attester),
+            sealer,
+            verifiers: Verifiers::with_anchors(dcap, snp),
+            sim: Some(Arc::new(platform)),
+        })
+    }
+
+    /// The TEE this machine has, found under `root`, sealing with the key it derives and
+    /// verifying evidence under Intel's and AMD's roots.
+    fn hardware(root: &std::path::Path) -> Result<Self, StartError> {
+        let attester = attest::attester::detect(root)
+            .attester()
+            .map_err(StartError::Platform)?;
+        let seed = attester.sealing_key().map_err(StartError::Platform)?;
+        let sealer = Sealer::derive(&seed, SealSource::Tee(attester.tee()))?;
+        tracing::info!(
+            "running on {} through {}; {}",
+            attester.tee(),
+            attester.kind().as_str(),
+            sealer.source().describe()
+        );
+        Ok(Self {
+            attester,
+            sealer,
+            verifiers: Verifiers::with_anchors(
+                attest::TrustAnchor::intel(),
+                attest::TrustAnchor::amd(),
+            ),
+            sim: None,
+        })
+    }
+}
+
 /// A running coordinator's state.
 pub struct Coordinator {
     pub(crate) ca: Ca,
@@ -174,20 +229,14 @@ fn counter_record(workload: &str) -> String {
 impl Coordinator {
     /// Start: unseal the state (or create it), attest, and be ready for requests.
     pub async fn start(config: &Config) -> Result<Arc<Self>, StartError> {
-        if !config.simulation {
-            return Err(StartError::NoSealingKey);
-        }
         let now = OffsetDateTime::now_utc();
-        let platform = SimPlatform::open(&config.sim_dir, now)?;
-        let sealer = Arc::new(Sealer::derive(
-            platform.sealing_seed().as_ref(),
-            SealSource::Simulation,
-        )?);
-        tracing::warn!(
-            "SIMULATION: state is sealed under a key derived from the simulated platform in {}; \
-             it protects nothing from the host",
-            platform.dir().display()
-        );
+        let platform = if config.simulation {
+            Platform::simulated(config, now)?
+        } else {
+            Platform::hardware(&config.platform_root)?
+        };
+        let sealing = platform.sealer.source().describe();
+        let sealer = Arc::new(platform.sealer);
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -210,18 +259,15 @@ impl Coordinator {
                 ca
             }
         };
-        let (dcap, snp) = platform.anchors(now)?;
-        let attester = SimulatedAttester::on_platform(config.sim_tee, &platform, now)?
-            .with_measurements(simulated_coordinator());
         let deployment = load_deployment(&store)?;
-        let broker = crate::broker::Broker::open(&store, Some(Arc::new(platform))).await?;
+        let broker = crate::broker::Broker::open(&store, platform.sim).await?;
         let coordinator = Self {
             ca,
             store,
-            simulation: true,
-            sealing: SealSource::Simulation.describe(),
-            verifiers: Verifiers::with_anchors(dcap, snp),
-            attester: Box::new(attester),
+            simulation: config.simulation,
+            sealing,
+            verifiers: platform.verifiers,
+            attester: platform.attester,
             deployment: ArcSwapOption::from(deployment.map(Arc::new)),
             cached_attestation: ArcSwap::from_pointee(api::EvidenceBundle::default()),
             broker,

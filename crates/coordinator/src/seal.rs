@@ -29,6 +29,9 @@ pub enum SealError {
 pub enum SealSource {
     /// Derived from the simulated platform's saved keys: protects nothing from the host.
     Simulation,
+    /// Derived from a key the TEE itself derives for this software (SNP's derived key over
+    /// measurement and policy; Gramine's MRSIGNER key on SGX).
+    Tee(attest::TeeKind),
 }
 
 impl SealSource {
@@ -39,6 +42,14 @@ impl SealSource {
                 "SIMULATION: AES-256-GCM under a key derived from the simulated platform's files \
                  (not protected by hardware)"
             }
+            Self::Tee(attest::TeeKind::Snp) => {
+                "AES-256-GCM under a key the SEV-SNP firmware derives from the chip secret, this \
+                 guest's launch measurement and policy"
+            }
+            Self::Tee(attest::TeeKind::Sgx) => {
+                "AES-256-GCM under the enclave's MRSIGNER sealing key (EGETKEY through Gramine)"
+            }
+            Self::Tee(_) => "AES-256-GCM under a key the TEE derives for this software",
         }
     }
 }

@@ -144,3 +144,80 @@ async fn a_rewritten_audit_entry_breaks_the_chain() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Start a coordinator, retrying while a previous instance's writer thread lets go of the file.
+async fn start_retrying(
+    config: &coordinator::Config,
+) -> Result<Arc<coordinator::Coordinator>, coordinator::StartError> {
+    let start = Instant::now();
+    loop {
+        match coordinator::Coordinator::start(config).await {
+            Err(coordinator::StartError::Store(StoreError::Database(_)))
+                if start.elapsed() < Duration::from_secs(5) =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_simulation_the_tees_own_key_seals_the_state() {
+    let dir = scratch("tee");
+    let root = dir.join("root");
+    let gramine = root.join("dev/attestation");
+    std::fs::create_dir_all(gramine.join("keys")).unwrap();
+    std::fs::write(gramine.join("attestation_type"), "dcap").unwrap();
+    std::fs::write(gramine.join("user_report_data"), "").unwrap();
+    std::fs::write(gramine.join("quote"), "SGX-QUOTE").unwrap();
+    let config = coordinator::Config {
+        data_dir: dir.join("data"),
+        dns_names: vec![],
+        simulation: false,
+        sim_dir: dir.join("sim"),
+        sim_tee: attest::TeeKind::Sgx,
+        platform_root: root.clone(),
+    };
+
+    // A Gramine enclave without its key file cannot host a coordinator.
+    let err = start_retrying(&config).await.unwrap_err();
+    assert!(
+        matches!(err, coordinator::StartError::Platform(_)),
+        "{err:?}"
+    );
+
+    std::fs::write(gramine.join("keys/_sgx_mrsigner"), [7u8; 16]).unwrap();
+    let first = start_retrying(&config).await.unwrap();
+    let status = first.status();
+    assert!(!status.simulation);
+    assert!(status.sealing.contains("MRSIGNER"), "{}", status.sealing);
+    assert!(
+        !config.sim_dir.exists(),
+        "no simulated platform was created"
+    );
+    let root_ca = first.root_der().to_vec();
+    drop(first);
+
+    let again = start_retrying(&config).await.unwrap();
+    assert_eq!(
+        again.root_der(),
+        root_ca,
+        "the same key reopens the same CA"
+    );
+    drop(again);
+
+    // Another enclave signer's key does not open the state.
+    std::fs::write(gramine.join("keys/_sgx_mrsigner"), [8u8; 16]).unwrap();
+    let err = start_retrying(&config).await.unwrap_err();
+    assert!(err.to_string().contains("another platform"), "{err}");
+
+    // Nothing at all: no TEE, and the error says how to run without one.
+    let bare = coordinator::Config {
+        platform_root: dir.join("empty"),
+        data_dir: dir.join("data2"),
+        ..config
+    };
+    let err = start_retrying(&bare).await.unwrap_err();
+    assert!(err.to_string().contains("--simulation"), "{err}");
+}

@@ -34,6 +34,7 @@ async fn coordinator_in(dir: PathBuf, sim: &std::path::Path) -> Setup {
         simulation: true,
         sim_dir: sim.to_path_buf(),
         sim_tee: TeeKind::Sgx,
+        platform_root: "/".into(),
     };
     let running = coordinator::serve(&config, "127.0.0.1:0".parse().unwrap())
         .await

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use attest::TeeKind;
 use clap::{Args, Subcommand};
 
@@ -51,12 +51,6 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    if !args.simulation {
-        bail!(
-            "this build seals state only on a simulated platform and this machine offers no TEE \
-             sealing key; run `cloister coordinator serve --simulation` to try cloister without a TEE"
-        );
-    }
     let config = coordinator::Config {
         data_dir: args.data_dir,
         dns_names: args.dns_names,
@@ -65,13 +59,16 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
             .sim_dir
             .unwrap_or_else(attest::sim::SimPlatform::default_dir),
         sim_tee: args.sim_tee,
+        platform_root: "/".into(),
     };
     runtime()?.block_on(async {
         let running = coordinator::serve(&config, args.listen).await?;
-        eprintln!(
-            "SIMULATION: the coordinator runs on a simulated {} platform and accepts simulated evidence",
-            config.sim_tee
-        );
+        if config.simulation {
+            eprintln!(
+                "SIMULATION: the coordinator runs on a simulated {} platform and accepts simulated evidence",
+                config.sim_tee
+            );
+        }
         outln!("listening on https://{}", running.addr);
         running.wait().await;
         Ok(ExitCode::SUCCESS)
