@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -31,22 +31,60 @@ impl PeerCert {
 
 type AppState = Arc<Coordinator>;
 
+/// One served operation: method, path (below its prefix) and handler. Routers are built from
+/// these tables, and [`served_operations`] lists them for the check against the OpenAPI document.
+pub(crate) type Operation = (Method, &'static str, MethodRouter<AppState>);
+
+fn v1_operations() -> Vec<Operation> {
+    vec![
+        (Method::GET, "/status", get(status)),
+        (Method::GET, "/health", get(health)),
+        (Method::GET, "/attestation", get(attestation)),
+        (Method::GET, "/manifest", get(get_manifest)),
+        (Method::POST, "/manifest", post(set_manifest)),
+        (Method::GET, "/certificates/{which}", get(certificate)),
+        (Method::GET, "/secrets", get(get_secrets)),
+        (Method::POST, "/secrets", post(set_secrets)),
+        (Method::GET, "/audit", get(audit)),
+        (Method::POST, "/activate", post(activate)),
+        (Method::GET, "/openapi.json", get(openapi)),
+    ]
+}
+
+fn root_operations() -> Vec<Operation> {
+    vec![(Method::GET, "/metrics", get(metrics))]
+}
+
+/// A router serving `operations` (operations on one path merge).
+pub(crate) fn router_of(operations: Vec<Operation>) -> Router<AppState> {
+    operations
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| {
+            router.route(path, handler)
+        })
+}
+
+/// Every operation the coordinator serves, as (method, full path).
+pub fn served_operations() -> Vec<(Method, String)> {
+    [
+        ("", root_operations()),
+        (api::PREFIX, v1_operations()),
+        (kbs::PREFIX, crate::kbs_http::operations()),
+    ]
+    .into_iter()
+    .flat_map(|(prefix, operations)| {
+        operations
+            .into_iter()
+            .map(move |(method, path, _)| (method, format!("{prefix}{path}")))
+    })
+    .collect()
+}
+
 /// The routes.
 pub fn router(coordinator: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/status", get(status))
-        .route("/health", get(health))
-        .route("/attestation", get(attestation))
-        .route("/manifest", get(get_manifest).post(set_manifest))
-        .route("/certificates/{which}", get(certificate))
-        .route("/secrets", get(get_secrets).post(set_secrets))
-        .route("/audit", get(audit))
-        .route("/activate", post(activate))
-        .route("/openapi.json", get(openapi));
-    Router::new()
-        .nest(api::PREFIX, v1)
+    router_of(root_operations())
+        .nest(api::PREFIX, router_of(v1_operations()))
         .nest(kbs::PREFIX, crate::kbs_http::router())
-        .route("/metrics", get(metrics))
         .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_string()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(

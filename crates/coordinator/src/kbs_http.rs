@@ -5,13 +5,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use kbs::KbsError;
 
 use crate::core::Coordinator;
-use crate::http::PeerCert;
+use crate::http::{Operation, PeerCert, router_of};
 
 type AppState = Arc<Coordinator>;
 
@@ -36,22 +36,34 @@ impl IntoResponse for Failure {
 
 type Result<T> = std::result::Result<T, Failure>;
 
-/// The routes, nested at `/kbs/v0`.
+/// The operations, below `/kbs/v0`.
+pub(crate) fn operations() -> Vec<Operation> {
+    const RESOURCE: &str = "/resource/{repo}/{kind}/{tag}";
+    vec![
+        (Method::POST, "/auth", post(auth)),
+        (Method::POST, "/attest", post(attest)),
+        (Method::GET, RESOURCE, get(get_resource)),
+        (Method::POST, RESOURCE, post(set_resource)),
+        (Method::DELETE, RESOURCE, delete(delete_resource)),
+        (Method::POST, "/resource-policy", post(set_resource_policy)),
+        (Method::GET, "/resource-policy", get(get_resource_policy)),
+        (
+            Method::POST,
+            "/attestation-policy",
+            post(set_attestation_policy),
+        ),
+        (Method::POST, "/reference-value", post(set_reference_value)),
+        (
+            Method::GET,
+            "/reference-value/{name}",
+            get(get_reference_value),
+        ),
+    ]
+}
+
+/// The routes, nested at `/kbs/v0`, with CoCo's errors for anything else.
 pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth", post(auth))
-        .route("/attest", post(attest))
-        .route(
-            "/resource/{repo}/{kind}/{tag}",
-            get(get_resource).post(set_resource).delete(delete_resource),
-        )
-        .route(
-            "/resource-policy",
-            post(set_resource_policy).get(get_resource_policy),
-        )
-        .route("/attestation-policy", post(set_attestation_policy))
-        .route("/reference-value", post(set_reference_value))
-        .route("/reference-value/{name}", get(get_reference_value))
+    router_of(operations())
         .fallback(|uri: axum::http::Uri| async move {
             Failure(KbsError::InvalidPath(uri.path().to_string()))
         })

@@ -221,3 +221,34 @@ async fn without_simulation_the_tees_own_key_seals_the_state() {
     let err = start_retrying(&bare).await.unwrap_err();
     assert!(err.to_string().contains("--simulation"), "{err}");
 }
+
+#[test]
+fn the_openapi_document_lists_exactly_the_served_operations() {
+    let doc: serde_json::Value = serde_json::from_str(coordinator::OPENAPI).unwrap();
+    let documented: std::collections::BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let served: std::collections::BTreeSet<(String, String)> =
+        coordinator::http::served_operations()
+            .into_iter()
+            .map(|(method, path)| (method.to_string(), path))
+            .collect();
+    assert_eq!(
+        served.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "served but not documented"
+    );
+    assert_eq!(
+        documented.difference(&served).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not served"
+    );
+}
