@@ -209,6 +209,17 @@ fn coco_quote(
     })
 }
 
+/// The DCAP quote inside `evidence` (raw, CoCo's `sgx`/`tdx` JSON, or Azure TDX vTPM
+/// evidence), whose collateral verification will need; `None` for evidence that needs none.
+pub fn dcap_quote(evidence: &[u8], hint: Option<TeeKind>) -> Result<Option<Vec<u8>>, VerifyError> {
+    let detected = detect(evidence, hint)?;
+    Ok(match detected.tee {
+        TeeKind::Sgx | TeeKind::Tdx => Some(detected.payload),
+        TeeKind::AzTdxVtpm => azure::VtpmEvidence::parse(&detected.payload)?.td_quote,
+        _ => None,
+    })
+}
+
 /// What verification needs besides the evidence itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inputs {

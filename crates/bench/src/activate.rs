@@ -46,6 +46,8 @@ pub(crate) fn serve_child(dir: &Path) -> Result<()> {
             sim_dir: dir.join("sim"),
             sim_tee: TeeKind::Sgx,
             platform_root: "/".into(),
+            pcs_url: pcs::INTEL_PCS.into(),
+            pcs_roots: vec![],
         };
         let running = coordinator::serve(&config, "127.0.0.1:0".parse()?).await?;
         println!("{}", running.addr);

@@ -3,14 +3,13 @@
 //! the protocol itself is the `kbs` crate's.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use attest::Claims;
 use attest::crypto::sha256;
 use attest::evidence::Inputs;
-use attest::sim::SimPlatform;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use kbs::policy::{AttestationPolicy, EarStatus, ResourcePolicy, Trust};
@@ -26,8 +25,6 @@ use crate::store::{AuditEvent, Change};
 
 /// How long sessions and tokens live (CoCo: 5 minutes).
 const LIFETIME: Duration = Duration::from_secs(300);
-/// How long a simulated platform's generated collateral is reused.
-const COLLATERAL_REUSE: Duration = Duration::from_secs(600);
 /// CoCo's default resource policy: anything but the sample attester.
 const DEFAULT_POLICY: &str = "package policy\nimport rego.v1\ndefault allow = false\nallow if {\n  not input.submods.cpu0[\"ear.veraison.annotated-evidence\"].sample\n}\n";
 
@@ -61,13 +58,7 @@ pub struct Broker {
     reference_values: ArcSwap<serde_json::Map<String, Value>>,
     /// Serializes registrations, so that concurrent ones merge rather than overwrite.
     reference_writes: tokio::sync::Mutex<()>,
-    sim: Option<Arc<SimPlatform>>,
-    /// Generated simulated collateral, by TDX (true) or SGX (false), with when it was made.
-    collateral: Mutex<HashMap<bool, Generated>>,
 }
-
-/// Collateral generated at an instant.
-type Generated = (Instant, Arc<Vec<u8>>);
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,10 +68,7 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// Restore (or create) the broker's state from the store.
-    pub(crate) async fn open(
-        store: &crate::store::Store,
-        sim: Option<Arc<SimPlatform>>,
-    ) -> Result<Self, crate::core::StartError> {
+    pub(crate) async fn open(store: &crate::store::Store) -> Result<Self, crate::core::StartError> {
         let key = match store.get(TOKEN_KEY_RECORD)? {
             Some(key) => key,
             None => {
@@ -134,8 +122,6 @@ impl Broker {
             resources: RwLock::new(resources),
             reference_values: ArcSwap::from_pointee(reference_values),
             reference_writes: tokio::sync::Mutex::new(()),
-            sim,
-            collateral: Mutex::new(HashMap::new()),
         })
     }
 
@@ -220,7 +206,8 @@ impl Broker {
                 evidence,
                 &digest,
                 init_data.as_ref(),
-            )?
+            )
+            .await?
         };
         let mut runtime_data = json!({ "nonce": nonce, "tee-pubkey": runtime.tee_pubkey });
         if !additional.is_empty() {
@@ -308,7 +295,7 @@ impl Broker {
         Ok((claims, package, true))
     }
 
-    fn appraise_hardware(
+    async fn appraise_hardware(
         &self,
         coordinator: &Coordinator,
         deployment: &Deployment,
@@ -327,8 +314,12 @@ impl Broker {
             nonce: matches!(tee, Tee::AzSnpVtpm | Tee::AzTdxVtpm).then(|| digest.to_vec()),
             ..Inputs::default()
         };
-        if matches!(kind, attest::TeeKind::Sgx | attest::TeeKind::Tdx) {
-            let json = self.collateral(kind == attest::TeeKind::Tdx)?;
+        if let Some(json) = coordinator
+            .collateral()
+            .for_evidence(&bytes, Some(kind))
+            .await
+            .map_err(|e| KbsError::Attestation(e.to_string()))?
+        {
             inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
         }
         let (_, claims) = coordinator
@@ -359,33 +350,6 @@ impl Broker {
             "the evidence matches no package ({})",
             refusals.join("; ")
         )))
-    }
-
-    /// DCAP collateral for the evidence: a simulated platform issues its own.
-    fn collateral(&self, tdx: bool) -> Result<Arc<Vec<u8>>, KbsError> {
-        let sim = self.sim.as_ref().ok_or_else(|| {
-            KbsError::Attestation(
-                "no DCAP collateral source is configured for hardware evidence".into(),
-            )
-        })?;
-        let mut cache = self.collateral.lock().map_err(|_| internal("lock"))?;
-        if let Some((at, json)) = cache.get(&tdx)
-            && at.elapsed() < COLLATERAL_REUSE
-        {
-            return Ok(Arc::clone(json));
-        }
-        let collateral = sim
-            .intel()
-            .collateral(tdx, attest::TcbStatus::UpToDate, OffsetDateTime::now_utc())
-            .map_err(internal)?;
-        let json = Arc::new(
-            collateral
-                .to_combined_json()
-                .map_err(internal)?
-                .into_bytes(),
-        );
-        cache.insert(tdx, (Instant::now(), Arc::clone(&json)));
-        Ok(json)
     }
 
     /// `GET /resource/<path>`: the resource encrypted to the attested TEE key.

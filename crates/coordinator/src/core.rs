@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::ca::Ca;
+use crate::collateral::CollateralSource;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::seal::{SealSource, Sealer};
@@ -39,6 +40,10 @@ pub struct Config {
     pub sim_tee: TeeKind,
     /// Where the TEE's interfaces are found without simulation (production: `/`).
     pub platform_root: PathBuf,
+    /// Where DCAP collateral comes from without simulation: Intel's PCS or a PCCS.
+    pub pcs_url: String,
+    /// Extra CA certificates (DER) to trust for the PCS/PCCS's HTTPS (a PCCS's own CA).
+    pub pcs_roots: Vec<Vec<u8>>,
 }
 
 /// Why the coordinator cannot start.
@@ -48,6 +53,9 @@ pub enum StartError {
     /// This machine offers no TEE, or none with a sealing key.
     #[error("this machine cannot host a coordinator (`--simulation` runs one on a simulated TEE)")]
     Platform(#[source] attest::attester::AttesterError),
+    /// The PCS/PCCS client could not be set up.
+    #[error(transparent)]
+    Pcs(#[from] pcs::PcsError),
     /// The simulated platform could not be opened.
     #[error("simulated platform: {0}")]
     Simulation(#[from] attest::sim::SimError),
@@ -140,8 +148,7 @@ struct Platform {
     attester: Box<dyn Attester>,
     sealer: Sealer,
     verifiers: Verifiers,
-    /// The simulated platform, when simulating.
-    sim: Option<Arc<SimPlatform>>,
+    collateral: CollateralSource,
 }
 
 impl Platform {
@@ -161,13 +168,14 @@ impl Platform {
             attester: Box::new(attester),
             sealer,
             verifiers: Verifiers::with_anchors(dcap, snp),
-            sim: Some(Arc::new(platform)),
+            collateral: CollateralSource::simulated(Arc::new(platform)),
         })
     }
 
     /// The TEE this machine has, found under `root`, sealing with the key it derives and
     /// verifying evidence under Intel's and AMD's roots.
-    fn hardware(root: &std::path::Path) -> Result<Self, StartError> {
+    fn hardware(config: &Config) -> Result<Self, StartError> {
+        let root = &config.platform_root;
         let attester = attest::attester::detect(root)
             .attester()
             .map_err(StartError::Platform)?;
@@ -186,7 +194,10 @@ impl Platform {
                 attest::TrustAnchor::intel(),
                 attest::TrustAnchor::amd(),
             ),
-            sim: None,
+            collateral: CollateralSource::Pcs(pcs::PcsClient::new(
+                &config.pcs_url,
+                &config.pcs_roots,
+            )?),
         })
     }
 }
@@ -198,6 +209,7 @@ pub struct Coordinator {
     simulation: bool,
     sealing: &'static str,
     verifiers: Verifiers,
+    collateral: CollateralSource,
     attester: Box<dyn Attester>,
     deployment: ArcSwapOption<Deployment>,
     /// Evidence over the root and current manifest with no nonce, refreshed on manifest set.
@@ -233,7 +245,7 @@ impl Coordinator {
         let platform = if config.simulation {
             Platform::simulated(config, now)?
         } else {
-            Platform::hardware(&config.platform_root)?
+            Platform::hardware(config)?
         };
         let sealing = platform.sealer.source().describe();
         let sealer = Arc::new(platform.sealer);
@@ -260,13 +272,14 @@ impl Coordinator {
             }
         };
         let deployment = load_deployment(&store)?;
-        let broker = crate::broker::Broker::open(&store, platform.sim).await?;
+        let broker = crate::broker::Broker::open(&store).await?;
         let coordinator = Self {
             ca,
             store,
             simulation: config.simulation,
             sealing,
             verifiers: platform.verifiers,
+            collateral: platform.collateral,
             attester: platform.attester,
             deployment: ArcSwapOption::from(deployment.map(Arc::new)),
             cached_attestation: ArcSwap::from_pointee(api::EvidenceBundle::default()),
@@ -302,6 +315,11 @@ impl Coordinator {
     /// The evidence verifiers.
     pub(crate) fn verifiers(&self) -> &Verifiers {
         &self.verifiers
+    }
+
+    /// Where DCAP collateral comes from for evidence that arrives without it.
+    pub(crate) fn collateral(&self) -> &CollateralSource {
+        &self.collateral
     }
 
     /// Commit a state change durably.
@@ -569,10 +587,19 @@ impl Coordinator {
             .ok_or_else(|| ApiError::UnknownWorkload(request.workload.clone()))?;
         let peer = peer.ok_or(ApiError::NoClientCertificate)?;
         let spki = spki_of(peer).ok_or(ApiError::NoClientCertificate)?;
-        let (evidence, inputs) = request
+        let (evidence, mut inputs) = request
             .evidence
             .decode()
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if inputs.collateral.is_empty()
+            && let Some(json) = self
+                .collateral
+                .for_evidence(&evidence, inputs.tee)
+                .await
+                .map_err(ApiError::from_collateral)?
+        {
+            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
+        }
         let now = OffsetDateTime::now_utc();
         let (_, claims) = self
             .verifiers

@@ -49,6 +49,9 @@ pub enum ApiError {
     /// The evidence did not verify.
     #[error("the evidence was rejected: {0}")]
     EvidenceRejected(#[source] attest::evidence::VerifyError),
+    /// DCAP collateral for the evidence could not be had (PCS/PCCS down or unaware of it).
+    #[error("no collateral to verify the evidence with: {0}")]
+    CollateralUnavailable(#[source] crate::collateral::CollateralError),
     /// The evidence binds another key than the TLS client key.
     #[error(
         "the evidence is not bound to the TLS client key: its report data must start with \
@@ -137,6 +140,11 @@ impl ApiError {
                 "No client certificate",
             ),
             Self::EvidenceRejected(_) => (S::FORBIDDEN, "evidence-rejected", "Evidence rejected"),
+            Self::CollateralUnavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "collateral-unavailable",
+                "Collateral unavailable",
+            ),
             Self::EvidenceNotBound => (
                 S::FORBIDDEN,
                 "evidence-not-bound",
@@ -153,6 +161,15 @@ impl ApiError {
             Self::UnknownSecret(_) => (S::NOT_FOUND, "unknown-secret", "Unknown secret"),
             Self::InvalidSecret { .. } => (S::BAD_REQUEST, "invalid-secret", "Invalid secret"),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+        }
+    }
+
+    /// Collateral for activation evidence could not be had: bad evidence is the workload's
+    /// fault, an unreachable service is not.
+    pub(crate) fn from_collateral(e: crate::collateral::CollateralError) -> Self {
+        match e {
+            crate::collateral::CollateralError::Evidence(e) => Self::EvidenceRejected(e),
+            other => Self::CollateralUnavailable(other),
         }
     }
 

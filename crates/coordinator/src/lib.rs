@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod ca;
+pub mod collateral;
 pub mod core;
 pub mod error;
 pub mod http;

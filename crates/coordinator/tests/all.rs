@@ -178,6 +178,9 @@ async fn without_simulation_the_tees_own_key_seals_the_state() {
         sim_dir: dir.join("sim"),
         sim_tee: attest::TeeKind::Sgx,
         platform_root: root.clone(),
+        // Nobody listens here: collateral requests fail fast.
+        pcs_url: "http://127.0.0.1:9".into(),
+        pcs_roots: vec![],
     };
 
     // A Gramine enclave without its key file cannot host a coordinator.
@@ -197,6 +200,44 @@ async fn without_simulation_the_tees_own_key_seals_the_state() {
         "no simulated platform was created"
     );
     let root_ca = first.root_der().to_vec();
+
+    // SGX evidence without collateral is verified with collateral from the PCS; an
+    // unreachable PCS is the service's failure (503), not the workload's.
+    let manifest = serde_json::json!({
+        "packages": { "app": { "unique_id": "00".repeat(32) } },
+        "workloads": { "app": { "package": "app" } },
+    });
+    first
+        .set_manifest(manifest.to_string().as_bytes(), None)
+        .await
+        .unwrap();
+    let quote = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/testdata/attestation/sgx/phala_sgx_quote.bin"),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let peer = rcgen::CertificateParams::new(vec!["app".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let request = api::ActivationRequest {
+        workload: "app".into(),
+        uuid: None,
+        evidence: api::EvidenceBundle {
+            tee: "sgx".into(),
+            evidence: base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &quote),
+            ..api::EvidenceBundle::default()
+        },
+    };
+    let refused = first.activate(request, Some(peer.der())).await.unwrap_err();
+    let problem = refused.problem();
+    assert_eq!(problem.status, 503, "{problem:?}");
+    assert!(
+        problem.kind.ends_with("/collateral-unavailable"),
+        "{problem:?}"
+    );
+    assert!(problem.detail.contains("127.0.0.1:9"), "{problem:?}");
     drop(first);
 
     let again = start_retrying(&config).await.unwrap();

@@ -35,6 +35,8 @@ async fn coordinator_in(dir: PathBuf, sim: &std::path::Path) -> Setup {
         sim_dir: sim.to_path_buf(),
         sim_tee: TeeKind::Sgx,
         platform_root: "/".into(),
+        pcs_url: pcs::INTEL_PCS.into(),
+        pcs_roots: vec![],
     };
     let running = coordinator::serve(&config, "127.0.0.1:0".parse().unwrap())
         .await

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use attest::TeeKind;
 use clap::{Args, Subcommand};
 
@@ -39,6 +39,12 @@ pub(crate) struct ServeArgs {
     /// The TEE the simulated coordinator runs in.
     #[arg(long, default_value = "sgx")]
     sim_tee: TeeKind,
+    /// Where DCAP collateral for SGX and TDX evidence comes from: Intel's PCS or a PCCS.
+    #[arg(long, env = "CLOISTER_PCS_URL", default_value = pcs::INTEL_PCS)]
+    pcs_url: String,
+    /// A CA certificate (PEM or DER) to trust for the PCCS's HTTPS, besides the web PKI.
+    #[arg(long = "pcs-ca")]
+    pcs_cas: Vec<PathBuf>,
 }
 
 /// Run a `coordinator` subcommand.
@@ -60,6 +66,18 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
             .unwrap_or_else(attest::sim::SimPlatform::default_dir),
         sim_tee: args.sim_tee,
         platform_root: "/".into(),
+        pcs_url: args.pcs_url,
+        pcs_roots: args
+            .pcs_cas
+            .iter()
+            .map(|path| {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("reading --pcs-ca {}", path.display()))?;
+                attest::x509::Cert::from_der_or_pem(&bytes)
+                    .map(|cert| cert.der)
+                    .with_context(|| format!("--pcs-ca {} is not a certificate", path.display()))
+            })
+            .collect::<Result<_>>()?,
     };
     runtime()?.block_on(async {
         let running = coordinator::serve(&config, args.listen).await?;

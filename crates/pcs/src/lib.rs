@@ -1,0 +1,297 @@
+//! Intel DCAP collateral for a quote, fetched from Intel's Provisioning Certification Service
+//! (PCS) or a caching service (PCCS) that speaks its v4 API.
+//!
+//! For the platform a quote's PCK certificate names (FMSPC, and whether the Platform or the
+//! Processor CA issued it), [`PcsClient`] fetches the TCB info (`/sgx|tdx/certification/v4/tcb`),
+//! the QE or TD_QE identity (`…/qe/identity`), the PCK CRL (`/sgx/certification/v4/pckcrl`), the
+//! Root CA CRL, and the issuer chains the responses carry in headers, and returns them as
+//! combined collateral JSON that the trust core verifies. Nothing here is trusted: every piece
+//! is signature-checked by the verifier against the Intel root.
+//!
+//! Results are reused for an hour per platform, so steady traffic costs no requests.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use attest::dcap::{Collateral, DcapError, PckExtensions, Quote};
+use attest::x509::parse_pem_chain;
+use percent_encoding::percent_decode_str;
+
+/// Intel's PCS.
+pub const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
+/// Where Intel publishes the Root CA CRL (the CRL distribution point of its PCK CAs).
+const INTEL_ROOT_CA_CRL: &str = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
+/// How long fetched collateral is reused for a platform.
+const REUSE: Duration = Duration::from_secs(3600);
+/// How long one request may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why collateral could not be fetched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PcsError {
+    /// The quote, or the PCK certificate in it, does not say which platform it comes from.
+    #[error("the quote names no platform to fetch collateral for: {0}")]
+    Quote(#[source] DcapError),
+    /// The service could not be reached.
+    #[error("GET {url} failed; check the PCS/PCCS URL and that this machine can reach it")]
+    Unreachable {
+        /// The request.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The service answered with an error status.
+    #[error("GET {url} answered {status}: {hint}")]
+    Status {
+        /// The request.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// What it likely means.
+        hint: &'static str,
+    },
+    /// A response lacked the header that carries its issuer chain.
+    #[error("GET {url}: the response has no {header} header; is this a PCS/PCCS v4 API?")]
+    MissingHeader {
+        /// The request.
+        url: String,
+        /// The header.
+        header: &'static str,
+    },
+    /// What the service returned is not usable collateral.
+    #[error("the collateral from {base} is unusable")]
+    Collateral {
+        /// The service.
+        base: String,
+        /// What is wrong with it.
+        #[source]
+        source: DcapError,
+    },
+    /// The HTTPS client could not be set up.
+    #[error("cannot set up HTTPS to {base}: {reason}")]
+    Client {
+        /// The service.
+        base: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Which collateral a quote needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Platform {
+    tdx: bool,
+    fmspc: [u8; 6],
+    processor_ca: bool,
+}
+
+impl Platform {
+    fn of(quote: &[u8]) -> Result<Self, PcsError> {
+        let quote = Quote::parse(quote).map_err(PcsError::Quote)?;
+        let chain = parse_pem_chain(&quote.certification.pck_chain_pem)
+            .map_err(|e| PcsError::Quote(DcapError::PckChain(e)))?;
+        let leaf = chain.first().ok_or(PcsError::Quote(DcapError::PckChain(
+            attest::x509::CertError::EmptyChain,
+        )))?;
+        let extensions = PckExtensions::from_cert(leaf).map_err(PcsError::Quote)?;
+        Ok(Self {
+            tdx: quote.is_tdx(),
+            fmspc: extensions.fmspc,
+            processor_ca: leaf.issuer().contains("Processor"),
+        })
+    }
+
+    fn tee(self) -> &'static str {
+        if self.tdx { "tdx" } else { "sgx" }
+    }
+}
+
+/// Combined collateral JSON and when it was fetched.
+type Fetched = (Instant, Arc<Vec<u8>>);
+
+/// Fetches (and reuses) collateral from one PCS or PCCS.
+#[derive(Debug)]
+pub struct PcsClient {
+    base: String,
+    root_ca_crl_url: String,
+    http: reqwest::Client,
+    fetched: Mutex<HashMap<Platform, Fetched>>,
+}
+
+impl PcsClient {
+    /// A client for `base` ([`INTEL_PCS`], or a PCCS such as `https://pccs.example:8081`).
+    /// HTTPS servers are verified against the web PKI and `extra_roots` (DER certificates: a
+    /// PCCS's own CA).
+    pub fn new(base: &str, extra_roots: &[Vec<u8>]) -> Result<Self, PcsError> {
+        let base = base.trim_end_matches('/').to_string();
+        let client_error = |reason: String| PcsError::Client {
+            base: base.clone(),
+            reason,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for der in extra_roots {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der.clone()))
+                .map_err(|e| client_error(format!("extra root certificate: {e}")))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| client_error(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| client_error(e.to_string()))?;
+        // Intel's PCS has no Root CA CRL endpoint: the CRL lives where the certificates say.
+        let root_ca_crl_url = if base == INTEL_PCS {
+            INTEL_ROOT_CA_CRL.to_string()
+        } else {
+            format!("{base}/sgx/certification/v4/rootcacrl")
+        };
+        Ok(Self {
+            base,
+            root_ca_crl_url,
+            http,
+            fetched: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The service's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Combined collateral JSON for `quote` (an SGX or TDX quote), fetched or reused.
+    pub async fn collateral_json(&self, quote: &[u8]) -> Result<Arc<Vec<u8>>, PcsError> {
+        let platform = Platform::of(quote)?;
+        if let Some(json) = self.reusable(platform) {
+            return Ok(json);
+        }
+        let json = Arc::new(self.fetch(platform).await?);
+        if let Ok(mut fetched) = self.fetched.lock() {
+            fetched.insert(platform, (Instant::now(), Arc::clone(&json)));
+        }
+        Ok(json)
+    }
+
+    fn reusable(&self, platform: Platform) -> Option<Arc<Vec<u8>>> {
+        let fetched = self.fetched.lock().ok()?;
+        let (at, json) = fetched.get(&platform)?;
+        (at.elapsed() < REUSE).then(|| Arc::clone(json))
+    }
+
+    async fn fetch(&self, platform: Platform) -> Result<Vec<u8>, PcsError> {
+        let base = &self.base;
+        let tee = platform.tee();
+        let fmspc = hex::encode(platform.fmspc);
+        let ca = if platform.processor_ca {
+            "processor"
+        } else {
+            "platform"
+        };
+        tracing::info!(%base, tee, %fmspc, ca, "fetching DCAP collateral");
+        let (tcb_info, tcb_chain) = self
+            .get(
+                &format!("{base}/{tee}/certification/v4/tcb?fmspc={fmspc}"),
+                Some("TCB-Info-Issuer-Chain"),
+            )
+            .await?;
+        let (qe_identity, qe_chain) = self
+            .get(
+                &format!("{base}/{tee}/certification/v4/qe/identity"),
+                Some("SGX-Enclave-Identity-Issuer-Chain"),
+            )
+            .await?;
+        let (pck_crl, pck_crl_chain) = self
+            .get(
+                &format!("{base}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der"),
+                Some("SGX-PCK-CRL-Issuer-Chain"),
+            )
+            .await?;
+        let (root_ca_crl, _) = self.get(&self.root_ca_crl_url, None).await?;
+        let files = [
+            ("tcb_info_response.json", tcb_info),
+            ("tcb_info_issuer_chain.pem", tcb_chain.into_bytes()),
+            ("qe_identity_response.json", qe_identity),
+            ("qe_identity_issuer_chain.pem", qe_chain.into_bytes()),
+            ("pck_crl.der", pck_crl),
+            ("pck_crl_issuer_chain.pem", pck_crl_chain.into_bytes()),
+            ("root_ca_crl.der", root_ca_crl),
+        ];
+        let unusable = |source| PcsError::Collateral {
+            base: base.clone(),
+            source,
+        };
+        let collateral = Collateral::from_files(&files).map_err(unusable)?;
+        collateral
+            .to_combined_json()
+            .map(String::into_bytes)
+            .map_err(unusable)
+    }
+
+    /// GET `url`: the body, and the percent-decoded `chain_header` (empty when none is asked).
+    async fn get(
+        &self,
+        url: &str,
+        chain_header: Option<&'static str>,
+    ) -> Result<(Vec<u8>, String), PcsError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|source| PcsError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(PcsError::Status {
+                url: url.to_string(),
+                status,
+                hint: status_hint(status),
+            });
+        }
+        let chain = match chain_header {
+            None => String::new(),
+            Some(header) => response
+                .headers()
+                .get(header)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| percent_decode_str(v).decode_utf8().ok())
+                .map(|v| v.into_owned())
+                .ok_or_else(|| PcsError::MissingHeader {
+                    url: url.to_string(),
+                    header,
+                })?,
+        };
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| PcsError::Unreachable {
+                url: url.to_string(),
+                source,
+            })?;
+        Ok((body.to_vec(), chain))
+    }
+}
+
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        404 => {
+            "no collateral for this platform: is it a production platform registered with Intel (or cached by this PCCS)?"
+        }
+        401 | 403 => "the service refused the request; a PCCS may need this client allowed",
+        500..=599 => "the service failed; try again later",
+        _ => "unexpected for the PCS v4 API",
+    }
+}

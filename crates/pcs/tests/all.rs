@@ -1,0 +1,183 @@
+//! The PCS client against a fake PCCS on loopback that serves the real collateral of the
+//! testdata (read from `../shared/testdata/attestation`, never copied): a real TDX quote
+//! verifies with what was fetched exactly as with the published collateral file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use attest::TcbStatus;
+use attest::evidence::{Inputs, Verifiers};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use pcs::{PcsClient, PcsError};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use time::OffsetDateTime;
+
+fn read(rel: &str) -> Vec<u8> {
+    let base = std::env::var_os("CLOISTER_TESTDATA").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/attestation"),
+        PathBuf::from,
+    );
+    let path = base.join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+const COLLATERAL: &str = "tdx/collateral_00806f050000_2025-10";
+const QUOTE: &str = "tdx/gotdx_cos-113-tdx-quote.bin";
+
+/// A fake PCCS serving one platform's collateral, counting requests.
+#[derive(Clone, Default)]
+struct FakePccs {
+    requests: Arc<AtomicUsize>,
+    omit_chain_header: bool,
+}
+
+fn with_chain(header: &'static str, chain: &[u8], body: Vec<u8>, omit: bool) -> Response {
+    let mut headers = HeaderMap::new();
+    if !omit {
+        let pem = String::from_utf8_lossy(chain);
+        let encoded = utf8_percent_encode(&pem, NON_ALPHANUMERIC).to_string();
+        headers.insert(header, encoded.parse().unwrap());
+    }
+    (headers, body).into_response()
+}
+
+async fn tcb(State(pccs): State<FakePccs>, Query(q): Query<HashMap<String, String>>) -> Response {
+    pccs.requests.fetch_add(1, Ordering::SeqCst);
+    if q.get("fmspc").map(String::as_str) != Some("00806f050000") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    with_chain(
+        "TCB-Info-Issuer-Chain",
+        &read("intel/tcb_signing_chain_2025-2032.pem"),
+        read(&format!("{COLLATERAL}/tcb_info_response.json")),
+        pccs.omit_chain_header,
+    )
+}
+
+async fn qe_identity(State(pccs): State<FakePccs>) -> Response {
+    pccs.requests.fetch_add(1, Ordering::SeqCst);
+    with_chain(
+        "SGX-Enclave-Identity-Issuer-Chain",
+        &read("intel/tcb_signing_chain_2025-2032.pem"),
+        read(&format!("{COLLATERAL}/qe_identity_response.json")),
+        false,
+    )
+}
+
+async fn pck_crl(
+    State(pccs): State<FakePccs>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    pccs.requests.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(q.get("ca").map(String::as_str), Some("platform"));
+    with_chain(
+        "SGX-PCK-CRL-Issuer-Chain",
+        &read("intel/pck_platform_ca_chain.pem"),
+        read(&format!("{COLLATERAL}/pck_platform_crl.der")),
+        false,
+    )
+}
+
+/// A PCCS answers the Root CA CRL as hex text.
+async fn root_ca_crl(State(pccs): State<FakePccs>) -> Response {
+    pccs.requests.fetch_add(1, Ordering::SeqCst);
+    hex::encode(read("intel/root_ca_crl_2025-03-20.der")).into_response()
+}
+
+async fn serve(pccs: FakePccs) -> String {
+    let app = axum::Router::new()
+        .route("/tdx/certification/v4/tcb", get(tcb))
+        .route("/tdx/certification/v4/qe/identity", get(qe_identity))
+        .route("/sgx/certification/v4/pckcrl", get(pck_crl))
+        .route("/sgx/certification/v4/rootcacrl", get(root_ca_crl))
+        .with_state(pccs);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn verify(quote: &[u8], collateral: &[u8]) -> attest::Claims {
+    let at = OffsetDateTime::parse(
+        "2025-11-01T00:00:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let inputs = Inputs {
+        collateral: vec![("collateral.json".into(), collateral.to_vec())],
+        ..Inputs::default()
+    };
+    Verifiers::production()
+        .verify(quote, &inputs, at)
+        .unwrap()
+        .1
+}
+
+#[tokio::test]
+async fn fetched_collateral_verifies_a_real_quote_and_is_reused() {
+    let pccs = FakePccs::default();
+    let client = PcsClient::new(&serve(pccs.clone()).await, &[]).unwrap();
+    let quote = read(QUOTE);
+
+    let fetched = client.collateral_json(&quote).await.unwrap();
+    assert_eq!(pccs.requests.load(Ordering::SeqCst), 4);
+    let claims = verify(&quote, &fetched);
+    assert_eq!(claims.tcb_status, Some(TcbStatus::UpToDate));
+    assert!(!claims.simulated);
+    // The same verdict and claims as with the published collateral file.
+    let published = verify(&quote, &read(&format!("{COLLATERAL}/collateral.json")));
+    assert_eq!(claims, published);
+
+    let again = client.collateral_json(&quote).await.unwrap();
+    assert!(Arc::ptr_eq(&fetched, &again), "reused, not refetched");
+    assert_eq!(pccs.requests.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn failures_say_what_went_wrong() {
+    // A platform the service does not know.
+    let pccs = FakePccs::default();
+    let client = PcsClient::new(&serve(pccs.clone()).await, &[]).unwrap();
+    let other = read("tdx/phala_tdx_quote.bin");
+    let err = client.collateral_json(&other).await.unwrap_err();
+    assert!(
+        matches!(err, PcsError::Status { status: 404, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("fmspc=b0c06f000000"), "{err}");
+    assert!(err.to_string().contains("registered with Intel"), "{err}");
+
+    // A response without its issuer chain.
+    let bare = FakePccs {
+        omit_chain_header: true,
+        ..FakePccs::default()
+    };
+    let client = PcsClient::new(&serve(bare).await, &[]).unwrap();
+    let err = client.collateral_json(&read(QUOTE)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PcsError::MissingHeader {
+                header: "TCB-Info-Issuer-Chain",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Not a quote at all, and nobody listening.
+    assert!(matches!(
+        client.collateral_json(b"not a quote").await,
+        Err(PcsError::Quote(_))
+    ));
+    let nobody = PcsClient::new("http://127.0.0.1:9", &[]).unwrap();
+    let err = nobody.collateral_json(&read(QUOTE)).await.unwrap_err();
+    assert!(matches!(err, PcsError::Unreachable { .. }), "{err:?}");
+}
