@@ -220,6 +220,30 @@ pub fn dcap_quote(evidence: &[u8], hint: Option<TeeKind>) -> Result<Option<Vec<u
     })
 }
 
+/// The AMD product line of Azure SNP vTPM evidence (from its report, else its VCEK), whose
+/// ASK/ARK chain verification needs; `None` for other evidence.
+pub fn vtpm_snp_product(
+    evidence: &[u8],
+    hint: Option<TeeKind>,
+) -> Result<Option<crate::snp::Product>, VerifyError> {
+    let detected = detect(evidence, hint)?;
+    if detected.tee != TeeKind::AzSnpVtpm {
+        return Ok(None);
+    }
+    let vtpm = azure::VtpmEvidence::parse(&detected.payload)?;
+    let from_report = match &vtpm.hcl.hw_report {
+        azure::HwReport::Snp(report) => Report::parse(report).ok().and_then(|r| r.product()),
+        azure::HwReport::Tdx(_) => None,
+    };
+    let from_vcek = || {
+        vtpm.vcek
+            .as_deref()
+            .and_then(|v| crate::snp::Vek::parse(v).ok())
+            .and_then(|v| v.product())
+    };
+    Ok(from_report.or_else(from_vcek))
+}
+
 /// What verification needs besides the evidence itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inputs {

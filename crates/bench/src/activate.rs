@@ -48,6 +48,7 @@ pub(crate) fn serve_child(dir: &Path) -> Result<()> {
             platform_root: "/".into(),
             pcs_url: pcs::INTEL_PCS.into(),
             pcs_roots: vec![],
+            kds_url: pcs::AMD_KDS.into(),
         };
         let running = coordinator::serve(&config, "127.0.0.1:0".parse()?).await?;
         println!("{}", running.addr);

@@ -314,14 +314,11 @@ impl Broker {
             nonce: matches!(tee, Tee::AzSnpVtpm | Tee::AzTdxVtpm).then(|| digest.to_vec()),
             ..Inputs::default()
         };
-        if let Some(json) = coordinator
+        coordinator
             .collateral()
-            .for_evidence(&bytes, Some(kind))
+            .complete(&bytes, &mut inputs)
             .await
-            .map_err(|e| KbsError::Attestation(e.to_string()))?
-        {
-            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
-        }
+            .map_err(|e| KbsError::Attestation(e.to_string()))?;
         let (_, claims) = coordinator
             .verifiers()
             .verify(&bytes, &inputs, OffsetDateTime::now_utc())

@@ -1,12 +1,14 @@
-//! Where the coordinator gets DCAP collateral for SGX and TDX evidence that arrives without it
-//! (CoCo guests, hardware launchers): a simulated platform issues its own; on hardware, Intel's
-//! PCS or a PCCS is asked (and answers are reused). The verifier checks all of it.
+//! What the coordinator adds to evidence that arrives without it (CoCo guests, hardware
+//! launchers): DCAP collateral for SGX and TDX quotes, and the AMD ASK/ARK chain for Azure SNP
+//! vTPM evidence. A simulated platform issues its own; on hardware, Intel's PCS (or a PCCS) and
+//! AMD's KDS are asked, and answers are reused. The verifier checks all of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use attest::TeeKind;
+use attest::evidence::Inputs;
 use attest::sim::SimPlatform;
 use time::OffsetDateTime;
 
@@ -39,8 +41,13 @@ pub(crate) enum CollateralSource {
         platform: Arc<SimPlatform>,
         generated: Mutex<HashMap<bool, Generated>>,
     },
-    /// Intel's PCS or a PCCS.
-    Pcs(pcs::PcsClient),
+    /// The vendors' services.
+    Services {
+        /// Intel's PCS or a PCCS.
+        pcs: pcs::PcsClient,
+        /// AMD's KDS.
+        kds: pcs::KdsClient,
+    },
 }
 
 impl CollateralSource {
@@ -52,9 +59,48 @@ impl CollateralSource {
         }
     }
 
+    /// Add what verifying `evidence` needs and `inputs` lacks: DCAP collateral, the AMD chain.
+    pub(crate) async fn complete(
+        &self,
+        evidence: &[u8],
+        inputs: &mut Inputs,
+    ) -> Result<(), CollateralError> {
+        if inputs.collateral.is_empty()
+            && let Some(json) = self.dcap_collateral(evidence, inputs.tee).await?
+        {
+            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
+        }
+        if inputs.chain.is_none() {
+            inputs.chain = self.amd_chain(evidence, inputs.tee).await?;
+        }
+        Ok(())
+    }
+
+    /// The ASK/ARK chain (PEM) for Azure SNP vTPM evidence, which carries only its VCEK.
+    async fn amd_chain(
+        &self,
+        evidence: &[u8],
+        tee: Option<TeeKind>,
+    ) -> Result<Option<Vec<u8>>, CollateralError> {
+        let Some(product) =
+            attest::evidence::vtpm_snp_product(evidence, tee).map_err(CollateralError::Evidence)?
+        else {
+            return Ok(None);
+        };
+        match self {
+            Self::Services { kds, .. } => Ok(Some(kds.cert_chain(product).await?.to_vec())),
+            Self::Simulated { platform, .. } => {
+                let amd = platform
+                    .amd(OffsetDateTime::now_utc())
+                    .map_err(|e| CollateralError::Simulated(e.to_string()))?;
+                Ok(Some(amd.chain_pem().into_bytes()))
+            }
+        }
+    }
+
     /// Combined collateral JSON for `evidence` if it is DCAP evidence (SGX, TDX, Azure TDX
     /// vTPM); `None` for evidence that needs none.
-    pub(crate) async fn for_evidence(
+    async fn dcap_collateral(
         &self,
         evidence: &[u8],
         tee: Option<TeeKind>,
@@ -65,7 +111,7 @@ impl CollateralSource {
             return Ok(None);
         };
         match self {
-            Self::Pcs(client) => Ok(Some(client.collateral_json(&quote).await?)),
+            Self::Services { pcs, .. } => Ok(Some(pcs.collateral_json(&quote).await?)),
             Self::Simulated {
                 platform,
                 generated,

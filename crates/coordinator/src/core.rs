@@ -44,6 +44,8 @@ pub struct Config {
     pub pcs_url: String,
     /// Extra CA certificates (DER) to trust for the PCS/PCCS's HTTPS (a PCCS's own CA).
     pub pcs_roots: Vec<Vec<u8>>,
+    /// Where AMD's ASK/ARK chains come from without simulation: AMD's KDS or a mirror.
+    pub kds_url: String,
 }
 
 /// Why the coordinator cannot start.
@@ -194,10 +196,10 @@ impl Platform {
                 attest::TrustAnchor::intel(),
                 attest::TrustAnchor::amd(),
             ),
-            collateral: CollateralSource::Pcs(pcs::PcsClient::new(
-                &config.pcs_url,
-                &config.pcs_roots,
-            )?),
+            collateral: CollateralSource::Services {
+                pcs: pcs::PcsClient::new(&config.pcs_url, &config.pcs_roots)?,
+                kds: pcs::KdsClient::new(&config.kds_url, &config.pcs_roots)?,
+            },
         })
     }
 }
@@ -591,15 +593,10 @@ impl Coordinator {
             .evidence
             .decode()
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if inputs.collateral.is_empty()
-            && let Some(json) = self
-                .collateral
-                .for_evidence(&evidence, inputs.tee)
-                .await
-                .map_err(ApiError::from_collateral)?
-        {
-            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
-        }
+        self.collateral
+            .complete(&evidence, &mut inputs)
+            .await
+            .map_err(ApiError::from_collateral)?;
         let now = OffsetDateTime::now_utc();
         let (_, claims) = self
             .verifiers

@@ -181,6 +181,7 @@ async fn without_simulation_the_tees_own_key_seals_the_state() {
         // Nobody listens here: collateral requests fail fast.
         pcs_url: "http://127.0.0.1:9".into(),
         pcs_roots: vec![],
+        kds_url: pcs::AMD_KDS.into(),
     };
 
     // A Gramine enclave without its key file cannot host a coordinator.

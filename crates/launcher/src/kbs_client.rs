@@ -152,7 +152,8 @@ impl KbsClient {
         let primary_evidence = match prover {
             Prover::Sample => json!({ "svn": "1", "report_data": B64.encode(digest) }),
             Prover::Attester(a) => {
-                coco_evidence(&a.evidence(&kbs::binding::report_data(&digest))?)?
+                // Hardware reports carry the digest zero-padded, a vTPM quote exactly.
+                coco_evidence(&a.evidence_for(&digest)?)?
             }
         };
         let attestation = Attestation {
@@ -247,6 +248,10 @@ pub fn coco_evidence(evidence: &Evidence) -> Result<Value, KbsClientError> {
             let text = attest::snp::coco::to_json(&report, product, certs)
                 .map_err(|e| KbsError::Attestation(e.to_string()))?;
             serde_json::from_str(&text).map_err(|e| KbsError::Serde(e.to_string()))?
+        }
+        // Azure vTPM evidence is already trustee's JSON.
+        TeeKind::AzSnpVtpm | TeeKind::AzTdxVtpm => {
+            serde_json::from_slice(&evidence.bytes).map_err(|e| KbsError::Serde(e.to_string()))?
         }
         other => {
             return Err(KbsClientError::Protocol(KbsError::UnsupportedTee(

@@ -37,6 +37,7 @@ async fn coordinator_in(dir: PathBuf, sim: &std::path::Path) -> Setup {
         platform_root: "/".into(),
         pcs_url: pcs::INTEL_PCS.into(),
         pcs_roots: vec![],
+        kds_url: pcs::AMD_KDS.into(),
     };
     let running = coordinator::serve(&config, "127.0.0.1:0".parse().unwrap())
         .await
@@ -620,6 +621,7 @@ mod broker {
                 "enclave": { "unique_id": mrenclave },
                 "td": { "tee": "tdx", "mr_td": mrtd },
                 "guest": { "tee": "snp", "measurement": measurement },
+                "azure": { "tee": "az-snp-vtpm", "measurement": measurement, "pcrs": { "7": hex::encode(attest::sim::azure::simulated_pcrs()[7]) } },
                 "pod": { "tee": "sample" }
             },
             "secrets": {
@@ -632,7 +634,7 @@ mod broker {
                 "writer": { "resource_type": "Secrets", "resource_names": ["image_key"], "actions": ["WriteSecret"] }
             },
             "kbs": { "resources": {
-                "default/key/1": { "secret": "image_key", "packages": ["enclave", "pod", "guest", "td"] },
+                "default/key/1": { "secret": "image_key", "packages": ["enclave", "pod", "guest", "td", "azure"] },
                 "default/key/2": { "secret": "td_only", "packages": ["td"] }
             } }
         });
@@ -683,10 +685,12 @@ mod broker {
         let sgx = attester(&b, TeeKind::Sgx);
         let tdx = attester(&b, TeeKind::Tdx);
         let snp = attester(&b, TeeKind::Snp);
+        let azure = attester(&b, TeeKind::AzSnpVtpm);
         let provers = [
             Prover::Attester(&sgx),
             Prover::Attester(&tdx),
             Prover::Attester(&snp),
+            Prover::Attester(&azure),
             Prover::Sample,
         ];
         let keys = [
@@ -694,10 +698,21 @@ mod broker {
             TeeKeyPair::generate_ec(Curve::P521).unwrap(),
             TeeKeyPair::generate_rsa().unwrap(),
             TeeKeyPair::generate_ec(Curve::P256).unwrap(),
+            TeeKeyPair::generate_ec(Curve::P256).unwrap(),
         ];
-        for (prover, key) in provers.iter().zip(&keys) {
+        let packages = ["enclave", "td", "guest", "azure", "pod"];
+        for ((prover, key), package) in provers.iter().zip(&keys).zip(packages) {
             let attested = client.attest(prover, key, None).await.unwrap();
-            assert_eq!(attested.token.split('.').count(), 3, "{prover:?}");
+            let payload = attested.token.split('.').nth(1).unwrap();
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["package"], package,
+                "{prover:?}"
+            );
             let by_cookie = client
                 .get_resource(
                     "default/key/1",

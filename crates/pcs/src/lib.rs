@@ -1,5 +1,6 @@
-//! Intel DCAP collateral for a quote, fetched from Intel's Provisioning Certification Service
-//! (PCS) or a caching service (PCCS) that speaks its v4 API.
+//! Collateral from the vendors' certification services: Intel DCAP collateral for a quote from
+//! Intel's Provisioning Certification Service (PCS) or a caching service (PCCS) that speaks its
+//! v4 API, and AMD's ASK/ARK chain per product line from the Key Distribution Service (KDS).
 //!
 //! For the platform a quote's PCK certificate names (FMSPC, and whether the Platform or the
 //! Processor CA issued it), [`PcsClient`] fetches the TCB info (`/sgx|tdx/certification/v4/tcb`),
@@ -8,7 +9,8 @@
 //! combined collateral JSON that the trust core verifies. Nothing here is trusted: every piece
 //! is signature-checked by the verifier against the Intel root.
 //!
-//! Results are reused for an hour per platform, so steady traffic costs no requests.
+//! Results are reused (Intel's for an hour per platform, AMD's chains for a day), so steady
+//! traffic costs no requests.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -16,11 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use attest::dcap::{Collateral, DcapError, PckExtensions, Quote};
+use attest::snp::Product;
 use attest::x509::parse_pem_chain;
 use percent_encoding::percent_decode_str;
 
 /// Intel's PCS.
 pub const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
+/// AMD's KDS.
+pub const AMD_KDS: &str = "https://kdsintf.amd.com";
+/// How long an AMD chain is reused (ASKs and ARKs live for years).
+const CHAIN_REUSE: Duration = Duration::from_secs(24 * 3600);
 /// Where Intel publishes the Root CA CRL (the CRL distribution point of its PCK CAs).
 const INTEL_ROOT_CA_CRL: &str = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der";
 /// How long fetched collateral is reused for a platform.
@@ -110,7 +117,7 @@ impl Platform {
     }
 }
 
-/// Combined collateral JSON and when it was fetched.
+/// What was fetched (collateral JSON, a PEM chain) and when.
 type Fetched = (Instant, Arc<Vec<u8>>);
 
 /// Fetches (and reuses) collateral from one PCS or PCCS.
@@ -128,29 +135,7 @@ impl PcsClient {
     /// PCCS's own CA).
     pub fn new(base: &str, extra_roots: &[Vec<u8>]) -> Result<Self, PcsError> {
         let base = base.trim_end_matches('/').to_string();
-        let client_error = |reason: String| PcsError::Client {
-            base: base.clone(),
-            reason,
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for der in extra_roots {
-            roots
-                .add(rustls::pki_types::CertificateDer::from(der.clone()))
-                .map_err(|e| client_error(format!("extra root certificate: {e}")))?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| client_error(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(TIMEOUT)
-            .build()
-            .map_err(|e| client_error(e.to_string()))?;
+        let http = https_client(&base, extra_roots)?;
         // Intel's PCS has no Root CA CRL endpoint: the CRL lives where the certificates say.
         let root_ca_crl_url = if base == INTEL_PCS {
             INTEL_ROOT_CA_CRL.to_string()
@@ -199,25 +184,25 @@ impl PcsClient {
             "platform"
         };
         tracing::info!(%base, tee, %fmspc, ca, "fetching DCAP collateral");
-        let (tcb_info, tcb_chain) = self
-            .get(
-                &format!("{base}/{tee}/certification/v4/tcb?fmspc={fmspc}"),
-                Some("TCB-Info-Issuer-Chain"),
-            )
-            .await?;
-        let (qe_identity, qe_chain) = self
-            .get(
-                &format!("{base}/{tee}/certification/v4/qe/identity"),
-                Some("SGX-Enclave-Identity-Issuer-Chain"),
-            )
-            .await?;
-        let (pck_crl, pck_crl_chain) = self
-            .get(
-                &format!("{base}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der"),
-                Some("SGX-PCK-CRL-Issuer-Chain"),
-            )
-            .await?;
-        let (root_ca_crl, _) = self.get(&self.root_ca_crl_url, None).await?;
+        let (tcb_info, tcb_chain) = get(
+            &self.http,
+            &format!("{base}/{tee}/certification/v4/tcb?fmspc={fmspc}"),
+            Some("TCB-Info-Issuer-Chain"),
+        )
+        .await?;
+        let (qe_identity, qe_chain) = get(
+            &self.http,
+            &format!("{base}/{tee}/certification/v4/qe/identity"),
+            Some("SGX-Enclave-Identity-Issuer-Chain"),
+        )
+        .await?;
+        let (pck_crl, pck_crl_chain) = get(
+            &self.http,
+            &format!("{base}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der"),
+            Some("SGX-PCK-CRL-Issuer-Chain"),
+        )
+        .await?;
+        let (root_ca_crl, _) = get(&self.http, &self.root_ca_crl_url, None).await?;
         let files = [
             ("tcb_info_response.json", tcb_info),
             ("tcb_info_issuer_chain.pem", tcb_chain.into_bytes()),
@@ -237,51 +222,118 @@ impl PcsClient {
             .map(String::into_bytes)
             .map_err(unusable)
     }
+}
 
-    /// GET `url`: the body, and the percent-decoded `chain_header` (empty when none is asked).
-    async fn get(
-        &self,
-        url: &str,
-        chain_header: Option<&'static str>,
-    ) -> Result<(Vec<u8>, String), PcsError> {
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|source| PcsError::Unreachable {
+/// An HTTPS client trusting the web PKI and `extra_roots` (DER).
+fn https_client(base: &str, extra_roots: &[Vec<u8>]) -> Result<reqwest::Client, PcsError> {
+    let client_error = |reason: String| PcsError::Client {
+        base: base.to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for der in extra_roots {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|e| client_error(format!("extra root certificate: {e}")))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| client_error(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(TIMEOUT)
+        .build()
+        .map_err(|e| client_error(e.to_string()))
+}
+
+/// GET `url`: the body, and the percent-decoded `chain_header` (empty when none is asked).
+async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    chain_header: Option<&'static str>,
+) -> Result<(Vec<u8>, String), PcsError> {
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|source| PcsError::Unreachable {
+            url: url.to_string(),
+            source,
+        })?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(PcsError::Status {
+            url: url.to_string(),
+            status,
+            hint: status_hint(status),
+        });
+    }
+    let chain = match chain_header {
+        None => String::new(),
+        Some(header) => response
+            .headers()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| percent_decode_str(v).decode_utf8().ok())
+            .map(|v| v.into_owned())
+            .ok_or_else(|| PcsError::MissingHeader {
                 url: url.to_string(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(PcsError::Status {
-                url: url.to_string(),
-                status,
-                hint: status_hint(status),
-            });
+                header,
+            })?,
+    };
+    let body = response
+        .bytes()
+        .await
+        .map_err(|source| PcsError::Unreachable {
+            url: url.to_string(),
+            source,
+        })?;
+    Ok((body.to_vec(), chain))
+}
+
+/// Fetches (and reuses) AMD's ASK/ARK chains from the KDS.
+#[derive(Debug)]
+pub struct KdsClient {
+    base: String,
+    http: reqwest::Client,
+    chains: Mutex<HashMap<Product, Fetched>>,
+}
+
+impl KdsClient {
+    /// A client for `base` ([`AMD_KDS`] or a mirror of its `/vcek/v1/<product>/cert_chain`).
+    pub fn new(base: &str, extra_roots: &[Vec<u8>]) -> Result<Self, PcsError> {
+        let base = base.trim_end_matches('/').to_string();
+        let http = https_client(&base, extra_roots)?;
+        Ok(Self {
+            base,
+            http,
+            chains: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The ASK then the ARK (PEM) of `product`, fetched or reused. The verifier pins the ARK.
+    pub async fn cert_chain(&self, product: Product) -> Result<Arc<Vec<u8>>, PcsError> {
+        let reusable = self.chains.lock().ok().and_then(|chains| {
+            chains
+                .get(&product)
+                .filter(|(at, _)| at.elapsed() < CHAIN_REUSE)
+                .map(|(_, pem)| Arc::clone(pem))
+        });
+        if let Some(pem) = reusable {
+            return Ok(pem);
         }
-        let chain = match chain_header {
-            None => String::new(),
-            Some(header) => response
-                .headers()
-                .get(header)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| percent_decode_str(v).decode_utf8().ok())
-                .map(|v| v.into_owned())
-                .ok_or_else(|| PcsError::MissingHeader {
-                    url: url.to_string(),
-                    header,
-                })?,
-        };
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| PcsError::Unreachable {
-                url: url.to_string(),
-                source,
-            })?;
-        Ok((body.to_vec(), chain))
+        let url = format!("{}/vcek/v1/{}/cert_chain", self.base, product.name());
+        let (pem, _) = get(&self.http, &url, None).await?;
+        let pem = Arc::new(pem);
+        if let Ok(mut chains) = self.chains.lock() {
+            chains.insert(product, (Instant::now(), Arc::clone(&pem)));
+        }
+        Ok(pem)
     }
 }
 

@@ -15,7 +15,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use pcs::{PcsClient, PcsError};
+use pcs::{KdsClient, PcsClient, PcsError};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use time::OffsetDateTime;
 
@@ -180,4 +180,63 @@ async fn failures_say_what_went_wrong() {
     let nobody = PcsClient::new("http://127.0.0.1:9", &[]).unwrap();
     let err = nobody.collateral_json(&read(QUOTE)).await.unwrap_err();
     assert!(matches!(err, PcsError::Unreachable { .. }), "{err:?}");
+}
+
+/// A fake KDS serving the Milan ASK/ARK chain, counting requests.
+async fn serve_kds(requests: Arc<AtomicUsize>) -> String {
+    let app = axum::Router::new().route(
+        "/vcek/v1/Milan/cert_chain",
+        get(move || {
+            let requests = Arc::clone(&requests);
+            async move {
+                requests.fetch_add(1, Ordering::SeqCst);
+                read("snp/amd_milan_ask_ark.pem")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn the_kds_chain_verifies_real_azure_evidence_that_carries_only_its_vcek() {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let kds = KdsClient::new(&serve_kds(Arc::clone(&requests)).await, &[]).unwrap();
+    let evidence = read("azure/trustee_az-snp-vtpm_evidence-v1.json");
+    let product = attest::evidence::vtpm_snp_product(&evidence, None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(product, attest::snp::Product::Milan);
+
+    let chain = kds.cert_chain(product).await.unwrap();
+    let again = kds.cert_chain(product).await.unwrap();
+    assert!(Arc::ptr_eq(&chain, &again));
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "reused, not refetched");
+
+    let at = OffsetDateTime::parse(
+        "2026-01-01T00:00:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let inputs = Inputs {
+        chain: Some(chain.to_vec()),
+        nonce: Some(b"challenge".to_vec()),
+        ..Inputs::default()
+    };
+    let (_, claims) = Verifiers::production()
+        .verify(&evidence, &inputs, at)
+        .unwrap();
+    assert_eq!(claims.tee, attest::TeeKind::AzSnpVtpm);
+
+    // A product line the service does not serve.
+    let err = kds
+        .cert_chain(attest::snp::Product::Turin)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PcsError::Status { status: 404, .. }),
+        "{err:?}"
+    );
 }

@@ -53,6 +53,12 @@ pub trait Attester: Send + Sync + std::fmt::Debug {
     /// Evidence binding `report_data` (the REPORTDATA of a quote, REPORT_DATA of an SNP report).
     fn evidence(&self, report_data: &[u8; 64]) -> Result<Evidence, AttesterError>;
 
+    /// Evidence binding `data` (at most 64 bytes): hardware reports carry it zero-padded in
+    /// their report data, a vTPM quote exactly, as its nonce (CoCo binds runtime data so).
+    fn evidence_for(&self, data: &[u8]) -> Result<Evidence, AttesterError> {
+        self.evidence(&padded(data)?)
+    }
+
     /// A secret only this TEE, running this software, can derive: the root of a sealing key.
     /// By default the mechanism has none.
     fn sealing_key(&self) -> Result<Zeroizing<Vec<u8>>, AttesterError> {
@@ -61,6 +67,18 @@ pub trait Attester: Send + Sync + std::fmt::Debug {
             hint: "run on SEV-SNP (/dev/sev-guest) or in a Gramine SGX enclave",
         })
     }
+}
+
+/// `data` zero-padded to a 64-byte report data field.
+pub(crate) fn padded(data: &[u8]) -> Result<[u8; 64], AttesterError> {
+    let mut out = [0u8; 64];
+    out.get_mut(..data.len())
+        .ok_or_else(|| AttesterError::Malformed {
+            what: "report data",
+            reason: format!("{} bytes; at most 64 fit", data.len()),
+        })?
+        .copy_from_slice(data);
+    Ok(out)
 }
 
 /// The mechanism an attester uses to obtain evidence.

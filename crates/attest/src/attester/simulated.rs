@@ -48,7 +48,7 @@ impl SimulatedAttester {
     pub fn new(tee: TeeKind, now: OffsetDateTime) -> Result<Self, SimError> {
         let hierarchy = match tee {
             TeeKind::Sgx | TeeKind::Tdx => Hierarchy::Intel(Arc::new(IntelPki::generate(now)?)),
-            TeeKind::Snp => Hierarchy::Amd(Arc::new(AmdPki::generate(now)?)),
+            TeeKind::Snp | TeeKind::AzSnpVtpm => Hierarchy::Amd(Arc::new(AmdPki::generate(now)?)),
             other => return Err(not_simulable(other)),
         };
         Ok(Self::with_hierarchy(tee, hierarchy))
@@ -62,7 +62,7 @@ impl SimulatedAttester {
     ) -> Result<Self, SimError> {
         let hierarchy = match tee {
             TeeKind::Sgx | TeeKind::Tdx => Hierarchy::Intel(platform.intel()),
-            TeeKind::Snp => Hierarchy::Amd(platform.amd(now)?),
+            TeeKind::Snp | TeeKind::AzSnpVtpm => Hierarchy::Amd(platform.amd(now)?),
             other => return Err(not_simulable(other)),
         };
         Ok(Self::with_hierarchy(tee, hierarchy))
@@ -109,6 +109,14 @@ impl SimulatedAttester {
         match &self.hierarchy {
             Hierarchy::Intel(pki) => Some(pki),
             Hierarchy::Amd(_) => None,
+        }
+    }
+
+    /// The AMD hierarchy, for the ASK/ARK chain that verifies this attester's reports.
+    pub fn amd(&self) -> Option<&AmdPki> {
+        match &self.hierarchy {
+            Hierarchy::Amd(pki) => Some(pki),
+            Hierarchy::Intel(_) => None,
         }
     }
 
@@ -173,7 +181,9 @@ impl SimulatedAttester {
 }
 
 fn not_simulable(tee: TeeKind) -> SimError {
-    SimError::Param(format!("{tee} cannot be simulated (sgx, tdx and snp can)"))
+    SimError::Param(format!(
+        "{tee} cannot be simulated (sgx, tdx, snp and az-snp-vtpm can)"
+    ))
 }
 
 impl Attester for SimulatedAttester {
@@ -186,9 +196,26 @@ impl Attester for SimulatedAttester {
     }
 
     fn evidence(&self, report_data: &[u8; 64]) -> Result<Evidence, AttesterError> {
+        self.evidence_for(report_data)
+    }
+
+    /// SGX, TDX and SNP reports carry `data` zero-padded; a vTPM quote carries it exactly.
+    fn evidence_for(&self, data: &[u8]) -> Result<Evidence, AttesterError> {
+        if let (TeeKind::AzSnpVtpm, Hierarchy::Amd(pki)) = (self.tee, &self.hierarchy) {
+            let snp = SnpParams {
+                debug: self.debug,
+                ..self.measurements.snp.clone()
+            };
+            return Ok(Evidence {
+                tee: self.tee,
+                bytes: crate::sim::azure::az_snp_vtpm(pki, &snp, data)?,
+                aux: Vec::new(),
+            });
+        }
+        let report_data = super::padded(data)?;
         let (bytes, aux) = match &self.hierarchy {
-            Hierarchy::Intel(pki) => self.intel_evidence(pki, *report_data)?,
-            Hierarchy::Amd(pki) => self.amd_evidence(pki, *report_data)?,
+            Hierarchy::Intel(pki) => self.intel_evidence(pki, report_data)?,
+            Hierarchy::Amd(pki) => self.amd_evidence(pki, report_data)?,
         };
         Ok(Evidence {
             tee: self.tee,

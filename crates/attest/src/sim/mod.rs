@@ -25,6 +25,7 @@ pub enum SimError {
 }
 
 pub mod amd;
+pub mod azure;
 pub mod intel;
 mod options;
 mod platform;

@@ -12,7 +12,7 @@ pub const REPORT_LEN: usize = 0x4A0;
 pub const SIGNED_LEN: usize = 0x2A0;
 
 /// The AMD EPYC product line, which decides how TCB versions are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[non_exhaustive]
 pub enum Product {
     /// EPYC 7003 (Zen 3).

@@ -179,6 +179,55 @@ fn the_simulated_attester_produces_verifiable_evidence() {
 }
 
 #[test]
+fn simulated_azure_vtpm_evidence_binds_its_nonce_exactly() {
+    use attest::attester::{Attester, SimulatedAttester};
+    use attest::evidence::Inputs;
+
+    let attester = SimulatedAttester::new(TeeKind::AzSnpVtpm, now()).unwrap();
+    let nonce = [0x5a; 48];
+    let evidence = attester.evidence_for(&nonce).unwrap();
+    assert_eq!(evidence.tee, TeeKind::AzSnpVtpm);
+    let chain = attester.amd().unwrap().chain_pem();
+    let anchor = TrustAnchor::simulation(attester.anchor_pem().as_bytes()).unwrap();
+    let verifiers = Verifiers::with_anchor(anchor);
+    let inputs = |nonce: &[u8]| Inputs {
+        chain: Some(chain.clone().into_bytes()),
+        nonce: Some(nonce.to_vec()),
+        ..Inputs::default()
+    };
+    let (_, claims) = verifiers
+        .verify(&evidence.bytes, &inputs(&nonce), OffsetDateTime::now_utc())
+        .unwrap();
+    assert_eq!(claims.tee, TeeKind::AzSnpVtpm);
+    assert!(claims.simulated);
+    let vtpm = claims.vtpm.unwrap();
+    assert_eq!(vtpm.nonce, nonce);
+    assert_eq!(vtpm.pcrs.len(), 24);
+
+    // The nonce is exact: the zero-padded report data is another nonce.
+    let mut padded = [0u8; 64];
+    padded[..48].copy_from_slice(&nonce);
+    let err = verifiers
+        .verify(&evidence.bytes, &inputs(&padded), OffsetDateTime::now_utc())
+        .unwrap_err();
+    assert!(err.to_string().contains("nonce"), "{err}");
+
+    // A re-signed quote under another key breaks the HCL binding or the signature.
+    let mut json: serde_json::Value = serde_json::from_slice(&evidence.bytes).unwrap();
+    let other = attester.evidence_for(&nonce).unwrap();
+    let other: serde_json::Value = serde_json::from_slice(&other.bytes).unwrap();
+    json["tpm_quote"] = other["tpm_quote"].clone();
+    let err = verifiers
+        .verify(
+            json.to_string().as_bytes(),
+            &inputs(&nonce),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("HCLAkPub"), "{err}");
+}
+
+#[test]
 fn a_saved_platform_is_shared_and_its_knobs_reach_the_claims() {
     use attest::attester::{Attester, SimMeasurements, SimulatedAttester};
     use attest::sim::SimPlatform;

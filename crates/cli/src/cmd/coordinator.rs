@@ -42,9 +42,13 @@ pub(crate) struct ServeArgs {
     /// Where DCAP collateral for SGX and TDX evidence comes from: Intel's PCS or a PCCS.
     #[arg(long, env = "CLOISTER_PCS_URL", default_value = pcs::INTEL_PCS)]
     pcs_url: String,
-    /// A CA certificate (PEM or DER) to trust for the PCCS's HTTPS, besides the web PKI.
+    /// A CA certificate (PEM or DER) to trust for the PCCS's (or KDS mirror's) HTTPS,
+    /// besides the web PKI.
     #[arg(long = "pcs-ca")]
     pcs_cas: Vec<PathBuf>,
+    /// Where AMD's ASK/ARK chains (for Azure SNP vTPM evidence) come from: AMD's KDS or a mirror.
+    #[arg(long, env = "CLOISTER_KDS_URL", default_value = pcs::AMD_KDS)]
+    kds_url: String,
 }
 
 /// Run a `coordinator` subcommand.
@@ -78,6 +82,7 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
                     .with_context(|| format!("--pcs-ca {} is not a certificate", path.display()))
             })
             .collect::<Result<_>>()?,
+        kds_url: args.kds_url,
     };
     runtime()?.block_on(async {
         let running = coordinator::serve(&config, args.listen).await?;
