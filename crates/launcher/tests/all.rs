@@ -622,6 +622,7 @@ mod broker {
                 "td": { "tee": "tdx", "mr_td": mrtd },
                 "guest": { "tee": "snp", "measurement": measurement },
                 "azure": { "tee": "az-snp-vtpm", "measurement": measurement, "pcrs": { "7": hex::encode(attest::sim::azure::simulated_pcrs()[7]) } },
+                "azure_td": { "tee": "az-tdx-vtpm", "mr_td": mrtd },
                 "pod": { "tee": "sample" }
             },
             "secrets": {
@@ -634,7 +635,7 @@ mod broker {
                 "writer": { "resource_type": "Secrets", "resource_names": ["image_key"], "actions": ["WriteSecret"] }
             },
             "kbs": { "resources": {
-                "default/key/1": { "secret": "image_key", "packages": ["enclave", "pod", "guest", "td", "azure"] },
+                "default/key/1": { "secret": "image_key", "packages": ["enclave", "pod", "guest", "td", "azure", "azure_td"] },
                 "default/key/2": { "secret": "td_only", "packages": ["td"] }
             } }
         });
@@ -686,11 +687,13 @@ mod broker {
         let tdx = attester(&b, TeeKind::Tdx);
         let snp = attester(&b, TeeKind::Snp);
         let azure = attester(&b, TeeKind::AzSnpVtpm);
+        let azure_td = attester(&b, TeeKind::AzTdxVtpm);
         let provers = [
             Prover::Attester(&sgx),
             Prover::Attester(&tdx),
             Prover::Attester(&snp),
             Prover::Attester(&azure),
+            Prover::Attester(&azure_td),
             Prover::Sample,
         ];
         let keys = [
@@ -698,9 +701,10 @@ mod broker {
             TeeKeyPair::generate_ec(Curve::P521).unwrap(),
             TeeKeyPair::generate_rsa().unwrap(),
             TeeKeyPair::generate_ec(Curve::P256).unwrap(),
+            TeeKeyPair::generate_ec(Curve::P521).unwrap(),
             TeeKeyPair::generate_ec(Curve::P256).unwrap(),
         ];
-        let packages = ["enclave", "td", "guest", "azure", "pod"];
+        let packages = ["enclave", "td", "guest", "azure", "azure_td", "pod"];
         for ((prover, key), package) in provers.iter().zip(&keys).zip(packages) {
             let attested = client.attest(prover, key, None).await.unwrap();
             let payload = attested.token.split('.').nth(1).unwrap();

@@ -30,8 +30,8 @@ pub struct SimMeasurements {
     pub snp: SnpParams,
 }
 
-/// Produces SGX quote v3, TDX quote v4 or SNP report v5 evidence signed under a simulated
-/// hierarchy. Never detected on a machine: it is chosen explicitly. SGX and TDX evidence
+/// Produces SGX quote v3, TDX quote v4, SNP report v5 or Azure vTPM (SNP, TDX) evidence
+/// signed under a simulated hierarchy. Never detected on a machine: it is chosen explicitly. SGX and TDX evidence
 /// carries the platform's collateral; SNP evidence carries the VCEK, ASK and ARK in an
 /// extended-report certificate table, as `/dev/sev-guest` would.
 #[derive(Debug, Clone)]
@@ -47,9 +47,10 @@ impl SimulatedAttester {
     /// A simulated attester for `tee` with a fresh hierarchy valid around `now`.
     pub fn new(tee: TeeKind, now: OffsetDateTime) -> Result<Self, SimError> {
         let hierarchy = match tee {
-            TeeKind::Sgx | TeeKind::Tdx => Hierarchy::Intel(Arc::new(IntelPki::generate(now)?)),
+            TeeKind::Sgx | TeeKind::Tdx | TeeKind::AzTdxVtpm => {
+                Hierarchy::Intel(Arc::new(IntelPki::generate(now)?))
+            }
             TeeKind::Snp | TeeKind::AzSnpVtpm => Hierarchy::Amd(Arc::new(AmdPki::generate(now)?)),
-            other => return Err(not_simulable(other)),
         };
         Ok(Self::with_hierarchy(tee, hierarchy))
     }
@@ -61,9 +62,8 @@ impl SimulatedAttester {
         now: OffsetDateTime,
     ) -> Result<Self, SimError> {
         let hierarchy = match tee {
-            TeeKind::Sgx | TeeKind::Tdx => Hierarchy::Intel(platform.intel()),
+            TeeKind::Sgx | TeeKind::Tdx | TeeKind::AzTdxVtpm => Hierarchy::Intel(platform.intel()),
             TeeKind::Snp | TeeKind::AzSnpVtpm => Hierarchy::Amd(platform.amd(now)?),
-            other => return Err(not_simulable(other)),
         };
         Ok(Self::with_hierarchy(tee, hierarchy))
     }
@@ -180,12 +180,6 @@ impl SimulatedAttester {
     }
 }
 
-fn not_simulable(tee: TeeKind) -> SimError {
-    SimError::Param(format!(
-        "{tee} cannot be simulated (sgx, tdx, snp and az-snp-vtpm can)"
-    ))
-}
-
 impl Attester for SimulatedAttester {
     fn kind(&self) -> AttesterKind {
         AttesterKind::Simulated
@@ -201,14 +195,27 @@ impl Attester for SimulatedAttester {
 
     /// SGX, TDX and SNP reports carry `data` zero-padded; a vTPM quote carries it exactly.
     fn evidence_for(&self, data: &[u8]) -> Result<Evidence, AttesterError> {
-        if let (TeeKind::AzSnpVtpm, Hierarchy::Amd(pki)) = (self.tee, &self.hierarchy) {
-            let snp = SnpParams {
-                debug: self.debug,
-                ..self.measurements.snp.clone()
-            };
+        let vtpm = match (self.tee, &self.hierarchy) {
+            (TeeKind::AzSnpVtpm, Hierarchy::Amd(pki)) => {
+                let snp = SnpParams {
+                    debug: self.debug,
+                    ..self.measurements.snp.clone()
+                };
+                Some(crate::sim::azure::az_snp_vtpm(pki, &snp, data)?)
+            }
+            (TeeKind::AzTdxVtpm, Hierarchy::Intel(pki)) => {
+                let tdx = TdxParams {
+                    debug: self.debug,
+                    ..self.measurements.tdx.clone()
+                };
+                Some(crate::sim::azure::az_tdx_vtpm(pki, &tdx, data)?)
+            }
+            _ => None,
+        };
+        if let Some(bytes) = vtpm {
             return Ok(Evidence {
                 tee: self.tee,
-                bytes: crate::sim::azure::az_snp_vtpm(pki, &snp, data)?,
+                bytes,
                 aux: Vec::new(),
             });
         }

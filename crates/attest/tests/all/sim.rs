@@ -183,48 +183,67 @@ fn simulated_azure_vtpm_evidence_binds_its_nonce_exactly() {
     use attest::attester::{Attester, SimulatedAttester};
     use attest::evidence::Inputs;
 
-    let attester = SimulatedAttester::new(TeeKind::AzSnpVtpm, now()).unwrap();
-    let nonce = [0x5a; 48];
-    let evidence = attester.evidence_for(&nonce).unwrap();
-    assert_eq!(evidence.tee, TeeKind::AzSnpVtpm);
-    let chain = attester.amd().unwrap().chain_pem();
-    let anchor = TrustAnchor::simulation(attester.anchor_pem().as_bytes()).unwrap();
-    let verifiers = Verifiers::with_anchor(anchor);
-    let inputs = |nonce: &[u8]| Inputs {
-        chain: Some(chain.clone().into_bytes()),
-        nonce: Some(nonce.to_vec()),
-        ..Inputs::default()
-    };
-    let (_, claims) = verifiers
-        .verify(&evidence.bytes, &inputs(&nonce), OffsetDateTime::now_utc())
-        .unwrap();
-    assert_eq!(claims.tee, TeeKind::AzSnpVtpm);
-    assert!(claims.simulated);
-    let vtpm = claims.vtpm.unwrap();
-    assert_eq!(vtpm.nonce, nonce);
-    assert_eq!(vtpm.pcrs.len(), 24);
+    for tee in [TeeKind::AzSnpVtpm, TeeKind::AzTdxVtpm] {
+        let attester = SimulatedAttester::new(tee, now()).unwrap();
+        let nonce = [0x5a; 48];
+        let evidence = attester.evidence_for(&nonce).unwrap();
+        assert_eq!(evidence.tee, tee);
+        // What the evidence does not carry: the AMD chain, or the Intel collateral.
+        let base = match (attester.amd(), attester.intel()) {
+            (Some(amd), _) => Inputs {
+                chain: Some(amd.chain_pem().into_bytes()),
+                ..Inputs::default()
+            },
+            (None, Some(intel)) => {
+                let collateral = intel
+                    .collateral(true, TcbStatus::UpToDate, OffsetDateTime::now_utc())
+                    .unwrap()
+                    .to_combined_json()
+                    .unwrap();
+                Inputs {
+                    collateral: vec![("collateral.json".into(), collateral.into_bytes())],
+                    ..Inputs::default()
+                }
+            }
+            (None, None) => unreachable!(),
+        };
+        let anchor = TrustAnchor::simulation(attester.anchor_pem().as_bytes()).unwrap();
+        let verifiers = Verifiers::with_anchor(anchor);
+        let inputs = |nonce: &[u8]| Inputs {
+            nonce: Some(nonce.to_vec()),
+            ..base.clone()
+        };
+        let (_, claims) = verifiers
+            .verify(&evidence.bytes, &inputs(&nonce), OffsetDateTime::now_utc())
+            .unwrap();
+        assert_eq!(claims.tee, tee);
+        assert!(claims.simulated);
+        let vtpm = claims.vtpm.unwrap();
+        assert_eq!(vtpm.nonce, nonce);
+        assert_eq!(vtpm.pcrs.len(), 24);
 
-    // The nonce is exact: the zero-padded report data is another nonce.
-    let mut padded = [0u8; 64];
-    padded[..48].copy_from_slice(&nonce);
-    let err = verifiers
-        .verify(&evidence.bytes, &inputs(&padded), OffsetDateTime::now_utc())
-        .unwrap_err();
-    assert!(err.to_string().contains("nonce"), "{err}");
+        // The nonce is exact: the zero-padded report data is another nonce.
+        let mut padded = [0u8; 64];
+        padded[..48].copy_from_slice(&nonce);
+        let err = verifiers
+            .verify(&evidence.bytes, &inputs(&padded), OffsetDateTime::now_utc())
+            .unwrap_err();
+        assert!(err.to_string().contains("nonce"), "{tee}: {err}");
 
-    // A re-signed quote under another key breaks the HCL binding or the signature.
-    let mut json: serde_json::Value = serde_json::from_slice(&evidence.bytes).unwrap();
-    let other = attester.evidence_for(&nonce).unwrap();
-    let other: serde_json::Value = serde_json::from_slice(&other.bytes).unwrap();
-    json["tpm_quote"] = other["tpm_quote"].clone();
-    let err = verifiers
-        .verify(
-            json.to_string().as_bytes(),
-            &inputs(&nonce),
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap_err();
-    assert!(err.to_string().contains("HCLAkPub"), "{err}");
+        // Another VM's TPM quote does not verify under this VM's vTPM key.
+        let mut json: serde_json::Value = serde_json::from_slice(&evidence.bytes).unwrap();
+        let other = attester.evidence_for(&nonce).unwrap();
+        let other: serde_json::Value = serde_json::from_slice(&other.bytes).unwrap();
+        json["tpm_quote"] = other["tpm_quote"].clone();
+        let err = verifiers
+            .verify(
+                json.to_string().as_bytes(),
+                &inputs(&nonce),
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("HCLAkPub"), "{tee}: {err}");
+    }
 }
 
 #[test]
