@@ -95,15 +95,19 @@ impl Broker {
                 .get(record)?
                 .map(|text| String::from_utf8_lossy(&text).into_owned()))
         };
-        // Policies were compiled before they were stored, so these compile again.
+        // Policies compiled before they were stored. One that no longer does stops the start:
+        // falling back to the permissive default would release what it withheld.
         let uploaded_policy = stored_text(POLICY_RECORD)?
-            .and_then(|text| ResourcePolicy::new(&text).ok())
-            .map(Arc::new);
+            .map(|text| ResourcePolicy::new(&text).map(Arc::new))
+            .transpose()
+            .map_err(|_| crate::core::StartError::Corrupt(POLICY_RECORD))?;
         let attestation_policy = stored_text(ATTESTATION_POLICY_RECORD)?
-            .and_then(|text| AttestationPolicy::new(&text).ok())
-            .map(Arc::new);
+            .map(|text| AttestationPolicy::new(&text).map(Arc::new))
+            .transpose()
+            .map_err(|_| crate::core::StartError::Corrupt(ATTESTATION_POLICY_RECORD))?;
         let reference_values = match store.get(REFERENCE_VALUES_RECORD)? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|_| crate::core::StartError::Corrupt(REFERENCE_VALUES_RECORD))?,
             None => serde_json::Map::new(),
         };
         let mut resources = HashMap::new();

@@ -889,8 +889,9 @@ fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
         .kbs
         .resource_policy
         .as_deref()
-        .and_then(|text| kbs::policy::ResourcePolicy::new(text).ok())
-        .map(Arc::new);
+        .map(|text| kbs::policy::ResourcePolicy::new(text).map(Arc::new))
+        .transpose()
+        .map_err(|_| StartError::Corrupt(MANIFEST_RECORD))?;
     Ok(Some(Deployment {
         hash: sha256(&raw),
         raw: raw.to_vec(),
