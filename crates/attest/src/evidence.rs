@@ -220,28 +220,68 @@ pub fn dcap_quote(evidence: &[u8], hint: Option<TeeKind>) -> Result<Option<Vec<u
     })
 }
 
-/// The AMD product line of Azure SNP vTPM evidence (from its report, else its VCEK), whose
-/// ASK/ARK chain verification needs; `None` for other evidence.
-pub fn vtpm_snp_product(
-    evidence: &[u8],
-    hint: Option<TeeKind>,
-) -> Result<Option<crate::snp::Product>, VerifyError> {
+/// What verifying SEV-SNP evidence still needs from AMD's KDS because the evidence does not
+/// carry it (CoCo's `snp` JSON without certificates, Azure SNP vTPM with only its VCEK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KdsNeeds {
+    /// The product line whose chain and VCEK to fetch.
+    pub product: crate::snp::Product,
+    /// The VCEK to fetch, by hardware ID (the chip ID; 8 bytes of it on Turin) and the reported
+    /// TCB, when the evidence holds neither a VCEK nor a VLEK.
+    pub vcek: Option<(Vec<u8>, crate::claims::SnpTcb)>,
+    /// Whether the ASK/ARK chain is missing.
+    pub chain: bool,
+}
+
+/// What `evidence` needs from AMD's KDS; `None` when nothing (or not SNP evidence, or a report
+/// that does not name its product line).
+pub fn kds_needs(evidence: &[u8], hint: Option<TeeKind>) -> Result<Option<KdsNeeds>, VerifyError> {
     let detected = detect(evidence, hint)?;
-    if detected.tee != TeeKind::AzSnpVtpm {
-        return Ok(None);
-    }
-    let vtpm = azure::VtpmEvidence::parse(&detected.payload)?;
-    let from_report = match &vtpm.hcl.hw_report {
-        azure::HwReport::Snp(report) => Report::parse(report).ok().and_then(|r| r.product()),
-        azure::HwReport::Tdx(_) => None,
+    let (report, certs) = match (detected.tee, detected.form) {
+        (TeeKind::AzSnpVtpm, _) => {
+            let vtpm = azure::VtpmEvidence::parse(&detected.payload)?;
+            let azure::HwReport::Snp(report) = vtpm.hcl.hw_report else {
+                return Ok(None);
+            };
+            let vcek = vtpm.vcek.map(|data| crate::snp::coco::CertEntry {
+                cert_type: "VCEK".into(),
+                data,
+            });
+            (report, vcek.into_iter().collect())
+        }
+        (TeeKind::Snp, Form::CocoJson) => {
+            let coco = crate::snp::coco::parse(&detected.payload)?;
+            (coco.report, coco.certs)
+        }
+        _ => return Ok(None),
     };
-    let from_vcek = || {
-        vtpm.vcek
-            .as_deref()
-            .and_then(|v| crate::snp::Vek::parse(v).ok())
+    let has = |kinds: &[&str]| {
+        certs
+            .iter()
+            .find(|c| kinds.iter().any(|k| c.cert_type.eq_ignore_ascii_case(k)))
+    };
+    let vek = has(&["VCEK", "VLEK"]);
+    let report = Report::parse(&report)?;
+    let from_vek = || {
+        vek.and_then(|v| crate::snp::Vek::parse(&v.data).ok())
             .and_then(|v| v.product())
     };
-    Ok(from_report.or_else(from_vcek))
+    let Some(product) = report.product().or_else(from_vek) else {
+        return Ok(None);
+    };
+    let vcek = vek.is_none().then(|| {
+        let hw_id = match product {
+            crate::snp::Product::Turin => report.chip_id[..8].to_vec(),
+            _ => report.chip_id.to_vec(),
+        };
+        (hw_id, report.reported_tcb.decode(product))
+    });
+    let chain = has(&["ASK", "ASVK"]).is_none() || has(&["ARK"]).is_none();
+    Ok((vcek.is_some() || chain).then_some(KdsNeeds {
+        product,
+        vcek,
+        chain,
+    }))
 }
 
 /// What verification needs besides the evidence itself.

@@ -1,6 +1,7 @@
 //! What the coordinator adds to evidence that arrives without it (CoCo guests, hardware
-//! launchers): DCAP collateral for SGX and TDX quotes, and the AMD ASK/ARK chain for Azure SNP
-//! vTPM evidence. A simulated platform issues its own; on hardware, Intel's PCS (or a PCCS) and
+//! launchers): DCAP collateral for SGX and TDX quotes; the VCEK and the ASK/ARK chain for SNP
+//! evidence that lacks them (CoCo guests whose host provisioned no certificates, Azure vTPM
+//! evidence with only its VCEK). A simulated platform issues its own; on hardware, Intel's PCS (or a PCCS) and
 //! AMD's KDS are asked, and answers are reused. The verifier checks all of it.
 
 use std::collections::HashMap;
@@ -59,7 +60,8 @@ impl CollateralSource {
         }
     }
 
-    /// Add what verifying `evidence` needs and `inputs` lacks: DCAP collateral, the AMD chain.
+    /// Add what verifying `evidence` needs and `inputs` lacks: DCAP collateral, the VCEK and
+    /// the AMD chain.
     pub(crate) async fn complete(
         &self,
         evidence: &[u8],
@@ -70,32 +72,43 @@ impl CollateralSource {
         {
             inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
         }
-        if inputs.chain.is_none() {
-            inputs.chain = self.amd_chain(evidence, inputs.tee).await?;
+        if inputs.chain.is_none() || inputs.vek.is_none() {
+            self.complete_snp(evidence, inputs).await?;
         }
         Ok(())
     }
 
-    /// The ASK/ARK chain (PEM) for Azure SNP vTPM evidence, which carries only its VCEK.
-    async fn amd_chain(
+    /// The VCEK and ASK/ARK chain SNP evidence lacks, from the KDS. A simulated platform has
+    /// its chain, but no VCEK to hand out: simulated evidence carries its own.
+    async fn complete_snp(
         &self,
         evidence: &[u8],
-        tee: Option<TeeKind>,
-    ) -> Result<Option<Vec<u8>>, CollateralError> {
-        let Some(product) =
-            attest::evidence::vtpm_snp_product(evidence, tee).map_err(CollateralError::Evidence)?
+        inputs: &mut Inputs,
+    ) -> Result<(), CollateralError> {
+        let Some(needs) =
+            attest::evidence::kds_needs(evidence, inputs.tee).map_err(CollateralError::Evidence)?
         else {
-            return Ok(None);
+            return Ok(());
         };
         match self {
-            Self::Services { kds, .. } => Ok(Some(kds.cert_chain(product).await?.to_vec())),
+            Self::Services { kds, .. } => {
+                if let (None, Some((hw_id, tcb))) = (&inputs.vek, &needs.vcek) {
+                    inputs.vek = Some(kds.vcek(needs.product, hw_id, tcb).await?.to_vec());
+                }
+                if inputs.chain.is_none() && needs.chain {
+                    inputs.chain = Some(kds.cert_chain(needs.product).await?.to_vec());
+                }
+            }
             Self::Simulated { platform, .. } => {
-                let amd = platform
-                    .amd(OffsetDateTime::now_utc())
-                    .map_err(|e| CollateralError::Simulated(e.to_string()))?;
-                Ok(Some(amd.chain_pem().into_bytes()))
+                if inputs.chain.is_none() && needs.chain {
+                    let amd = platform
+                        .amd(OffsetDateTime::now_utc())
+                        .map_err(|e| CollateralError::Simulated(e.to_string()))?;
+                    inputs.chain = Some(amd.chain_pem().into_bytes());
+                }
             }
         }
+        Ok(())
     }
 
     /// Combined collateral JSON for `evidence` if it is DCAP evidence (SGX, TDX, Azure TDX

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use attest::claims::SnpTcb;
 use attest::dcap::{Collateral, DcapError, PckExtensions, Quote};
 use attest::snp::Product;
 use attest::x509::parse_pem_chain;
@@ -296,12 +297,16 @@ async fn get(
     Ok((body.to_vec(), chain))
 }
 
-/// Fetches (and reuses) AMD's ASK/ARK chains from the KDS.
+/// A VCEK's identity: product line, hardware ID and the TCB it certifies.
+type VcekKey = (Product, Vec<u8>, [Option<u8>; 5]);
+
+/// Fetches (and reuses) AMD's ASK/ARK chains and VCEKs from the KDS.
 #[derive(Debug)]
 pub struct KdsClient {
     base: String,
     http: reqwest::Client,
     chains: Mutex<HashMap<Product, Fetched>>,
+    vceks: Mutex<HashMap<VcekKey, Fetched>>,
 }
 
 impl KdsClient {
@@ -313,7 +318,55 @@ impl KdsClient {
             base,
             http,
             chains: Mutex::new(HashMap::new()),
+            vceks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The VCEK (DER) of chip `hw_id` at `tcb`, fetched or reused (VCEKs never change).
+    pub async fn vcek(
+        &self,
+        product: Product,
+        hw_id: &[u8],
+        tcb: &SnpTcb,
+    ) -> Result<Arc<Vec<u8>>, PcsError> {
+        let key = (
+            product,
+            hw_id.to_vec(),
+            [
+                tcb.fmc,
+                Some(tcb.bootloader),
+                Some(tcb.tee),
+                Some(tcb.snp),
+                Some(tcb.microcode),
+            ],
+        );
+        let reusable = self
+            .vceks
+            .lock()
+            .ok()
+            .and_then(|vceks| vceks.get(&key).map(|(_, der)| Arc::clone(der)));
+        if let Some(der) = reusable {
+            return Ok(der);
+        }
+        let mut url = format!(
+            "{}/vcek/v1/{}/{}?blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+            self.base,
+            product.name(),
+            hex::encode(hw_id),
+            tcb.bootloader,
+            tcb.tee,
+            tcb.snp,
+            tcb.microcode
+        );
+        if let Some(fmc) = tcb.fmc {
+            url.push_str(&format!("&fmcSPL={fmc}"));
+        }
+        let (der, _) = get(&self.http, &url, None).await?;
+        let der = Arc::new(der);
+        if let Ok(mut vceks) = self.vceks.lock() {
+            vceks.insert(key, (Instant::now(), Arc::clone(&der)));
+        }
+        Ok(der)
     }
 
     /// The ASK then the ARK (PEM) of `product`, fetched or reused. The verifier pins the ARK.

@@ -182,22 +182,54 @@ async fn failures_say_what_went_wrong() {
     assert!(matches!(err, PcsError::Unreachable { .. }), "{err:?}");
 }
 
-/// A fake KDS serving the Milan ASK/ARK chain, counting requests.
+/// A fake KDS: the Milan and Genoa ASK/ARK chains and one Genoa VCEK, counting requests.
 async fn serve_kds(requests: Arc<AtomicUsize>) -> String {
-    let app = axum::Router::new().route(
-        "/vcek/v1/Milan/cert_chain",
+    let chain = |file: &'static str| {
+        let requests = Arc::clone(&requests);
         get(move || {
-            let requests = Arc::clone(&requests);
+            requests.fetch_add(1, Ordering::SeqCst);
+            async move { read(file) }
+        })
+    };
+    let vcek_requests = Arc::clone(&requests);
+    let vcek = get(
+        move |axum::extract::Path(hw_id): axum::extract::Path<String>,
+              Query(q): Query<HashMap<String, String>>| {
+            vcek_requests.fetch_add(1, Ordering::SeqCst);
             async move {
-                requests.fetch_add(1, Ordering::SeqCst);
-                read("snp/amd_milan_ask_ark.pem")
+                let report = attest::snp::Report::parse(&read(GENOA_REPORT)).unwrap();
+                let spl = |k: &str| q.get(k).map(String::as_str);
+                // oak_genoa: bl 10, tee 0, snp 25, ucode 84.
+                if hw_id != hex::encode(report.chip_id)
+                    || (spl("blSPL"), spl("teeSPL"), spl("snpSPL"), spl("ucodeSPL"))
+                        != (Some("10"), Some("0"), Some("25"), Some("84"))
+                {
+                    return StatusCode::NOT_FOUND.into_response();
+                }
+                read("snp/oak_genoa_vcek.der").into_response()
             }
-        }),
+        },
     );
+    let app = axum::Router::new()
+        .route(
+            "/vcek/v1/Milan/cert_chain",
+            chain("snp/amd_milan_ask_ark.pem"),
+        )
+        .route(
+            "/vcek/v1/Genoa/cert_chain",
+            chain("snp/amd_genoa_ask_ark.pem"),
+        )
+        .route("/vcek/v1/Genoa/{hw_id}", vcek);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
+}
+
+const GENOA_REPORT: &str = "snp/oak_genoa_report.bin";
+
+fn at(text: &str) -> OffsetDateTime {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
 }
 
 #[tokio::test]
@@ -205,28 +237,24 @@ async fn the_kds_chain_verifies_real_azure_evidence_that_carries_only_its_vcek()
     let requests = Arc::new(AtomicUsize::new(0));
     let kds = KdsClient::new(&serve_kds(Arc::clone(&requests)).await, &[]).unwrap();
     let evidence = read("azure/trustee_az-snp-vtpm_evidence-v1.json");
-    let product = attest::evidence::vtpm_snp_product(&evidence, None)
+    let needs = attest::evidence::kds_needs(&evidence, None)
         .unwrap()
         .unwrap();
-    assert_eq!(product, attest::snp::Product::Milan);
+    assert_eq!(needs.product, attest::snp::Product::Milan);
+    assert!(needs.chain && needs.vcek.is_none(), "{needs:?}");
 
-    let chain = kds.cert_chain(product).await.unwrap();
-    let again = kds.cert_chain(product).await.unwrap();
+    let chain = kds.cert_chain(needs.product).await.unwrap();
+    let again = kds.cert_chain(needs.product).await.unwrap();
     assert!(Arc::ptr_eq(&chain, &again));
     assert_eq!(requests.load(Ordering::SeqCst), 1, "reused, not refetched");
 
-    let at = OffsetDateTime::parse(
-        "2026-01-01T00:00:00Z",
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
     let inputs = Inputs {
         chain: Some(chain.to_vec()),
         nonce: Some(b"challenge".to_vec()),
         ..Inputs::default()
     };
     let (_, claims) = Verifiers::production()
-        .verify(&evidence, &inputs, at)
+        .verify(&evidence, &inputs, at("2026-01-01T00:00:00Z"))
         .unwrap();
     assert_eq!(claims.tee, attest::TeeKind::AzSnpVtpm);
 
@@ -235,6 +263,43 @@ async fn the_kds_chain_verifies_real_azure_evidence_that_carries_only_its_vcek()
         .cert_chain(attest::snp::Product::Turin)
         .await
         .unwrap_err();
+    assert!(
+        matches!(err, PcsError::Status { status: 404, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn coco_snp_evidence_without_certificates_gets_its_vcek_and_chain_from_the_kds() {
+    let kds = KdsClient::new(&serve_kds(Arc::default()).await, &[]).unwrap();
+    let report = attest::snp::Report::parse(&read(GENOA_REPORT)).unwrap();
+    // What a CoCo guest sends when its host provisioned no certificates.
+    let evidence =
+        attest::snp::coco::to_json(&report, attest::snp::Product::Genoa, Vec::new()).unwrap();
+    let needs = attest::evidence::kds_needs(evidence.as_bytes(), None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(needs.product, attest::snp::Product::Genoa);
+    assert!(needs.chain);
+    let (hw_id, tcb) = needs.vcek.unwrap();
+
+    let inputs = Inputs {
+        vek: Some(
+            kds.vcek(needs.product, &hw_id, &tcb)
+                .await
+                .unwrap()
+                .to_vec(),
+        ),
+        chain: Some(kds.cert_chain(needs.product).await.unwrap().to_vec()),
+        ..Inputs::default()
+    };
+    let (_, claims) = Verifiers::production()
+        .verify(evidence.as_bytes(), &inputs, at("2025-09-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(claims.tee, attest::TeeKind::Snp);
+
+    // Another chip's VCEK is not served.
+    let err = kds.vcek(needs.product, &[0; 64], &tcb).await.unwrap_err();
     assert!(
         matches!(err, PcsError::Status { status: 404, .. }),
         "{err:?}"
