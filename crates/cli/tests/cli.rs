@@ -291,6 +291,28 @@ fn usage_and_io_errors_exit_2() {
 }
 
 #[test]
+fn fetching_what_evidence_lacks_fails_clearly_when_the_service_is_down() {
+    let quote = vector("tdx/gotdx_cos-113-tdx-quote.bin");
+    let out = cloister(&[
+        "evidence",
+        "verify",
+        "--evidence",
+        &quote,
+        "--at",
+        "2025-11-01T00:00:00Z",
+        "--fetch",
+        "--pcs-url",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:9") && stderr.contains("drop --fetch"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn platform_check_explains_itself_in_json() {
     let out = cloister(&["platform", "check", "-o", "json"]);
     let v = json(&out);

@@ -1,14 +1,13 @@
 //! What the coordinator adds to evidence that arrives without it (CoCo guests, hardware
 //! launchers): DCAP collateral for SGX and TDX quotes; the VCEK and the ASK/ARK chain for SNP
 //! evidence that lacks them (CoCo guests whose host provisioned no certificates, Azure vTPM
-//! evidence with only its VCEK). A simulated platform issues its own; on hardware, Intel's PCS (or a PCCS) and
-//! AMD's KDS are asked, and answers are reused. The verifier checks all of it.
+//! evidence with only its VCEK). A simulated platform issues its own; on hardware, Intel's PCS
+//! (or a PCCS) and AMD's KDS are asked (`pcs::Services`). The verifier checks all of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use attest::TeeKind;
 use attest::evidence::Inputs;
 use attest::sim::SimPlatform;
 use time::OffsetDateTime;
@@ -26,7 +25,7 @@ pub enum CollateralError {
     /// The evidence is not what it claims to be.
     #[error("the evidence: {0}")]
     Evidence(#[source] attest::evidence::VerifyError),
-    /// The PCS or PCCS could not supply it.
+    /// The vendors' services could not supply it.
     #[error(transparent)]
     Pcs(#[from] pcs::PcsError),
     /// The simulated platform could not issue it.
@@ -34,7 +33,7 @@ pub enum CollateralError {
     Simulated(String),
 }
 
-/// The source of DCAP collateral.
+/// What completes evidence: a simulated platform, or the vendors' services.
 #[derive(Debug)]
 pub(crate) enum CollateralSource {
     /// A simulated platform, with what it generated last per TEE (TDX: true).
@@ -42,13 +41,8 @@ pub(crate) enum CollateralSource {
         platform: Arc<SimPlatform>,
         generated: Mutex<HashMap<bool, Generated>>,
     },
-    /// The vendors' services.
-    Services {
-        /// Intel's PCS or a PCCS.
-        pcs: pcs::PcsClient,
-        /// AMD's KDS.
-        kds: pcs::KdsClient,
-    },
+    /// Intel's PCS (or a PCCS) and AMD's KDS.
+    Services(pcs::Services),
 }
 
 impl CollateralSource {
@@ -61,80 +55,42 @@ impl CollateralSource {
     }
 
     /// Add what verifying `evidence` needs and `inputs` lacks: DCAP collateral, the VCEK and
-    /// the AMD chain.
+    /// the AMD chain. A simulated platform issues collateral and has its chain, but no VCEK to
+    /// hand out: simulated evidence carries its own.
     pub(crate) async fn complete(
         &self,
         evidence: &[u8],
         inputs: &mut Inputs,
     ) -> Result<(), CollateralError> {
-        if inputs.collateral.is_empty()
-            && let Some(json) = self.dcap_collateral(evidence, inputs.tee).await?
-        {
-            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
-        }
-        if inputs.chain.is_none() || inputs.vek.is_none() {
-            self.complete_snp(evidence, inputs).await?;
-        }
-        Ok(())
-    }
-
-    /// The VCEK and ASK/ARK chain SNP evidence lacks, from the KDS. A simulated platform has
-    /// its chain, but no VCEK to hand out: simulated evidence carries its own.
-    async fn complete_snp(
-        &self,
-        evidence: &[u8],
-        inputs: &mut Inputs,
-    ) -> Result<(), CollateralError> {
-        let Some(needs) =
-            attest::evidence::kds_needs(evidence, inputs.tee).map_err(CollateralError::Evidence)?
-        else {
-            return Ok(());
-        };
-        match self {
-            Self::Services { kds, .. } => {
-                if let (None, Some((hw_id, tcb))) = (&inputs.vek, &needs.vcek) {
-                    inputs.vek = Some(kds.vcek(needs.product, hw_id, tcb).await?.to_vec());
-                }
-                if inputs.chain.is_none() && needs.chain {
-                    inputs.chain = Some(kds.cert_chain(needs.product).await?.to_vec());
-                }
-            }
-            Self::Simulated { platform, .. } => {
-                if inputs.chain.is_none() && needs.chain {
-                    let amd = platform
-                        .amd(OffsetDateTime::now_utc())
-                        .map_err(|e| CollateralError::Simulated(e.to_string()))?;
-                    inputs.chain = Some(amd.chain_pem().into_bytes());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Combined collateral JSON for `evidence` if it is DCAP evidence (SGX, TDX, Azure TDX
-    /// vTPM); `None` for evidence that needs none.
-    async fn dcap_collateral(
-        &self,
-        evidence: &[u8],
-        tee: Option<TeeKind>,
-    ) -> Result<Option<Arc<Vec<u8>>>, CollateralError> {
-        let Some(quote) =
-            attest::evidence::dcap_quote(evidence, tee).map_err(CollateralError::Evidence)?
-        else {
-            return Ok(None);
-        };
-        match self {
-            Self::Services { pcs, .. } => Ok(Some(pcs.collateral_json(&quote).await?)),
+        let (platform, generated) = match self {
+            Self::Services(services) => return Ok(services.complete(evidence, inputs).await?),
             Self::Simulated {
                 platform,
                 generated,
-            } => {
-                let tdx = attest::dcap::Quote::parse(&quote)
-                    .map_err(|e| CollateralError::Evidence(e.into()))?
-                    .is_tdx();
-                simulated(platform, generated, tdx).map(Some)
-            }
+            } => (platform, generated),
+        };
+        let evidence_error = CollateralError::Evidence;
+        if inputs.collateral.is_empty()
+            && let Some(quote) =
+                attest::evidence::dcap_quote(evidence, inputs.tee).map_err(evidence_error)?
+        {
+            let tdx = attest::dcap::Quote::parse(&quote)
+                .map_err(|e| CollateralError::Evidence(e.into()))?
+                .is_tdx();
+            let json = simulated(platform, generated, tdx)?;
+            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
         }
+        if inputs.chain.is_none()
+            && attest::evidence::kds_needs(evidence, inputs.tee)
+                .map_err(evidence_error)?
+                .is_some_and(|needs| needs.chain)
+        {
+            let amd = platform
+                .amd(OffsetDateTime::now_utc())
+                .map_err(|e| CollateralError::Simulated(e.to_string()))?;
+            inputs.chain = Some(amd.chain_pem().into_bytes());
+        }
+        Ok(())
     }
 }
 

@@ -196,10 +196,11 @@ impl Platform {
                 attest::TrustAnchor::intel(),
                 attest::TrustAnchor::amd(),
             ),
-            collateral: CollateralSource::Services {
-                pcs: pcs::PcsClient::new(&config.pcs_url, &config.pcs_roots)?,
-                kds: pcs::KdsClient::new(&config.kds_url, &config.pcs_roots)?,
-            },
+            collateral: CollateralSource::Services(pcs::Services::new(
+                &config.pcs_url,
+                &config.kds_url,
+                &config.pcs_roots,
+            )?),
         })
     }
 }

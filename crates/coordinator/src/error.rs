@@ -167,8 +167,12 @@ impl ApiError {
     /// Collateral for activation evidence could not be had: bad evidence is the workload's
     /// fault, an unreachable service is not.
     pub(crate) fn from_collateral(e: crate::collateral::CollateralError) -> Self {
+        use crate::collateral::CollateralError;
         match e {
-            crate::collateral::CollateralError::Evidence(e) => Self::EvidenceRejected(e),
+            CollateralError::Evidence(e) | CollateralError::Pcs(pcs::PcsError::Evidence(e)) => {
+                Self::EvidenceRejected(e)
+            }
+            CollateralError::Pcs(pcs::PcsError::Quote(e)) => Self::EvidenceRejected(e.into()),
             other => Self::CollateralUnavailable(other),
         }
     }

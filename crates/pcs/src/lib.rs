@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use attest::claims::SnpTcb;
 use attest::dcap::{Collateral, DcapError, PckExtensions, Quote};
+use attest::evidence::Inputs;
 use attest::snp::Product;
 use attest::x509::parse_pem_chain;
 use percent_encoding::percent_decode_str;
@@ -40,6 +41,9 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PcsError {
+    /// The evidence is not what it claims to be.
+    #[error("the evidence: {0}")]
+    Evidence(#[source] attest::evidence::VerifyError),
     /// The quote, or the PCK certificate in it, does not say which platform it comes from.
     #[error("the quote names no platform to fetch collateral for: {0}")]
     Quote(#[source] DcapError),
@@ -398,5 +402,53 @@ fn status_hint(status: u16) -> &'static str {
         401 | 403 => "the service refused the request; a PCCS may need this client allowed",
         500..=599 => "the service failed; try again later",
         _ => "unexpected for the PCS v4 API",
+    }
+}
+
+/// Both vendors' services: what evidence lacks, fetched.
+#[derive(Debug)]
+pub struct Services {
+    /// Intel's PCS or a PCCS.
+    pub pcs: PcsClient,
+    /// AMD's KDS or a mirror.
+    pub kds: KdsClient,
+}
+
+impl Services {
+    /// Clients for `pcs_url` and `kds_url`, trusting the web PKI and `extra_roots` (DER).
+    pub fn new(pcs_url: &str, kds_url: &str, extra_roots: &[Vec<u8>]) -> Result<Self, PcsError> {
+        Ok(Self {
+            pcs: PcsClient::new(pcs_url, extra_roots)?,
+            kds: KdsClient::new(kds_url, extra_roots)?,
+        })
+    }
+
+    /// Add what verifying `evidence` needs and `inputs` lacks: DCAP collateral for SGX and TDX
+    /// quotes (also inside Azure TDX vTPM evidence); the VCEK and ASK/ARK chain for SNP
+    /// evidence without them (CoCo guests whose host provisioned no certificates, Azure SNP
+    /// vTPM evidence).
+    pub async fn complete(&self, evidence: &[u8], inputs: &mut Inputs) -> Result<(), PcsError> {
+        if inputs.collateral.is_empty()
+            && let Some(quote) =
+                attest::evidence::dcap_quote(evidence, inputs.tee).map_err(PcsError::Evidence)?
+        {
+            let json = self.pcs.collateral_json(&quote).await?;
+            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
+        }
+        if inputs.chain.is_some() && inputs.vek.is_some() {
+            return Ok(());
+        }
+        let Some(needs) =
+            attest::evidence::kds_needs(evidence, inputs.tee).map_err(PcsError::Evidence)?
+        else {
+            return Ok(());
+        };
+        if let (None, Some((hw_id, tcb))) = (&inputs.vek, &needs.vcek) {
+            inputs.vek = Some(self.kds.vcek(needs.product, hw_id, tcb).await?.to_vec());
+        }
+        if inputs.chain.is_none() && needs.chain {
+            inputs.chain = Some(self.kds.cert_chain(needs.product).await?.to_vec());
+        }
+        Ok(())
     }
 }

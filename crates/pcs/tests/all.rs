@@ -271,7 +271,8 @@ async fn the_kds_chain_verifies_real_azure_evidence_that_carries_only_its_vcek()
 
 #[tokio::test]
 async fn coco_snp_evidence_without_certificates_gets_its_vcek_and_chain_from_the_kds() {
-    let kds = KdsClient::new(&serve_kds(Arc::default()).await, &[]).unwrap();
+    let kds_url = serve_kds(Arc::default()).await;
+    let kds = KdsClient::new(&kds_url, &[]).unwrap();
     let report = attest::snp::Report::parse(&read(GENOA_REPORT)).unwrap();
     // What a CoCo guest sends when its host provisioned no certificates.
     let evidence =
@@ -281,18 +282,16 @@ async fn coco_snp_evidence_without_certificates_gets_its_vcek_and_chain_from_the
         .unwrap();
     assert_eq!(needs.product, attest::snp::Product::Genoa);
     assert!(needs.chain);
-    let (hw_id, tcb) = needs.vcek.unwrap();
+    let (_, tcb) = needs.vcek.unwrap();
 
-    let inputs = Inputs {
-        vek: Some(
-            kds.vcek(needs.product, &hw_id, &tcb)
-                .await
-                .unwrap()
-                .to_vec(),
-        ),
-        chain: Some(kds.cert_chain(needs.product).await.unwrap().to_vec()),
-        ..Inputs::default()
-    };
+    // `Services::complete` fetches both and adds nothing else.
+    let services = pcs::Services::new("http://127.0.0.1:9", &kds_url, &[]).unwrap();
+    let mut inputs = Inputs::default();
+    services
+        .complete(evidence.as_bytes(), &mut inputs)
+        .await
+        .unwrap();
+    assert!(inputs.vek.is_some() && inputs.chain.is_some() && inputs.collateral.is_empty());
     let (_, claims) = Verifiers::production()
         .verify(evidence.as_bytes(), &inputs, at("2025-09-01T00:00:00Z"))
         .unwrap();

@@ -64,6 +64,16 @@ pub(crate) struct VerifyArgs {
     /// The nonce expected in a vTPM quote (hex).
     #[arg(long)]
     nonce: Option<String>,
+    /// Fetch what the evidence lacks and no file gave: DCAP collateral from Intel's PCS (or
+    /// `--pcs-url`), the VCEK and ASK/ARK chain from AMD's KDS (or `--kds-url`).
+    #[arg(long)]
+    fetch: bool,
+    /// The PCS or PCCS to fetch DCAP collateral from (with `--fetch`).
+    #[arg(long, env = "CLOISTER_PCS_URL", default_value = pcs::INTEL_PCS)]
+    pcs_url: String,
+    /// The KDS (or mirror) to fetch VCEKs and AMD chains from (with `--fetch`).
+    #[arg(long, env = "CLOISTER_KDS_URL", default_value = pcs::AMD_KDS)]
+    kds_url: String,
 }
 
 /// Arguments of `evidence inspect`.
@@ -145,13 +155,19 @@ fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
         .as_deref()
         .map(|n| hex::decode(n).context("--nonce must be hex"))
         .transpose()?;
-    let inputs = Inputs {
+    let mut inputs = Inputs {
         tee: args.tee,
         collateral,
         vek: args.vek.as_deref().map(read).transpose()?,
         chain: args.chain.as_deref().map(read).transpose()?,
         nonce,
     };
+    if args.fetch {
+        let services = pcs::Services::new(&args.pcs_url, &args.kds_url, &[])?;
+        crate::cmd::conn::runtime()?
+            .block_on(services.complete(&evidence, &mut inputs))
+            .context("fetching what the evidence lacks (drop --fetch to verify offline)")?;
+    }
     let policy = Policy {
         allow_debug: args.allow_debug,
         allow_service_td: args.allow_service_td,
