@@ -109,10 +109,18 @@ pub enum BundleError {
 impl EvidenceBundle {
     /// Evidence as an attester produced it, with what verifies it.
     pub fn from_evidence(evidence: &attest::attester::Evidence) -> Self {
-        let inputs = evidence.verification_inputs();
+        Self::new(
+            evidence.tee,
+            &evidence.bytes,
+            evidence.verification_inputs(),
+        )
+    }
+
+    /// `evidence` of kind `tee` with the verification inputs that travel with it.
+    pub fn new(tee: attest::TeeKind, evidence: &[u8], inputs: attest::evidence::Inputs) -> Self {
         Self {
-            tee: evidence.tee.as_str().to_string(),
-            evidence: B64.encode(&evidence.bytes),
+            tee: tee.as_str().to_string(),
+            evidence: B64.encode(evidence),
             collateral: inputs.collateral.first().and_then(|(_, json)| {
                 let text = String::from_utf8(json.clone()).ok()?;
                 serde_json::value::RawValue::from_string(text).ok()

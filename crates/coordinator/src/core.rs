@@ -290,7 +290,7 @@ impl Coordinator {
             admin: tokio::sync::Mutex::new(()),
             metrics: Metrics::default(),
         };
-        coordinator.refresh_cached_attestation()?;
+        coordinator.refresh_cached_attestation().await?;
         Ok(Arc::new(coordinator))
     }
 
@@ -403,12 +403,15 @@ impl Coordinator {
     }
 
     /// `GET /attestation[?nonce]`.
-    pub fn attestation(&self, nonce: Option<&[u8]>) -> Result<api::AttestationResponse, ApiError> {
+    pub async fn attestation(
+        &self,
+        nonce: Option<&[u8]>,
+    ) -> Result<api::AttestationResponse, ApiError> {
         let deployment = self.deployment.load();
         let manifest_hash = deployment.as_ref().map(|d| d.hash);
         let evidence = match nonce {
             None => (**self.cached_attestation.load()).clone(),
-            Some(nonce) => self.attest(manifest_hash.as_ref(), nonce)?,
+            Some(nonce) => self.attest(manifest_hash.as_ref(), nonce).await?,
         };
         Ok(api::AttestationResponse {
             evidence,
@@ -419,7 +422,9 @@ impl Coordinator {
         })
     }
 
-    fn attest(
+    /// Fresh evidence of this coordinator, with what verifies it: what the attester gave, and
+    /// what the vendors' services add (so that clients, and offline bundles, need no service).
+    async fn attest(
         &self,
         manifest_hash: Option<&[u8; 32]>,
         nonce: &[u8],
@@ -430,13 +435,25 @@ impl Coordinator {
             .attester
             .evidence(&report_data)
             .map_err(|e| ApiError::Internal(format!("the coordinator cannot attest: {e}")))?;
-        Ok(api::EvidenceBundle::from_evidence(&evidence))
+        let mut inputs = evidence.verification_inputs();
+        if let Err(e) = self.collateral.complete(&evidence.bytes, &mut inputs).await {
+            tracing::warn!(
+                error = %e,
+                "the coordinator's evidence goes out without all that verifies it"
+            );
+        }
+        Ok(api::EvidenceBundle::new(
+            evidence.tee,
+            &evidence.bytes,
+            inputs,
+        ))
     }
 
-    fn refresh_cached_attestation(&self) -> Result<(), StartError> {
+    async fn refresh_cached_attestation(&self) -> Result<(), StartError> {
         let hash = self.deployment.load().as_ref().map(|d| d.hash);
         let bundle = self
             .attest(hash.as_ref(), &[])
+            .await
             .map_err(|e| StartError::Attest(e.to_string()))?;
         self.cached_attestation.store(Arc::new(bundle));
         Ok(())
@@ -549,6 +566,7 @@ impl Coordinator {
             kbs_policy,
         })));
         self.refresh_cached_attestation()
+            .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(api::ManifestSetResponse {
             manifest_hash: hex::encode(hash),

@@ -152,7 +152,7 @@ async fn attestation(
         }
         None => None,
     };
-    Ok(json(&c.attestation(nonce.as_deref())?))
+    Ok(json(&c.attestation(nonce.as_deref()).await?))
 }
 
 async fn get_manifest(State(c): State<AppState>) -> Result<Response, ApiError> {

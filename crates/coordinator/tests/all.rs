@@ -231,6 +231,11 @@ async fn without_simulation_the_tees_own_key_seals_the_state() {
             ..api::EvidenceBundle::default()
         },
     };
+    // Its own evidence still goes out, without the collateral the PCS would have added.
+    let statement = first.attestation(Some(b"nonce")).await.unwrap();
+    assert!(!statement.simulated);
+    assert_eq!(statement.evidence.tee, "sgx");
+    assert!(statement.evidence.collateral.is_none());
     let refused = first.activate(request, Some(peer.der())).await.unwrap_err();
     let problem = refused.problem();
     assert_eq!(problem.status, 503, "{problem:?}");
