@@ -246,7 +246,6 @@ impl Broker {
                 actor: format!("kbs/{package}"),
                 details: json!({ "tee": request.tee.to_string(), "package": package, "simulated": simulated }),
             })
-            .await
             .map_err(internal)?;
         Ok(token)
     }

@@ -334,11 +334,8 @@ impl Coordinator {
     }
 
     /// Record an event that changes no state.
-    pub(crate) async fn record(
-        &self,
-        event: AuditEvent,
-    ) -> Result<api::AuditEntry, crate::store::StoreError> {
-        self.store.record(event).await
+    pub(crate) fn record(&self, event: AuditEvent) -> Result<(), crate::store::StoreError> {
+        self.store.record(event)
     }
 
     /// The manifest user `peer` (a client certificate) or `bearer` (a JWT signed by a user's
@@ -664,8 +661,9 @@ impl Coordinator {
                     audit,
                 })
                 .await
+                .map(|_| ())
         } else {
-            self.store.record(audit).await
+            self.store.record(audit)
         };
         if let Err(e) = stored {
             if let Some(c) = d.counters.get(&request.workload) {

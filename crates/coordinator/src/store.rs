@@ -3,13 +3,15 @@
 //! Every change goes through one writer thread, the audit chain's only author. A state change
 //! ([`Store::commit`]) is durable before it is acknowledged, together with whatever else has
 //! queued (group commit). An event that changes no state ([`Store::record`], e.g. the
-//! activation of a workload without an activation limit) is chained at once and made durable
-//! with the next commit, at most [`FLUSH_WINDOW`] later: a crash can lose that window of
-//! such records, never a state change. Reads go straight to redb's MVCC snapshots.
+//! activation of a workload without an activation limit) is queued without waking the writer
+//! more than once per window, and chained and made durable with the next commit, at most
+//! [`FLUSH_WINDOW`] later: a crash can lose that window of such records, never a state change.
+//! Reads go straight to redb's MVCC snapshots.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
@@ -77,11 +79,22 @@ pub struct Change {
     pub audit: AuditEvent,
 }
 
-struct Job {
-    change: Change,
-    /// Acknowledge only once durable.
-    durable: bool,
-    reply: oneshot::Sender<Result<api::AuditEntry, StoreError>>,
+/// What the writer thread is told.
+enum Job {
+    /// Commit a change durably, then acknowledge it.
+    Commit {
+        change: Change,
+        reply: oneshot::Sender<Result<api::AuditEntry, StoreError>>,
+    },
+    /// Recorded events are waiting: commit them within the flush window.
+    Wake,
+}
+
+/// Events recorded but not yet chained, and whether the writer has been woken for them.
+#[derive(Debug, Default)]
+struct Deferred {
+    events: Mutex<Vec<(AuditEvent, OffsetDateTime)>>,
+    armed: AtomicBool,
 }
 
 /// A chained entry waiting for its commit.
@@ -98,6 +111,7 @@ pub struct Store {
     db: Arc<Database>,
     sealer: Arc<Sealer>,
     writer: mpsc::Sender<Job>,
+    deferred: Arc<Deferred>,
 }
 
 impl Store {
@@ -111,9 +125,11 @@ impl Store {
         let entries = read_audit(&db, &sealer)?;
         let head = check_chain(&entries)?;
         let (writer, jobs) = mpsc::channel();
+        let deferred = Arc::new(Deferred::default());
         let worker = Writer {
             db: Arc::clone(&db),
             sealer: Arc::clone(&sealer),
+            deferred: Arc::clone(&deferred),
             next_seq: entries.len() as u64,
             prev_hash: head,
         };
@@ -121,7 +137,12 @@ impl Store {
             .name("state-writer".into())
             .spawn(move || worker.run(&jobs))
             .map_err(|e| StoreError::Database(redb::Error::Io(e)))?;
-        Ok(Self { db, sealer, writer })
+        Ok(Self {
+            db,
+            sealer,
+            writer,
+            deferred,
+        })
     }
 
     /// Read and unseal a record.
@@ -155,31 +176,29 @@ impl Store {
 
     /// Commit `change` durably and return its audit entry.
     pub async fn commit(&self, change: Change) -> Result<api::AuditEntry, StoreError> {
-        self.send(change, true).await
-    }
-
-    /// Chain an event that changes no state; it is durable within [`FLUSH_WINDOW`].
-    pub async fn record(&self, audit: AuditEvent) -> Result<api::AuditEntry, StoreError> {
-        self.send(
-            Change {
-                puts: Vec::new(),
-                audit,
-            },
-            false,
-        )
-        .await
-    }
-
-    async fn send(&self, change: Change, durable: bool) -> Result<api::AuditEntry, StoreError> {
         let (reply, done) = oneshot::channel();
         self.writer
-            .send(Job {
-                change,
-                durable,
-                reply,
-            })
+            .send(Job::Commit { change, reply })
             .map_err(|_| StoreError::WriterGone)?;
         done.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Record an event that changes no state, as of now; it is chained and durable within
+    /// [`FLUSH_WINDOW`]. Only the first record of a window wakes the writer.
+    pub fn record(&self, audit: AuditEvent) -> Result<(), StoreError> {
+        self.deferred
+            .events
+            .lock()
+            .map_err(|_| StoreError::WriterGone)?
+            .push((audit, OffsetDateTime::now_utc()));
+        // After the push: a writer that disarmed before taking the events either took this one
+        // or will be woken for it.
+        if !self.deferred.armed.swap(true, Ordering::SeqCst) {
+            self.writer
+                .send(Job::Wake)
+                .map_err(|_| StoreError::WriterGone)?;
+        }
+        Ok(())
     }
 
     /// The whole audit log, oldest first.
@@ -246,6 +265,7 @@ fn check_chain(entries: &[api::AuditEntry]) -> Result<String, StoreError> {
 struct Writer {
     db: Arc<Database>,
     sealer: Arc<Sealer>,
+    deferred: Arc<Deferred>,
     next_seq: u64,
     prev_hash: String,
 }
@@ -287,25 +307,44 @@ impl Writer {
         }
     }
 
-    /// Chain the job's entry; acknowledge it now unless it must be durable first.
+    /// Take a job: a change is chained at once and acknowledged after its commit (`true`);
+    /// a wake-up only starts the flush window.
     fn accept(&mut self, job: Job, pending: &mut Vec<Pending>) -> bool {
-        let entry = self.next_entry(&job.change.audit);
-        let reply = if job.durable {
-            Some(job.reply)
-        } else {
-            let _ = job.reply.send(Ok(entry.clone()));
-            None
+        let Job::Commit { change, reply } = job else {
+            return false;
         };
+        // Events recorded before this change come before it in the chain.
+        self.take_deferred(pending);
+        let entry = self.next_entry(&change.audit, OffsetDateTime::now_utc());
         pending.push(Pending {
             entry,
-            puts: job.change.puts,
-            reply,
+            puts: change.puts,
+            reply: Some(reply),
         });
-        job.durable
+        true
+    }
+
+    /// Chain the recorded events, in the order they were recorded.
+    fn take_deferred(&mut self, pending: &mut Vec<Pending>) {
+        // Disarm before taking, so that an event recorded after the take wakes the writer.
+        self.deferred.armed.store(false, Ordering::SeqCst);
+        let events = match self.deferred.events.lock() {
+            Ok(mut events) => std::mem::take(&mut *events),
+            Err(_) => return,
+        };
+        for (event, time) in events {
+            let entry = self.next_entry(&event, time);
+            pending.push(Pending {
+                entry,
+                puts: Vec::new(),
+                reply: None,
+            });
+        }
     }
 
     /// Commit everything pending in one durable transaction and acknowledge it.
     fn flush(&mut self, pending: &mut Vec<Pending>) {
+        self.take_deferred(pending);
         if pending.is_empty() {
             return;
         }
@@ -359,8 +398,8 @@ impl Writer {
         txn.commit().map_err(db_error)
     }
 
-    fn next_entry(&mut self, event: &AuditEvent) -> api::AuditEntry {
-        let time = attest::x509::rfc3339(OffsetDateTime::now_utc());
+    fn next_entry(&mut self, event: &AuditEvent, at: OffsetDateTime) -> api::AuditEntry {
+        let time = attest::x509::rfc3339(at);
         let seq = self.next_seq;
         let hash = entry_hash(
             seq,

@@ -55,7 +55,7 @@ async fn fill(path: &Path) {
         .await
         .unwrap();
     for n in 1..=3 {
-        store.record(event(n)).await.unwrap();
+        store.record(event(n)).unwrap();
     }
     // A durable commit carries the recorded events with it.
     store
@@ -84,7 +84,7 @@ async fn state_and_the_audit_chain_survive_a_restart() {
         assert_eq!(pair[0].hash, pair[1].prev_hash);
     }
     // Recorded events become durable within the flush window even with nothing after them.
-    store.record(event(5)).await.unwrap();
+    store.record(event(5)).unwrap();
     std::thread::sleep(coordinator::store::FLUSH_WINDOW * 4);
     drop(store);
     let store = reopen(&path, sealer(1)).unwrap();
