@@ -221,7 +221,8 @@ pub fn dcap_quote(evidence: &[u8], hint: Option<TeeKind>) -> Result<Option<Vec<u
 }
 
 /// What verifying SEV-SNP evidence still needs from AMD's KDS because the evidence does not
-/// carry it (CoCo's `snp` JSON without certificates, Azure SNP vTPM with only its VCEK).
+/// carry it (a bare report, CoCo's `snp` JSON without certificates, Azure SNP vTPM with only its
+/// VCEK). Callers fetch only what their own inputs lack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KdsNeeds {
     /// The product line whose chain and VCEK to fetch.
@@ -253,6 +254,8 @@ pub fn kds_needs(evidence: &[u8], hint: Option<TeeKind>) -> Result<Option<KdsNee
             let coco = crate::snp::coco::parse(&detected.payload)?;
             (coco.report, coco.certs)
         }
+        // A bare report carries nothing; the caller's inputs may.
+        (TeeKind::Snp, Form::Raw) => (detected.payload, Vec::new()),
         _ => return Ok(None),
     };
     let has = |kinds: &[&str]| {

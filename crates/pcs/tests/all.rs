@@ -282,7 +282,10 @@ async fn coco_snp_evidence_without_certificates_gets_its_vcek_and_chain_from_the
         .unwrap();
     assert_eq!(needs.product, attest::snp::Product::Genoa);
     assert!(needs.chain);
-    let (_, tcb) = needs.vcek.unwrap();
+    let (_, tcb) = needs.vcek.clone().unwrap();
+    // A bare report needs the same.
+    let bare = attest::evidence::kds_needs(&read(GENOA_REPORT), None).unwrap();
+    assert_eq!(bare, Some(needs.clone()));
 
     // `Services::complete` fetches both and adds nothing else.
     let services = pcs::Services::new("http://127.0.0.1:9", &kds_url, &[]).unwrap();
