@@ -172,6 +172,43 @@ fn verify_real_snp_report_from_hex() {
 }
 
 #[test]
+fn simulated_azure_evidence_verifies_with_the_printed_command() {
+    for tee in ["az-snp-vtpm", "az-tdx-vtpm"] {
+        let dir = scratch(tee);
+        let out = cloister(&[
+            "evidence",
+            "simulate",
+            "--tee",
+            tee,
+            "--report-data",
+            "c0ffee",
+            "--out",
+            dir.to_str().unwrap(),
+            "-o",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let command = json(&out)["verify_command"].as_str().unwrap().to_string();
+        let mut argv: Vec<&str> = command.split(' ').skip(1).collect();
+        argv.extend(["-o", "json"]);
+        let out = cloister(&argv);
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(0), "{tee}: {command}: {v}");
+        assert_eq!(v["tee"], tee);
+        assert_eq!(v["simulated"], true);
+        // Without the nonce the quote carries, the same evidence is refused.
+        let pos = argv.iter().position(|a| *a == "--nonce").unwrap();
+        let mut wrong = argv.clone();
+        wrong[pos + 1] = "00";
+        assert_eq!(cloister(&wrong).status.code(), Some(1), "{tee}");
+    }
+}
+
+#[test]
 fn simulate_then_verify_each_kind_through_files() {
     for tee in ["sgx", "tdx", "snp"] {
         let dir = scratch(tee);

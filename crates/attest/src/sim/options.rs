@@ -46,6 +46,8 @@ pub struct Simulated {
     pub vek_der: Option<Vec<u8>>,
     /// SNP: the ASK and ARK, PEM.
     pub chain_pem: Option<String>,
+    /// Azure vTPM: the nonce the TPM quote carries (the report data).
+    pub nonce: Option<Vec<u8>>,
 }
 
 impl Simulated {
@@ -60,7 +62,7 @@ impl Simulated {
                 .collect(),
             vek: self.vek_der.clone(),
             chain: self.chain_pem.as_ref().map(|c| c.as_bytes().to_vec()),
-            nonce: None,
+            nonce: self.nonce.clone(),
         }
     }
 
@@ -85,11 +87,15 @@ impl Simulated {
     /// The `cloister evidence verify` command that checks the files written to `dir`.
     pub fn verify_command(&self, dir: &Path, at: &str) -> String {
         let f = |name: &str| dir.join(name).display().to_string();
-        let inputs = if self.tee == TeeKind::Snp {
-            format!("--vek {} --chain {}", f("vcek.der"), f("chain.pem"))
-        } else {
-            format!("--collateral {}", f("collateral.json"))
+        let mut inputs = match (&self.collateral_json, &self.vek_der) {
+            (Some(_), _) => format!("--collateral {}", f("collateral.json")),
+            (None, Some(_)) => format!("--vek {} --chain {}", f("vcek.der"), f("chain.pem")),
+            // Azure SNP vTPM evidence carries its VCEK.
+            (None, None) => format!("--chain {}", f("chain.pem")),
         };
+        if let Some(nonce) = &self.nonce {
+            inputs.push_str(&format!(" --nonce {}", hex::encode(nonce)));
+        }
         format!(
             "cloister evidence verify --evidence {} {inputs} --trust-anchor {} --at {at}",
             f("evidence.bin"),
@@ -136,6 +142,7 @@ pub fn simulate(
                 ),
                 vek_der: None,
                 chain_pem: None,
+                nonce: None,
             })
         }
         TeeKind::Snp => {
@@ -153,10 +160,46 @@ pub fn simulate(
                 collateral_json: None,
                 vek_der: Some(vek),
                 chain_pem: Some(pki.chain_pem()),
+                nonce: None,
             })
         }
-        other => Err(SimError::Param(format!(
-            "{other} cannot be simulated (sgx, tdx and snp can)"
-        ))),
+        TeeKind::AzSnpVtpm => {
+            let pki = AmdPki::generate(now)?;
+            let snp = SnpParams {
+                debug: options.debug,
+                guest_svn: u32::from(options.svn),
+                ..SnpParams::default()
+            };
+            Ok(Simulated {
+                tee,
+                evidence: super::azure::az_snp_vtpm(&pki, &snp, report_data)?,
+                anchor_pem: pki.ark_pem(),
+                collateral_json: None,
+                vek_der: None,
+                chain_pem: Some(pki.chain_pem()),
+                nonce: Some(report_data.to_vec()),
+            })
+        }
+        TeeKind::AzTdxVtpm => {
+            let pki = IntelPki::generate(now)?;
+            let tdx = TdxParams {
+                debug: options.debug,
+                ..TdxParams::default()
+            };
+            let collateral = pki.collateral(true, options.tcb, now)?;
+            Ok(Simulated {
+                tee,
+                evidence: super::azure::az_tdx_vtpm(&pki, &tdx, report_data)?,
+                anchor_pem: pki.root_pem(),
+                collateral_json: Some(
+                    collateral
+                        .to_combined_json()
+                        .map_err(|e| SimError::Cert(e.to_string()))?,
+                ),
+                vek_der: None,
+                chain_pem: None,
+                nonce: Some(report_data.to_vec()),
+            })
+        }
     }
 }

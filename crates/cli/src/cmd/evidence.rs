@@ -91,7 +91,7 @@ pub(crate) struct InspectArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
     /// Which TEE to simulate.
-    #[arg(long, value_parser = ["sgx", "tdx", "snp"])]
+    #[arg(long, value_parser = ["sgx", "tdx", "snp", "az-snp-vtpm", "az-tdx-vtpm"])]
     tee: String,
     /// Report data to bind, hex, up to 64 bytes (zero-padded).
     #[arg(long, default_value = "")]
