@@ -41,7 +41,13 @@ pub(crate) fn run(_args: TourArgs, format: Format) -> Result<ExitCode> {
         ..Policy::default()
     };
     let mut steps = Vec::new();
-    for tee in [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp] {
+    for tee in [
+        TeeKind::Sgx,
+        TeeKind::Tdx,
+        TeeKind::Snp,
+        TeeKind::AzSnpVtpm,
+        TeeKind::AzTdxVtpm,
+    ] {
         if format == Format::Text {
             outln!("\n== {tee}: simulating evidence in the real format");
         }
