@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -171,28 +171,36 @@ fn verify_real_snp_report_from_hex() {
     );
 }
 
+/// `cloister evidence simulate --tee TEE --report-data c0ffee --out DIR -o json`.
+fn simulate_into(tee: &str, dir: &Path) -> Value {
+    let out = cloister(&[
+        "evidence",
+        "simulate",
+        "--tee",
+        tee,
+        "--report-data",
+        "c0ffee",
+        "--out",
+        dir.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&out)
+}
+
 #[test]
 fn simulated_azure_evidence_verifies_with_the_printed_command() {
     for tee in ["az-snp-vtpm", "az-tdx-vtpm"] {
         let dir = scratch(tee);
-        let out = cloister(&[
-            "evidence",
-            "simulate",
-            "--tee",
-            tee,
-            "--report-data",
-            "c0ffee",
-            "--out",
-            dir.to_str().unwrap(),
-            "-o",
-            "json",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let command = json(&out)["verify_command"].as_str().unwrap().to_string();
+        let command = simulate_into(tee, &dir)["verify_command"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let mut argv: Vec<&str> = command.split(' ').skip(1).collect();
         argv.extend(["-o", "json"]);
         let out = cloister(&argv);
@@ -212,24 +220,7 @@ fn simulated_azure_evidence_verifies_with_the_printed_command() {
 fn simulate_then_verify_each_kind_through_files() {
     for tee in ["sgx", "tdx", "snp"] {
         let dir = scratch(tee);
-        let out = cloister(&[
-            "evidence",
-            "simulate",
-            "--tee",
-            tee,
-            "--report-data",
-            "c0ffee",
-            "--out",
-            dir.to_str().unwrap(),
-            "-o",
-            "json",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let sim = json(&out);
+        let sim = simulate_into(tee, &dir);
         let at = sim["verify_at"].as_str().unwrap().to_string();
         let mut args = vec![
             "evidence".to_string(),

@@ -130,16 +130,11 @@ pub fn simulate(
                     ..SgxParams::default()
                 })?
             };
-            let collateral = pki.collateral(tdx, options.tcb, now)?;
             Ok(Simulated {
                 tee,
                 evidence,
                 anchor_pem: pki.root_pem(),
-                collateral_json: Some(
-                    collateral
-                        .to_combined_json()
-                        .map_err(|e| SimError::Cert(e.to_string()))?,
-                ),
+                collateral_json: Some(combined_collateral(&pki, tdx, options, now)?),
                 vek_der: None,
                 chain_pem: None,
                 nonce: None,
@@ -186,20 +181,27 @@ pub fn simulate(
                 debug: options.debug,
                 ..TdxParams::default()
             };
-            let collateral = pki.collateral(true, options.tcb, now)?;
             Ok(Simulated {
                 tee,
                 evidence: super::azure::az_tdx_vtpm(&pki, &tdx, report_data)?,
                 anchor_pem: pki.root_pem(),
-                collateral_json: Some(
-                    collateral
-                        .to_combined_json()
-                        .map_err(|e| SimError::Cert(e.to_string()))?,
-                ),
+                collateral_json: Some(combined_collateral(&pki, true, options, now)?),
                 vek_der: None,
                 chain_pem: None,
                 nonce: Some(report_data.to_vec()),
             })
         }
     }
+}
+
+/// The simulated platform's collateral at the requested TCB status, as combined JSON.
+fn combined_collateral(
+    pki: &IntelPki,
+    tdx: bool,
+    options: &SimOptions,
+    now: OffsetDateTime,
+) -> Result<String, SimError> {
+    pki.collateral(tdx, options.tcb, now)?
+        .to_combined_json()
+        .map_err(|e| SimError::Cert(e.to_string()))
 }
