@@ -244,6 +244,23 @@ async fn without_simulation_the_tees_own_key_seals_the_state() {
         "{problem:?}"
     );
     assert!(problem.detail.contains("127.0.0.1:9"), "{problem:?}");
+    // Evidence that is no quote at all is the workload's fault, service or not.
+    let garbage = api::ActivationRequest {
+        workload: "app".into(),
+        uuid: None,
+        evidence: api::EvidenceBundle {
+            tee: "sgx".into(),
+            evidence: "AAAA".into(),
+            ..api::EvidenceBundle::default()
+        },
+    };
+    let problem = first
+        .activate(garbage, Some(peer.der()))
+        .await
+        .unwrap_err()
+        .problem();
+    assert_eq!(problem.status, 403, "{problem:?}");
+    assert!(problem.kind.ends_with("/evidence-rejected"), "{problem:?}");
     drop(first);
 
     let again = start_retrying(&config).await.unwrap();

@@ -28,6 +28,8 @@ use percent_encoding::percent_decode_str;
 pub const INTEL_PCS: &str = "https://api.trustedservices.intel.com";
 /// AMD's KDS.
 pub const AMD_KDS: &str = "https://kdsintf.amd.com";
+/// VCEKs kept at most; beyond, the cache starts over.
+const MAX_VCEKS: usize = 4096;
 /// How long an AMD chain is reused (ASKs and ARKs live for years).
 const CHAIN_REUSE: Duration = Duration::from_secs(24 * 3600);
 /// Where Intel publishes the Root CA CRL (the CRL distribution point of its PCK CAs).
@@ -368,6 +370,10 @@ impl KdsClient {
         let (der, _) = get(&self.http, &url, None).await?;
         let der = Arc::new(der);
         if let Ok(mut vceks) = self.vceks.lock() {
+            // One VCEK per chip and TCB: a fleet's worth, bounded.
+            if vceks.len() >= MAX_VCEKS {
+                vceks.clear();
+            }
             vceks.insert(key, (Instant::now(), Arc::clone(&der)));
         }
         Ok(der)
