@@ -209,17 +209,6 @@ fn coco_quote(
     })
 }
 
-/// The DCAP quote inside `evidence` (raw, CoCo's `sgx`/`tdx` JSON, or Azure TDX vTPM
-/// evidence), whose collateral verification will need; `None` for evidence that needs none.
-pub fn dcap_quote(evidence: &[u8], hint: Option<TeeKind>) -> Result<Option<Vec<u8>>, VerifyError> {
-    let detected = detect(evidence, hint)?;
-    Ok(match detected.tee {
-        TeeKind::Sgx | TeeKind::Tdx => Some(detected.payload),
-        TeeKind::AzTdxVtpm => azure::VtpmEvidence::parse(&detected.payload)?.td_quote,
-        _ => None,
-    })
-}
-
 /// What verifying SEV-SNP evidence still needs from AMD's KDS because the evidence does not
 /// carry it (a bare report, CoCo's `snp` JSON without certificates, Azure SNP vTPM with only its
 /// VCEK). Callers fetch only what their own inputs lack.
@@ -234,10 +223,46 @@ pub struct KdsNeeds {
     pub chain: bool,
 }
 
-/// What `evidence` needs from AMD's KDS; `None` when nothing (or not SNP evidence, or a report
-/// that does not name its product line).
-pub fn kds_needs(evidence: &[u8], hint: Option<TeeKind>) -> Result<Option<KdsNeeds>, VerifyError> {
+/// What verifying evidence needs from the vendors that it may not carry, found in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needs {
+    /// The evidence kind.
+    pub tee: TeeKind,
+    /// The DCAP quote (SGX, TDX, or inside Azure TDX vTPM evidence) whose collateral is needed.
+    pub dcap_quote: Option<Vec<u8>>,
+    /// What AMD's KDS must supply for SNP evidence, when the evidence lacks it.
+    pub kds: Option<KdsNeeds>,
+}
+
+impl Needs {
+    /// Whether the DCAP quote is a TD quote (its collateral is TDX collateral).
+    pub fn is_tdx(&self) -> bool {
+        matches!(self.tee, TeeKind::Tdx | TeeKind::AzTdxVtpm)
+    }
+}
+
+/// What `evidence` needs from Intel's PCS and AMD's KDS.
+pub fn needs(evidence: &[u8], hint: Option<TeeKind>) -> Result<Needs, VerifyError> {
     let detected = detect(evidence, hint)?;
+    let tee = detected.tee;
+    let (dcap_quote, kds) = match tee {
+        TeeKind::Sgx | TeeKind::Tdx => (Some(detected.payload), None),
+        TeeKind::AzTdxVtpm => (
+            azure::VtpmEvidence::parse(&detected.payload)?.td_quote,
+            None,
+        ),
+        TeeKind::Snp | TeeKind::AzSnpVtpm => (None, kds_needs(detected)?),
+    };
+    Ok(Needs {
+        tee,
+        dcap_quote,
+        kds,
+    })
+}
+
+/// What detected SNP evidence needs from AMD's KDS; `None` when nothing (or a report that
+/// does not name its product line).
+fn kds_needs(detected: Detected) -> Result<Option<KdsNeeds>, VerifyError> {
     let (report, certs) = match (detected.tee, detected.form) {
         (TeeKind::AzSnpVtpm, _) => {
             let vtpm = azure::VtpmEvidence::parse(&detected.payload)?;

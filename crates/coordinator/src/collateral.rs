@@ -4,19 +4,16 @@
 //! evidence with only its VCEK). A simulated platform issues its own; on hardware, Intel's PCS
 //! (or a PCCS) and AMD's KDS are asked (`pcs::Services`). The verifier checks all of it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use attest::evidence::Inputs;
 use attest::sim::SimPlatform;
+use pcs::Reuse;
 use time::OffsetDateTime;
 
 /// How long a simulated platform's generated collateral is reused.
 const SIMULATED_REUSE: Duration = Duration::from_secs(600);
-
-/// Combined collateral JSON and when it was generated.
-type Generated = (Instant, Arc<Vec<u8>>);
 
 /// Why collateral could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +33,13 @@ pub enum CollateralError {
 /// What completes evidence: a simulated platform, or the vendors' services.
 #[derive(Debug)]
 pub(crate) enum CollateralSource {
-    /// A simulated platform, with what it generated last per TEE (TDX: true).
+    /// A simulated platform, with the collateral it generated per TEE (TDX: true).
     Simulated {
         platform: Arc<SimPlatform>,
-        generated: Mutex<HashMap<bool, Generated>>,
+        generated: Reuse<bool>,
     },
     /// Intel's PCS (or a PCCS) and AMD's KDS.
-    Services(pcs::Services),
+    Services(Box<pcs::Services>),
 }
 
 impl CollateralSource {
@@ -50,7 +47,7 @@ impl CollateralSource {
     pub(crate) fn simulated(platform: Arc<SimPlatform>) -> Self {
         Self::Simulated {
             platform,
-            generated: Mutex::new(HashMap::new()),
+            generated: Reuse::new(SIMULATED_REUSE, 2),
         }
     }
 
@@ -69,22 +66,13 @@ impl CollateralSource {
                 generated,
             } => (platform, generated),
         };
-        let evidence_error = CollateralError::Evidence;
-        if inputs.collateral.is_empty()
-            && let Some(quote) =
-                attest::evidence::dcap_quote(evidence, inputs.tee).map_err(evidence_error)?
-        {
-            let tdx = attest::dcap::Quote::parse(&quote)
-                .map_err(|e| CollateralError::Evidence(e.into()))?
-                .is_tdx();
-            let json = simulated(platform, generated, tdx)?;
+        let needs =
+            attest::evidence::needs(evidence, inputs.tee).map_err(CollateralError::Evidence)?;
+        if inputs.collateral.is_empty() && needs.dcap_quote.is_some() {
+            let json = simulated(platform, generated, needs.is_tdx())?;
             inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
         }
-        if inputs.chain.is_none()
-            && attest::evidence::kds_needs(evidence, inputs.tee)
-                .map_err(evidence_error)?
-                .is_some_and(|needs| needs.chain)
-        {
+        if inputs.chain.is_none() && needs.kds.is_some_and(|kds| kds.chain) {
             let amd = platform
                 .amd(OffsetDateTime::now_utc())
                 .map_err(|e| CollateralError::Simulated(e.to_string()))?;
@@ -94,28 +82,21 @@ impl CollateralSource {
     }
 }
 
+/// The simulated platform's collateral for SGX or TDX, generated or reused.
 fn simulated(
     platform: &SimPlatform,
-    generated: &Mutex<HashMap<bool, Generated>>,
+    generated: &Reuse<bool>,
     tdx: bool,
 ) -> Result<Arc<Vec<u8>>, CollateralError> {
-    let failed = |e: &dyn std::fmt::Display| CollateralError::Simulated(e.to_string());
-    let mut generated = generated.lock().map_err(|_| failed(&"lock poisoned"))?;
-    if let Some((at, json)) = generated.get(&tdx)
-        && at.elapsed() < SIMULATED_REUSE
-    {
-        return Ok(Arc::clone(json));
+    if let Some(json) = generated.get(&tdx) {
+        return Ok(json);
     }
-    let collateral = platform
+    let failed = |e: &dyn std::fmt::Display| CollateralError::Simulated(e.to_string());
+    let json = platform
         .intel()
         .collateral(tdx, attest::TcbStatus::UpToDate, OffsetDateTime::now_utc())
+        .map_err(|e| failed(&e))?
+        .to_combined_json()
         .map_err(|e| failed(&e))?;
-    let json = Arc::new(
-        collateral
-            .to_combined_json()
-            .map_err(|e| failed(&e))?
-            .into_bytes(),
-    );
-    generated.insert(tdx, (Instant::now(), Arc::clone(&json)));
-    Ok(json)
+    Ok(generated.put(tdx, json.into_bytes()))
 }

@@ -196,11 +196,11 @@ impl Platform {
                 attest::TrustAnchor::intel(),
                 attest::TrustAnchor::amd(),
             ),
-            collateral: CollateralSource::Services(pcs::Services::new(
+            collateral: CollateralSource::Services(Box::new(pcs::Services::new(
                 &config.pcs_url,
                 &config.kds_url,
                 &config.pcs_roots,
-            )?),
+            )?)),
         })
     }
 }

@@ -124,8 +124,47 @@ impl Platform {
     }
 }
 
-/// What was fetched (collateral JSON, a PEM chain) and when.
-type Fetched = (Instant, Arc<Vec<u8>>);
+/// Bytes kept, and since when.
+type Kept = (Instant, Arc<Vec<u8>>);
+
+/// Fetched bytes (collateral JSON, a PEM chain, a VCEK) by key, reused while younger than a
+/// maximum age; past `capacity` entries it starts over.
+#[derive(Debug)]
+pub struct Reuse<K> {
+    max_age: Duration,
+    capacity: usize,
+    entries: Mutex<HashMap<K, Kept>>,
+}
+
+impl<K: std::hash::Hash + Eq> Reuse<K> {
+    /// An empty cache.
+    pub fn new(max_age: Duration, capacity: usize) -> Self {
+        Self {
+            max_age,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The bytes kept for `key`, unless too old.
+    pub fn get(&self, key: &K) -> Option<Arc<Vec<u8>>> {
+        let entries = self.entries.lock().ok()?;
+        let (at, bytes) = entries.get(key)?;
+        (at.elapsed() < self.max_age).then(|| Arc::clone(bytes))
+    }
+
+    /// Keep `bytes` for `key`, and return them shared.
+    pub fn put(&self, key: K, bytes: Vec<u8>) -> Arc<Vec<u8>> {
+        let bytes = Arc::new(bytes);
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+            entries.insert(key, (Instant::now(), Arc::clone(&bytes)));
+        }
+        bytes
+    }
+}
 
 /// Fetches (and reuses) collateral from one PCS or PCCS.
 #[derive(Debug)]
@@ -133,7 +172,7 @@ pub struct PcsClient {
     base: String,
     root_ca_crl_url: String,
     http: reqwest::Client,
-    fetched: Mutex<HashMap<Platform, Fetched>>,
+    fetched: Reuse<Platform>,
 }
 
 impl PcsClient {
@@ -153,7 +192,7 @@ impl PcsClient {
             base,
             root_ca_crl_url,
             http,
-            fetched: Mutex::new(HashMap::new()),
+            fetched: Reuse::new(REUSE, 1024),
         })
     }
 
@@ -165,20 +204,10 @@ impl PcsClient {
     /// Combined collateral JSON for `quote` (an SGX or TDX quote), fetched or reused.
     pub async fn collateral_json(&self, quote: &[u8]) -> Result<Arc<Vec<u8>>, PcsError> {
         let platform = Platform::of(quote)?;
-        if let Some(json) = self.reusable(platform) {
+        if let Some(json) = self.fetched.get(&platform) {
             return Ok(json);
         }
-        let json = Arc::new(self.fetch(platform).await?);
-        if let Ok(mut fetched) = self.fetched.lock() {
-            fetched.insert(platform, (Instant::now(), Arc::clone(&json)));
-        }
-        Ok(json)
-    }
-
-    fn reusable(&self, platform: Platform) -> Option<Arc<Vec<u8>>> {
-        let fetched = self.fetched.lock().ok()?;
-        let (at, json) = fetched.get(&platform)?;
-        (at.elapsed() < REUSE).then(|| Arc::clone(json))
+        Ok(self.fetched.put(platform, self.fetch(platform).await?))
     }
 
     async fn fetch(&self, platform: Platform) -> Result<Vec<u8>, PcsError> {
@@ -311,8 +340,8 @@ type VcekKey = (Product, Vec<u8>, [Option<u8>; 5]);
 pub struct KdsClient {
     base: String,
     http: reqwest::Client,
-    chains: Mutex<HashMap<Product, Fetched>>,
-    vceks: Mutex<HashMap<VcekKey, Fetched>>,
+    chains: Reuse<Product>,
+    vceks: Reuse<VcekKey>,
 }
 
 impl KdsClient {
@@ -323,8 +352,9 @@ impl KdsClient {
         Ok(Self {
             base,
             http,
-            chains: Mutex::new(HashMap::new()),
-            vceks: Mutex::new(HashMap::new()),
+            chains: Reuse::new(CHAIN_REUSE, 16),
+            // VCEKs never change: one per chip and TCB, a fleet's worth.
+            vceks: Reuse::new(Duration::MAX, MAX_VCEKS),
         })
     }
 
@@ -346,12 +376,7 @@ impl KdsClient {
                 Some(tcb.microcode),
             ],
         );
-        let reusable = self
-            .vceks
-            .lock()
-            .ok()
-            .and_then(|vceks| vceks.get(&key).map(|(_, der)| Arc::clone(der)));
-        if let Some(der) = reusable {
+        if let Some(der) = self.vceks.get(&key) {
             return Ok(der);
         }
         let mut url = format!(
@@ -368,35 +393,17 @@ impl KdsClient {
             url.push_str(&format!("&fmcSPL={fmc}"));
         }
         let (der, _) = get(&self.http, &url, None).await?;
-        let der = Arc::new(der);
-        if let Ok(mut vceks) = self.vceks.lock() {
-            // One VCEK per chip and TCB: a fleet's worth, bounded.
-            if vceks.len() >= MAX_VCEKS {
-                vceks.clear();
-            }
-            vceks.insert(key, (Instant::now(), Arc::clone(&der)));
-        }
-        Ok(der)
+        Ok(self.vceks.put(key, der))
     }
 
     /// The ASK then the ARK (PEM) of `product`, fetched or reused. The verifier pins the ARK.
     pub async fn cert_chain(&self, product: Product) -> Result<Arc<Vec<u8>>, PcsError> {
-        let reusable = self.chains.lock().ok().and_then(|chains| {
-            chains
-                .get(&product)
-                .filter(|(at, _)| at.elapsed() < CHAIN_REUSE)
-                .map(|(_, pem)| Arc::clone(pem))
-        });
-        if let Some(pem) = reusable {
+        if let Some(pem) = self.chains.get(&product) {
             return Ok(pem);
         }
         let url = format!("{}/vcek/v1/{}/cert_chain", self.base, product.name());
         let (pem, _) = get(&self.http, &url, None).await?;
-        let pem = Arc::new(pem);
-        if let Ok(mut chains) = self.chains.lock() {
-            chains.insert(product, (Instant::now(), Arc::clone(&pem)));
-        }
-        Ok(pem)
+        Ok(self.chains.put(product, pem))
     }
 }
 
@@ -434,26 +441,19 @@ impl Services {
     /// evidence without them (CoCo guests whose host provisioned no certificates, Azure SNP
     /// vTPM evidence).
     pub async fn complete(&self, evidence: &[u8], inputs: &mut Inputs) -> Result<(), PcsError> {
-        if inputs.collateral.is_empty()
-            && let Some(quote) =
-                attest::evidence::dcap_quote(evidence, inputs.tee).map_err(PcsError::Evidence)?
-        {
-            let json = self.pcs.collateral_json(&quote).await?;
+        let needs = attest::evidence::needs(evidence, inputs.tee).map_err(PcsError::Evidence)?;
+        if let (true, Some(quote)) = (inputs.collateral.is_empty(), &needs.dcap_quote) {
+            let json = self.pcs.collateral_json(quote).await?;
             inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
         }
-        if inputs.chain.is_some() && inputs.vek.is_some() {
-            return Ok(());
-        }
-        let Some(needs) =
-            attest::evidence::kds_needs(evidence, inputs.tee).map_err(PcsError::Evidence)?
-        else {
+        let Some(kds) = &needs.kds else {
             return Ok(());
         };
-        if let (None, Some((hw_id, tcb))) = (&inputs.vek, &needs.vcek) {
-            inputs.vek = Some(self.kds.vcek(needs.product, hw_id, tcb).await?.to_vec());
+        if let (None, Some((hw_id, tcb))) = (&inputs.vek, &kds.vcek) {
+            inputs.vek = Some(self.kds.vcek(kds.product, hw_id, tcb).await?.to_vec());
         }
-        if inputs.chain.is_none() && needs.chain {
-            inputs.chain = Some(self.kds.cert_chain(needs.product).await?.to_vec());
+        if inputs.chain.is_none() && kds.chain {
+            inputs.chain = Some(self.kds.cert_chain(kds.product).await?.to_vec());
         }
         Ok(())
     }

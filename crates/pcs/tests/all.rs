@@ -237,8 +237,9 @@ async fn the_kds_chain_verifies_real_azure_evidence_that_carries_only_its_vcek()
     let requests = Arc::new(AtomicUsize::new(0));
     let kds = KdsClient::new(&serve_kds(Arc::clone(&requests)).await, &[]).unwrap();
     let evidence = read("azure/trustee_az-snp-vtpm_evidence-v1.json");
-    let needs = attest::evidence::kds_needs(&evidence, None)
+    let needs = attest::evidence::needs(&evidence, None)
         .unwrap()
+        .kds
         .unwrap();
     assert_eq!(needs.product, attest::snp::Product::Milan);
     assert!(needs.chain && needs.vcek.is_none(), "{needs:?}");
@@ -277,15 +278,16 @@ async fn coco_snp_evidence_without_certificates_gets_its_vcek_and_chain_from_the
     // What a CoCo guest sends when its host provisioned no certificates.
     let evidence =
         attest::snp::coco::to_json(&report, attest::snp::Product::Genoa, Vec::new()).unwrap();
-    let needs = attest::evidence::kds_needs(evidence.as_bytes(), None)
+    let needs = attest::evidence::needs(evidence.as_bytes(), None)
         .unwrap()
+        .kds
         .unwrap();
     assert_eq!(needs.product, attest::snp::Product::Genoa);
     assert!(needs.chain);
     let (_, tcb) = needs.vcek.clone().unwrap();
     // A bare report needs the same.
-    let bare = attest::evidence::kds_needs(&read(GENOA_REPORT), None).unwrap();
-    assert_eq!(bare, Some(needs.clone()));
+    let bare = attest::evidence::needs(&read(GENOA_REPORT), None).unwrap();
+    assert_eq!(bare.kds, Some(needs.clone()));
 
     // `Services::complete` fetches both and adds nothing else.
     let services = pcs::Services::new("http://127.0.0.1:9", &kds_url, &[]).unwrap();
