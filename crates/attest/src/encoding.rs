@@ -35,12 +35,16 @@ impl std::fmt::Display for InputEncoding {
 /// string of odd length is not hex. Binary structures (quotes, reports) never consist solely of
 /// printable base64 characters in practice, because their headers contain zero bytes.
 pub fn decode_input(input: &[u8]) -> (Vec<u8>, InputEncoding) {
+    // Binary evidence fails this at its first header bytes, before anything is copied.
+    if !looks_textual(input) {
+        return (input.to_vec(), InputEncoding::Binary);
+    }
     let text: Vec<u8> = input
         .iter()
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    if text.is_empty() || !looks_textual(input) {
+    if text.is_empty() {
         return (input.to_vec(), InputEncoding::Binary);
     }
     let hex_text = text.strip_prefix(b"0x").unwrap_or(&text);

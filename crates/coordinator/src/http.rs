@@ -10,7 +10,7 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -275,7 +275,8 @@ async fn connection(
             request
         },
     );
-    let result = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+    // HTTP/1.1 only, as ALPN says: no protocol sniffing on the request path.
+    let result = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
         .await;
     if let Err(e) = result {

@@ -120,8 +120,11 @@ impl StoredSecret {
 
 /// The SubjectPublicKeyInfo (DER) of a certificate.
 pub fn spki_of(cert_der: &[u8]) -> Option<Vec<u8>> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
-    Some(cert.tbs_certificate.subject_pki.raw.to_vec())
+    // webpki's parser is the one the TLS handshake already accepted this certificate with,
+    // and it reads only what it needs.
+    let der = rustls::pki_types::CertificateDer::from(cert_der);
+    let cert = webpki::EndEntityCert::try_from(&der).ok()?;
+    Some(cert.subject_public_key_info().as_ref().to_vec())
 }
 
 /// Whether `spec` is made once for every instance (at manifest set).

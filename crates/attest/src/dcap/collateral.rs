@@ -289,13 +289,20 @@ impl Collateral {
 /// PEM-encode one DER certificate.
 pub fn to_pem_string(der: &[u8]) -> String {
     use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----\n";
+    const END: &str = "-----END CERTIFICATE-----\n";
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
+    let mut out = String::with_capacity(BEGIN.len() + b64.len() + b64.len() / 64 + 1 + END.len());
+    out.push_str(BEGIN);
+    // Base64 is ASCII, so every 64-byte split is a character boundary.
+    let mut rest = b64.as_str();
+    while !rest.is_empty() {
+        let (line, tail) = rest.split_at(rest.len().min(64));
+        out.push_str(line);
         out.push('\n');
+        rest = tail;
     }
-    out.push_str("-----END CERTIFICATE-----\n");
+    out.push_str(END);
     out
 }
 
