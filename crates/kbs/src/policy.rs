@@ -5,7 +5,8 @@
 //! * [`AttestationPolicy`]: `input` is the appraised evidence keyed by TEE kind
 //!   (`input.tdx`, `input.snp`, `input.sample`, …, plus `init_data_claims`), and the policy sets
 //!   EAR trust-vector claims (`executables := 3`, or one `trust_claims` object); the token's
-//!   `ear.status` is the worst tier among them.
+//!   `ear.status` is the worst tier among them. An `extensions` list of `{name, key, value}`
+//!   adds each value to the token's appraisal under its name, as CoCo's EAR extensions.
 //!
 //! Both may call CoCo's `query_reference_value(name)`, which returns the values registered under
 //! `name` (see [`ReferenceValues`]) or `null`.
@@ -176,6 +177,8 @@ pub struct Trust {
     pub status: EarStatus,
     /// `ear.trustworthiness-vector`: every AR4SI claim, 0 where the policy set none.
     pub vector: Map<String, Value>,
+    /// EAR extensions the policy added: name → value.
+    pub extensions: Map<String, Value>,
 }
 
 impl Trust {
@@ -200,6 +203,7 @@ impl Trust {
         Self {
             status: EarStatus::Affirming,
             vector,
+            extensions: Map::new(),
         }
     }
 }
@@ -247,11 +251,47 @@ impl AttestationPolicy {
             .unwrap_or(Value::Null);
         let empty = Map::new();
         let rules = package.as_object().unwrap_or(&empty);
-        match rules.get("trust_claims") {
-            Some(Value::Object(claims)) => trust_from(claims),
-            _ => trust_from(rules),
+        let mut trust = match rules.get("trust_claims") {
+            Some(Value::Object(claims)) => trust_from(claims)?,
+            _ => trust_from(rules)?,
+        };
+        if let Some(list) = rules.get("extensions") {
+            trust.extensions = extensions_from(list)?;
         }
+        Ok(trust)
     }
+}
+
+/// Read `extensions`: a list of `{name, key, value}`, names and keys each used once, none
+/// taking a standard EAR claim's place.
+fn extensions_from(list: &Value) -> Result<Map<String, Value>, KbsError> {
+    let bad = |why: String| KbsError::Policy(format!("policy extensions: {why}"));
+    let entries = list.as_array().ok_or_else(|| {
+        bad(format!(
+            "must be a list of {{name, key, value}}, not {list}"
+        ))
+    })?;
+    let mut extensions = Map::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for entry in entries {
+        let (Some(name), Some(key), Some(value)) = (
+            entry.get("name").and_then(Value::as_str),
+            entry.get("key").and_then(Value::as_i64),
+            entry.get("value"),
+        ) else {
+            return Err(bad(format!(
+                "each entry needs a string name, an integer key and a value: {entry}"
+            )));
+        };
+        if name.starts_with("ear.") || name == "eat_profile" {
+            return Err(bad(format!("{name} is a standard EAR claim")));
+        }
+        if !keys.insert(key) || extensions.contains_key(name) {
+            return Err(bad(format!("{name} (key {key}) is registered twice")));
+        }
+        extensions.insert(name.to_string(), value.clone());
+    }
+    Ok(extensions)
 }
 
 /// Read the trust claims out of an evaluated policy object.
@@ -276,5 +316,9 @@ fn trust_from(rules: &Map<String, Value>) -> Result<Trust, KbsError> {
             "the attestation policy set no trust claim: set at least one of executables, hardware, configuration, …".into(),
         ));
     }
-    Ok(Trust { status, vector })
+    Ok(Trust {
+        status,
+        vector,
+        extensions: Map::new(),
+    })
 }

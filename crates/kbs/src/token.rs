@@ -102,20 +102,22 @@ impl TokenSigner {
             annotated["init_data"] = Value::from(digest.as_str());
             annotated["init_data_claims"] = claims.clone();
         }
+        let mut appraisal_claims = json!({
+            "ear.status": appraisal.trust.status.as_str(),
+            "ear.appraisal-policy-id": appraisal.policy_id,
+            "ear.trustworthiness-vector": appraisal.trust.vector,
+            "ear.veraison.annotated-evidence": annotated,
+        });
+        for (name, value) in &appraisal.trust.extensions {
+            appraisal_claims[name] = value.clone();
+        }
         let claims = json!({
             "eat_profile": EAR_PROFILE,
             "iat": now,
             "exp": now + self.lifetime_secs,
             "iss": ISSUER,
             "ear.verifier-id": { "developer": "cloister", "build": env!("CARGO_PKG_VERSION") },
-            "submods": {
-                "cpu0": {
-                    "ear.status": appraisal.trust.status.as_str(),
-                    "ear.appraisal-policy-id": appraisal.policy_id,
-                    "ear.trustworthiness-vector": appraisal.trust.vector,
-                    "ear.veraison.annotated-evidence": annotated,
-                }
-            }
+            "submods": { "cpu0": appraisal_claims }
         });
         let mut header = Header::new(Algorithm::ES256);
         header.jwk = Some(self.jwk.clone());

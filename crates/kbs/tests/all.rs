@@ -347,6 +347,58 @@ fn attestation_policies_set_the_trust_vector_and_its_tier() {
 }
 
 #[test]
+fn attestation_policy_extensions_reach_the_token() {
+    let policy = AttestationPolicy::new(
+        r#"package policy
+hardware := 2
+extensions := [
+    {"name": "workload-region", "key": 1001, "value": "eu-west"},
+    {"name": "svn-floor", "key": 1002, "value": {"tcb": input.sample.svn}},
+]
+"#,
+    )
+    .unwrap();
+    let none: ReferenceValues = std::sync::Arc::new(serde_json::Map::new());
+    let input = json!({"sample": {"svn": "7"}});
+    let trust = policy.appraise(&input, &none).unwrap();
+    let signer = new_signer();
+    let appraisal = Appraisal {
+        tee: "sample".into(),
+        tee_claims: input["sample"].clone(),
+        package: "pod".into(),
+        runtime_data: json!({"nonce": "n"}),
+        init_data: None,
+        simulated: true,
+        trust,
+        policy_id: "default_cpu".into(),
+    };
+    let (token, _) = signer.issue(&appraisal, 1_800_000_000).unwrap();
+    let claims = signer.verify(&token, 1_800_000_001).unwrap();
+    let cpu0 = &claims["submods"]["cpu0"];
+    assert_eq!(cpu0["workload-region"], "eu-west");
+    assert_eq!(cpu0["svn-floor"], json!({"tcb": "7"}));
+    assert_eq!(cpu0["ear.status"], "affirming");
+
+    // Malformed lists, reused names or keys, and standard claims are policy errors.
+    for extensions in [
+        r#"{"name": "a", "key": 1, "value": 1}"#,
+        r#"[{"name": "a", "value": 1}]"#,
+        r#"[{"name": "a", "key": 1, "value": 1}, {"name": "b", "key": 1, "value": 2}]"#,
+        r#"[{"name": "a", "key": 1, "value": 1}, {"name": "a", "key": 2, "value": 2}]"#,
+        r#"[{"name": "ear.status", "key": 1, "value": "affirming"}]"#,
+    ] {
+        let bad = AttestationPolicy::new(&format!(
+            "package policy\nhardware := 2\nextensions := {extensions}\n"
+        ))
+        .unwrap();
+        assert!(
+            matches!(bad.appraise(&input, &none), Err(KbsError::Policy(_))),
+            "{extensions}"
+        );
+    }
+}
+
+#[test]
 fn init_data_digests_the_exact_toml_and_binds_padded() {
     let body = "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"aa.toml\" = \"x\"\n";
     let parsed = kbs::initdata::parse("toml", body).unwrap();
