@@ -246,6 +246,10 @@ fn snp(h: &Harness, p384: &Signed) -> Result<serde_json::Value> {
     }))
 }
 
+/// The allocator `cloister` ships with, so the coordinator measured here is the one it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
