@@ -9,14 +9,15 @@
 //! Reads go straight to redb's MVCC snapshots.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde_json::json;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
@@ -90,12 +91,8 @@ enum Job {
     Wake,
 }
 
-/// Events recorded but not yet chained, and whether the writer has been woken for them.
-#[derive(Debug, Default)]
-struct Deferred {
-    events: Mutex<Vec<(AuditEvent, OffsetDateTime)>>,
-    armed: AtomicBool,
-}
+/// An event recorded at a time, not yet chained.
+type Recorded = (AuditEvent, OffsetDateTime);
 
 /// A chained entry waiting for its commit.
 struct Pending {
@@ -111,7 +108,10 @@ pub struct Store {
     db: Arc<Database>,
     sealer: Arc<Sealer>,
     writer: mpsc::Sender<Job>,
-    deferred: Arc<Deferred>,
+    /// Recorded events go here, without a lock (the queue is lock-free) ...
+    recorded: mpsc::Sender<Recorded>,
+    /// ... and the first since the writer last took them wakes it.
+    armed: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -125,13 +125,19 @@ impl Store {
         let entries = read_audit(&db, &sealer)?;
         let head = check_chain(&entries)?;
         let (writer, jobs) = mpsc::channel();
-        let deferred = Arc::new(Deferred::default());
+        let (recorded, taken) = mpsc::channel();
+        let armed = Arc::new(AtomicBool::new(false));
         let worker = Writer {
             db: Arc::clone(&db),
             sealer: Arc::clone(&sealer),
-            deferred: Arc::clone(&deferred),
+            recorded: taken,
+            armed: Arc::clone(&armed),
             next_seq: entries.len() as u64,
             prev_hash: head,
+            last_time: entries
+                .last()
+                .and_then(|e| OffsetDateTime::parse(&e.time, &Rfc3339).ok())
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
         };
         std::thread::Builder::new()
             .name("state-writer".into())
@@ -141,7 +147,8 @@ impl Store {
             db,
             sealer,
             writer,
-            deferred,
+            recorded,
+            armed,
         })
     }
 
@@ -186,14 +193,12 @@ impl Store {
     /// Record an event that changes no state, as of now; it is chained and durable within
     /// [`FLUSH_WINDOW`]. Only the first record of a window wakes the writer.
     pub fn record(&self, audit: AuditEvent) -> Result<(), StoreError> {
-        self.deferred
-            .events
-            .lock()
-            .map_err(|_| StoreError::WriterGone)?
-            .push((audit, OffsetDateTime::now_utc()));
-        // After the push: a writer that disarmed before taking the events either took this one
+        self.recorded
+            .send((audit, OffsetDateTime::now_utc()))
+            .map_err(|_| StoreError::WriterGone)?;
+        // After the send: a writer that disarmed before taking the events either took this one
         // or will be woken for it.
-        if !self.deferred.armed.swap(true, Ordering::SeqCst) {
+        if !self.armed.swap(true, Ordering::SeqCst) {
             self.writer
                 .send(Job::Wake)
                 .map_err(|_| StoreError::WriterGone)?;
@@ -265,9 +270,12 @@ fn check_chain(entries: &[api::AuditEntry]) -> Result<String, StoreError> {
 struct Writer {
     db: Arc<Database>,
     sealer: Arc<Sealer>,
-    deferred: Arc<Deferred>,
+    recorded: mpsc::Receiver<Recorded>,
+    armed: Arc<AtomicBool>,
     next_seq: u64,
     prev_hash: String,
+    /// The time of the last chained entry: entries never go back in time.
+    last_time: OffsetDateTime,
 }
 
 impl Writer {
@@ -327,12 +335,8 @@ impl Writer {
     /// Chain the recorded events, in the order they were recorded.
     fn take_deferred(&mut self, pending: &mut Vec<Pending>) {
         // Disarm before taking, so that an event recorded after the take wakes the writer.
-        self.deferred.armed.store(false, Ordering::SeqCst);
-        let events = match self.deferred.events.lock() {
-            Ok(mut events) => std::mem::take(&mut *events),
-            Err(_) => return,
-        };
-        for (event, time) in events {
+        self.armed.store(false, Ordering::SeqCst);
+        while let Ok((event, time)) = self.recorded.try_recv() {
             let entry = self.next_entry(&event, time);
             pending.push(Pending {
                 entry,
@@ -399,7 +403,9 @@ impl Writer {
     }
 
     fn next_entry(&mut self, event: &AuditEvent, at: OffsetDateTime) -> api::AuditEntry {
-        let time = attest::x509::rfc3339(at);
+        // Two records can reach the queue in another order than they were stamped.
+        self.last_time = self.last_time.max(at);
+        let time = attest::x509::rfc3339(self.last_time);
         let seq = self.next_seq;
         let hash = entry_hash(
             seq,

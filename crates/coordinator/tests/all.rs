@@ -80,8 +80,12 @@ async fn state_and_the_audit_chain_survive_a_restart() {
         actors,
         ["actor-0", "actor-1", "actor-2", "actor-3", "actor-4"]
     );
+    let time = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+    };
     for pair in log.windows(2) {
         assert_eq!(pair[0].hash, pair[1].prev_hash);
+        assert!(time(&pair[0].time) <= time(&pair[1].time), "{pair:?}");
     }
     // Recorded events become durable within the flush window even with nothing after them.
     store.record(event(5)).unwrap();

@@ -14,7 +14,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use attest::claims::SnpTcb;
@@ -133,7 +133,7 @@ type Kept = (Instant, Arc<Vec<u8>>);
 pub struct Reuse<K> {
     max_age: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<K, Kept>>,
+    entries: RwLock<HashMap<K, Kept>>,
 }
 
 impl<K: std::hash::Hash + Eq> Reuse<K> {
@@ -142,13 +142,13 @@ impl<K: std::hash::Hash + Eq> Reuse<K> {
         Self {
             max_age,
             capacity,
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
         }
     }
 
     /// The bytes kept for `key`, unless too old.
     pub fn get(&self, key: &K) -> Option<Arc<Vec<u8>>> {
-        let entries = self.entries.lock().ok()?;
+        let entries = self.entries.read().ok()?;
         let (at, bytes) = entries.get(key)?;
         (at.elapsed() < self.max_age).then(|| Arc::clone(bytes))
     }
@@ -156,7 +156,7 @@ impl<K: std::hash::Hash + Eq> Reuse<K> {
     /// Keep `bytes` for `key`, and return them shared.
     pub fn put(&self, key: K, bytes: Vec<u8>) -> Arc<Vec<u8>> {
         let bytes = Arc::new(bytes);
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= self.capacity {
                 entries.clear();
             }
