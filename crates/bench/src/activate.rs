@@ -3,7 +3,10 @@
 //! server side of one mTLS handshake on a new connection (measured against the same server),
 //! one cached evidence verification and one certificate signature.
 //!
-//! `cargo run --release -p bench -- activate [CONCURRENCY] [SECONDS]`
+//! It runs in rounds (activations, then bare handshakes, then the primitives), and each
+//! round's ratio is taken from that round alone, so a shared machine's drift cancels.
+//!
+//! `cargo run --release -p bench -- activate [CONCURRENCY (16)] [SECONDS (10)]`
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -287,9 +290,9 @@ async fn closed_loop(
     workers: &[Arc<Worker>],
     what: Call,
     concurrency: usize,
-    seconds: u64,
+    length: Duration,
 ) -> Result<Vec<Duration>> {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let deadline = Instant::now() + length;
     let mut tasks = Vec::new();
     for i in 0..concurrency {
         let pool: Vec<Arc<Worker>> = workers.to_vec();
@@ -334,69 +337,125 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
-/// The floor and our cached verification, measured in this process.
-struct Floor {
-    /// The coordinator's CPU for one mTLS handshake on a new loopback connection (accept,
-    /// TCP, TLS, close), measured against the running server.
-    handshake: f64,
-    /// The TLS part of that alone, driven in memory.
-    handshake_in_memory: f64,
+/// Rounds of activations, handshakes and floor primitives; each round's ratio comes from what
+/// was measured in it, so a shared machine's drift cancels within the round.
+const ROUNDS: usize = 5;
+
+/// What the floor's primitives need, made once and measured in every round, in this process.
+struct FloorKit {
+    verifiers: Verifiers,
+    evidence: attest::attester::Evidence,
+    inputs: attest::evidence::Inputs,
+    p256: crate::floor::Signed,
+    ca: coordinator::ca::Ca,
+    key: WorkloadKey,
+    now: OffsetDateTime,
+}
+
+/// The primitives of one round, in microseconds.
+#[derive(Debug, Clone, Copy)]
+struct Primitives {
     /// Two ECDSA P-256 verifications (quote, QE report): the cached-verification floor.
     two_p256: f64,
     /// One workload certificate (a P-384 signature).
     issue: f64,
+    /// The server side of one mTLS handshake, driven in memory.
+    handshake_in_memory: f64,
     /// Our whole cached verification of the same evidence (for reference).
     cached_verification: f64,
 }
 
-impl Floor {
-    fn total(&self) -> f64 {
-        self.handshake + self.two_p256 + self.issue
+impl FloorKit {
+    fn new(dir: &Path, attester: &dyn Attester) -> Result<Self> {
+        let now = OffsetDateTime::now_utc();
+        let (dcap, snp) = SimPlatform::open(&dir.join("sim"), now)?.anchors(now)?;
+        let key = WorkloadKey::generate()?;
+        let evidence = attester.evidence(&key.report_data())?;
+        Ok(Self {
+            verifiers: Verifiers::with_anchors(dcap, snp),
+            inputs: evidence.verification_inputs(),
+            evidence,
+            p256: crate::floor::p256()?,
+            ca: coordinator::ca::Ca::generate(now)?,
+            key,
+            now,
+        })
     }
 
-    fn total_in_memory(&self) -> f64 {
-        self.handshake_in_memory + self.two_p256 + self.issue
+    fn measure(&self, h: &Harness) -> Result<Primitives> {
+        let cached = h.measure("our cached SGX verification", || {
+            self.verifiers
+                .verify(&self.evidence.bytes, &self.inputs, self.now)
+                .map(|_| ())
+        })?;
+        let one_p256 = h.measure("floor: ECDSA P-256 verify", || self.p256.verify())?;
+        let spki = self.key.spki_der();
+        let issue = h.measure("floor: workload certificate (P-384 signature)", || {
+            self.ca
+                .issue_workload(
+                    &spki,
+                    "bench",
+                    "00000000-0000-0000-0000-000000000000",
+                    &[],
+                    self.now,
+                )
+                .map(|_| ())
+        })?;
+        Ok(Primitives {
+            two_p256: 2.0 * one_p256.micros(),
+            issue: issue.micros(),
+            handshake_in_memory: crate::tls_floor::server_handshake(h, &self.ca, &self.key)?,
+            cached_verification: cached.micros(),
+        })
     }
 }
 
-fn floor(h: &Harness, dir: &Path, attester: &dyn Attester, handshake: f64) -> Result<Floor> {
-    let now = OffsetDateTime::now_utc();
-    let (dcap, snp) = SimPlatform::open(&dir.join("sim"), now)?.anchors(now)?;
-    let verifiers = Verifiers::with_anchors(dcap, snp);
-    let key = WorkloadKey::generate()?;
-    let evidence = attester.evidence(&key.report_data())?;
-    let inputs = evidence.verification_inputs();
-    verifiers.verify(&evidence.bytes, &inputs, now)?;
-    let cached = h.measure("our cached SGX verification", || {
-        verifiers.verify(&evidence.bytes, &inputs, now).map(|_| ())
-    })?;
-    let p256 = crate::floor::p256()?;
-    let one_p256 = h.measure("floor: ECDSA P-256 verify", || p256.verify())?;
-    let ca = coordinator::ca::Ca::generate(now)?;
-    let spki = key.spki_der();
-    let issue = h.measure("floor: workload certificate (P-384 signature)", || {
-        ca.issue_workload(
-            &spki,
-            "bench",
-            "00000000-0000-0000-0000-000000000000",
-            &[],
-            now,
-        )
-        .map(|_| ())
-    })?;
-    Ok(Floor {
-        handshake,
-        handshake_in_memory: crate::tls_floor::server_handshake(h, &ca, &key)?,
-        two_p256: 2.0 * one_p256.micros(),
-        issue: issue.micros(),
-        cached_verification: cached.micros(),
-    })
+/// One round's figures, in microseconds of coordinator CPU.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    per_activation: f64,
+    /// The coordinator's CPU for one mTLS handshake on a new loopback connection (accept, TCP,
+    /// TLS, close), measured against the running server.
+    handshake: f64,
+    primitives: Primitives,
+}
+
+impl Round {
+    fn floor(&self) -> f64 {
+        self.handshake + self.primitives.two_p256 + self.primitives.issue
+    }
+
+    fn floor_in_memory(&self) -> f64 {
+        self.primitives.handshake_in_memory + self.primitives.two_p256 + self.primitives.issue
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The coordinator's CPU per call of `what` over a closed loop of `length`, and the latencies.
+async fn cpu_per_call(
+    pid: u32,
+    workers: &[Arc<Worker>],
+    what: Call,
+    concurrency: usize,
+    length: Duration,
+) -> Result<(f64, Vec<Duration>)> {
+    let before = cpu_time(pid)?;
+    let latencies = closed_loop(workers, what, concurrency, length).await?;
+    let cpu = cpu_time(pid)? - before;
+    Ok((
+        cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64,
+        latencies,
+    ))
 }
 
 /// Run the activation benchmark.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let concurrency: usize = args.first().map_or(Ok(16), |a| a.parse())?;
-    let seconds: u64 = args.get(1).map_or(Ok(5), |a| a.parse())?;
+    let seconds: u64 = args.get(1).map_or(Ok(10), |a| a.parse())?;
     let dir: PathBuf = std::env::temp_dir().join(format!("cloister-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -404,6 +463,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let platform = SimPlatform::open(&dir.join("sim"), now)?;
     let attester = SimulatedAttester::on_platform(TeeKind::Sgx, &platform, now)?;
     let (server, url) = start_server(&dir)?;
+    let kit = FloorKit::new(&dir, &attester)?;
+    let h = Harness {
+        rounds: 3,
+        round: Duration::from_millis(50),
+    };
+    let per_round = Duration::from_secs(seconds) / ROUNDS as u32;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
         let root = attested_root(&url, &dir).await?;
@@ -417,97 +482,123 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             .post("/manifest", manifest.to_string().into_bytes())
             .await?;
         let workers = workers(&url, &root, &attester)?;
-        closed_loop(&workers, Call::Activate, concurrency, 1).await?; // warm-up
+        closed_loop(
+            &workers,
+            Call::Activate,
+            concurrency,
+            Duration::from_secs(1),
+        )
+        .await?; // warm-up
         let pid = server.0.id();
-        let cpu_before = cpu_time(pid)?;
-        let handshakes = closed_loop(&workers, Call::Handshake, concurrency, 2)
-            .await?
-            .len();
-        let handshake_cpu = cpu_time(pid)? - cpu_before;
-        let cpu_before = cpu_time(pid)?;
-        let started = Instant::now();
-        let mut latencies = closed_loop(&workers, Call::Activate, concurrency, seconds).await?;
-        let wall = started.elapsed();
-        let cpu = cpu_time(pid)? - cpu_before;
+        let mut rounds = Vec::new();
+        let mut latencies = Vec::new();
+        let mut active = Duration::ZERO;
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            let (per_activation, mut l) =
+                cpu_per_call(pid, &workers, Call::Activate, concurrency, per_round).await?;
+            active += started.elapsed();
+            latencies.append(&mut l);
+            let (handshake, _) =
+                cpu_per_call(pid, &workers, Call::Handshake, concurrency, per_round / 2).await?;
+            rounds.push(Round {
+                per_activation,
+                handshake,
+                primitives: kit.measure(&h)?,
+            });
+        }
         latencies.sort();
-        let handshake_us = handshake_cpu.as_secs_f64() * 1e6 / handshakes as f64;
         let mut paced = open_loop(&workers, 1000, 3).await?;
         paced.sort();
-        anyhow::Ok((latencies, wall, cpu, paced, handshake_us))
+        anyhow::Ok((rounds, latencies, active, paced))
     });
     drop(server);
-    let (latencies, wall, cpu, paced, handshake_us) = result?;
-    let h = Harness::from_env();
-    let floor = floor(&h, &dir, &attester, handshake_us)?;
     let _ = std::fs::remove_dir_all(&dir);
+    let (rounds, latencies, active, paced) = result?;
+    report(&rounds, &latencies, active, &paced, concurrency, seconds);
+    Ok(())
+}
 
+fn report(
+    rounds: &[Round],
+    latencies: &[Duration],
+    active: Duration,
+    paced: &[Duration],
+    concurrency: usize,
+    seconds: u64,
+) {
+    let of = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    let per_activation = of(&|r| r.per_activation);
+    let capacity = 2.0 * 1e6 / per_activation;
+    let ratio = of(&|r| r.per_activation / r.floor());
+    let ratio_in_memory = of(&|r| r.per_activation / r.floor_in_memory());
     let n = latencies.len() as f64;
-    let per_activation_us = cpu.as_secs_f64() * 1e6 / n;
-    let capacity = 2.0 * 1e6 / per_activation_us;
-    let ratio = per_activation_us / floor.total();
     let (p50, p99) = (
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99)),
+        ms(percentile(latencies, 0.5)),
+        ms(percentile(latencies, 0.99)),
     );
-    let (paced50, paced99) = (ms(percentile(&paced, 0.5)), ms(percentile(&paced, 0.99)));
+    let (paced50, paced99) = (ms(percentile(paced, 0.5)), ms(percentile(paced, 0.99)));
     println!(
-        "\nactivation benchmark: simulated SGX evidence, {concurrency} concurrent clients, {seconds} s, \
-         a new mTLS connection per activation"
+        "\nactivation benchmark: simulated SGX evidence, {concurrency} concurrent clients, {seconds} s \
+         in {ROUNDS} rounds, a new mTLS connection per activation; medians over the rounds"
     );
     println!(
         "  activations                          {n:.0} in {:.2} s = {:.0}/s (load generator on the same cores)",
-        wall.as_secs_f64(),
-        n / wall.as_secs_f64()
+        active.as_secs_f64(),
+        n / active.as_secs_f64()
     );
     println!("  latency p50 / p99, closed loop       {p50:.2} / {p99:.2} ms");
     println!("  latency p50 / p99 at 1,000/s         {paced50:.2} / {paced99:.2} ms");
     println!(
-        "  coordinator CPU per activation       {per_activation_us:.0} µs → capacity {capacity:.0}/s on 2 cores"
+        "  coordinator CPU per activation       {per_activation:.0} µs → capacity {capacity:.0}/s on 2 cores"
     );
-    println!("  floor, measured in this run:");
+    println!("  floor, measured in each round:");
     println!(
         "    mTLS handshake, server side        {:.0} µs (new loopback connection: accept, TCP, TLS, close)",
-        floor.handshake
+        of(&|r| r.handshake)
     );
     println!(
         "      of which TLS alone               {:.0} µs (the same handshake in memory)",
-        floor.handshake_in_memory
+        of(&|r| r.primitives.handshake_in_memory)
     );
     println!(
         "    2 × ECDSA P-256 verify             {:.0} µs (cached verification floor)",
-        floor.two_p256
+        of(&|r| r.primitives.two_p256)
     );
     println!(
         "    workload certificate (P-384 sign)  {:.0} µs",
-        floor.issue
+        of(&|r| r.primitives.issue)
     );
     println!(
         "    total                              {:.0} µs",
-        floor.total()
+        of(&Round::floor)
     );
     println!(
         "  our cached verification              {:.0} µs",
-        floor.cached_verification
+        of(&|r| r.primitives.cached_verification)
     );
-    let ratio_in_memory = per_activation_us / floor.total_in_memory();
-    println!("  CPU per activation × floor           {ratio:.2}");
+    let each: Vec<String> = rounds
+        .iter()
+        .map(|r| format!("{:.2}", r.per_activation / r.floor()))
+        .collect();
     println!(
-        "  × floor without the kernel's share   {ratio_in_memory:.2} (in-memory handshake: {:.0} µs)",
-        floor.total_in_memory()
+        "  CPU per activation × floor           {ratio:.2} (rounds: {})",
+        each.join(", ")
     );
+    println!("  × floor without the kernel's share   {ratio_in_memory:.2} (in-memory handshake)");
     println!(
         "\ntargets: ≥ 3,500 activations/s server-side on 2 cores; CPU ≤ 1.3× floor; p99 ≤ 5 ms at 1,000/s"
     );
     println!(
         "{}",
         json!({
-            "activations_per_s": n / wall.as_secs_f64(),
+            "activations_per_s": n / active.as_secs_f64(),
             "server_capacity_per_s": capacity,
-            "cpu_us_per_activation": per_activation_us,
-            "handshake_us": floor.handshake,
-            "handshake_in_memory_us": floor.handshake_in_memory,
-            "floor_us": floor.total(),
-            "cached_verification_us": floor.cached_verification,
+            "cpu_us_per_activation": per_activation,
+            "handshake_us": of(&|r| r.handshake),
+            "handshake_in_memory_us": of(&|r| r.primitives.handshake_in_memory),
+            "floor_us": of(&Round::floor),
+            "cached_verification_us": of(&|r| r.primitives.cached_verification),
             "ratio_to_floor": ratio,
             "ratio_to_in_memory_floor": ratio_in_memory,
             "p50_ms": p50,
@@ -515,7 +606,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "p99_ms_at_1000_per_s": paced99,
         })
     );
-    Ok(())
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {

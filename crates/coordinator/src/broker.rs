@@ -143,7 +143,7 @@ impl Broker {
         let mut nonce = [0u8; 32];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| internal("no randomness"))?;
         let nonce = B64.encode(nonce);
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = crate::random_uuid().simple().to_string();
         self.sessions.put(
             &id,
             State::Authed {

@@ -75,7 +75,7 @@ fn ca_params(cn: &str, path_len: Option<u8>, now: OffsetDateTime) -> Certificate
 }
 
 fn random_serial() -> SerialNumber {
-    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    let mut bytes = *crate::random_uuid().as_bytes();
     bytes[0] &= 0x7f;
     SerialNumber::from_slice(&bytes)
 }

@@ -633,7 +633,7 @@ impl Coordinator {
         let uuid = match &request.uuid {
             Some(text) => uuid::Uuid::parse_str(text)
                 .map_err(|e| ApiError::BadRequest(format!("uuid {text:?}: {e}")))?,
-            None => uuid::Uuid::new_v4(),
+            None => crate::random_uuid(),
         }
         .to_string();
         let count = self.reserve_activation(&d, &request.workload, workload.max_activations)?;
