@@ -121,10 +121,12 @@ impl EvidenceBundle {
         Self {
             tee: tee.as_str().to_string(),
             evidence: B64.encode(evidence),
-            collateral: inputs.collateral.first().and_then(|(_, json)| {
-                let text = String::from_utf8(json.clone()).ok()?;
-                serde_json::value::RawValue::from_string(text).ok()
-            }),
+            collateral: match (inputs.collateral.first(), &inputs.dcap_collateral) {
+                (Some((_, json)), _) => String::from_utf8(json.clone()).ok(),
+                (None, Some(parsed)) => parsed.to_combined_json().ok(),
+                (None, None) => None,
+            }
+            .and_then(|text| serde_json::value::RawValue::from_string(text).ok()),
             vek: inputs.vek.as_deref().map(|v| B64.encode(v)),
             chain_pem: inputs.chain.and_then(|c| String::from_utf8(c).ok()),
         }
@@ -154,6 +156,7 @@ impl EvidenceBundle {
             vek,
             chain: self.chain_pem.as_ref().map(|c| c.as_bytes().to_vec()),
             nonce: None,
+            dcap_collateral: None,
         };
         Ok((evidence, inputs))
     }

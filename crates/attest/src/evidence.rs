@@ -319,6 +319,9 @@ pub struct Inputs {
     pub tee: Option<TeeKind>,
     /// Collateral files `(name, bytes)` for DCAP evidence.
     pub collateral: Vec<(String, Vec<u8>)>,
+    /// DCAP collateral already parsed (a collateral service's cache), used as it is instead of
+    /// `collateral`: no bytes to copy, hash and look up per quote. It is verified all the same.
+    pub dcap_collateral: Option<Arc<Collateral>>,
     /// The SNP VCEK or VLEK (DER or PEM), unless the evidence carries it.
     pub vek: Option<Vec<u8>>,
     /// The AMD chain (ASK or ASVK, and ARK; PEM), or extra Intel issuer chains.
@@ -477,6 +480,32 @@ impl Verifiers {
         }
     }
 
+    /// DCAP verification with collateral given as bytes: parsed once per content, and kept
+    /// once it verified a quote.
+    fn verify_with_collateral_bytes(
+        &self,
+        d: &Detected,
+        inputs: &Inputs,
+        now: OffsetDateTime,
+    ) -> Result<Claims, VerifyError> {
+        let key = collateral_key(inputs);
+        let known = self.parsed.read().ok().and_then(|m| m.get(&key).cloned());
+        let collateral = match &known {
+            Some(c) => Arc::clone(c),
+            None => Arc::new(collateral(d.tee, inputs)?),
+        };
+        let claims = self.dcap.verify(&d.payload, &collateral, now)?;
+        if known.is_none()
+            && let Ok(mut parsed) = self.parsed.write()
+        {
+            if parsed.len() >= PARSED_COLLATERAL_CAP {
+                parsed.clear();
+            }
+            parsed.insert(key, collateral);
+        }
+        Ok(claims)
+    }
+
     fn verify_detected(
         &self,
         d: &Detected,
@@ -485,21 +514,10 @@ impl Verifiers {
     ) -> Result<Claims, VerifyError> {
         match d.tee {
             TeeKind::Sgx | TeeKind::Tdx => {
-                let key = collateral_key(inputs);
-                let known = self.parsed.read().ok().and_then(|m| m.get(&key).cloned());
-                let collateral = match &known {
-                    Some(c) => Arc::clone(c),
-                    None => Arc::new(collateral(d.tee, inputs)?),
+                let claims = match &inputs.dcap_collateral {
+                    Some(collateral) => self.dcap.verify(&d.payload, collateral, now)?,
+                    None => self.verify_with_collateral_bytes(d, inputs, now)?,
                 };
-                let claims = self.dcap.verify(&d.payload, &collateral, now)?;
-                if known.is_none()
-                    && let Ok(mut parsed) = self.parsed.write()
-                {
-                    if parsed.len() >= PARSED_COLLATERAL_CAP {
-                        parsed.clear();
-                    }
-                    parsed.insert(key, collateral);
-                }
                 if let Some(log) = &d.event_log {
                     check_event_log(log, &claims)?;
                 }
@@ -552,7 +570,10 @@ impl Verifiers {
             }
             TeeKind::AzTdxVtpm => {
                 let evidence = azure::VtpmEvidence::parse(&d.payload)?;
-                let collateral = collateral(d.tee, inputs)?;
+                let collateral = match &inputs.dcap_collateral {
+                    Some(collateral) => Arc::clone(collateral),
+                    None => Arc::new(collateral(d.tee, inputs)?),
+                };
                 Ok(azure::verify_tdx(
                     &evidence,
                     &self.dcap,

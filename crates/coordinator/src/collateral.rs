@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use attest::dcap::Collateral;
 use attest::evidence::Inputs;
 use attest::sim::SimPlatform;
 use pcs::Reuse;
@@ -36,7 +37,7 @@ pub(crate) enum CollateralSource {
     /// A simulated platform, with the collateral it generated per TEE (TDX: true).
     Simulated {
         platform: Arc<SimPlatform>,
-        generated: Reuse<bool>,
+        generated: Reuse<bool, Arc<Collateral>>,
     },
     /// Intel's PCS (or a PCCS) and AMD's KDS.
     Services(Box<pcs::Services>),
@@ -68,9 +69,9 @@ impl CollateralSource {
         };
         let needs =
             attest::evidence::needs(evidence, inputs.tee).map_err(CollateralError::Evidence)?;
-        if inputs.collateral.is_empty() && needs.dcap_quote.is_some() {
-            let json = simulated(platform, generated, needs.is_tdx())?;
-            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
+        let lacks_collateral = inputs.collateral.is_empty() && inputs.dcap_collateral.is_none();
+        if lacks_collateral && needs.dcap_quote.is_some() {
+            inputs.dcap_collateral = Some(simulated(platform, generated, needs.is_tdx())?);
         }
         if inputs.chain.is_none() && needs.kds.is_some_and(|kds| kds.chain) {
             let amd = platform
@@ -85,18 +86,15 @@ impl CollateralSource {
 /// The simulated platform's collateral for SGX or TDX, generated or reused.
 fn simulated(
     platform: &SimPlatform,
-    generated: &Reuse<bool>,
+    generated: &Reuse<bool, Arc<Collateral>>,
     tdx: bool,
-) -> Result<Arc<Vec<u8>>, CollateralError> {
-    if let Some(json) = generated.get(&tdx) {
-        return Ok(json);
+) -> Result<Arc<Collateral>, CollateralError> {
+    if let Some(collateral) = generated.get(&tdx) {
+        return Ok(collateral);
     }
-    let failed = |e: &dyn std::fmt::Display| CollateralError::Simulated(e.to_string());
-    let json = platform
+    let collateral = platform
         .intel()
         .collateral(tdx, attest::TcbStatus::UpToDate, OffsetDateTime::now_utc())
-        .map_err(|e| failed(&e))?
-        .to_combined_json()
-        .map_err(|e| failed(&e))?;
-    Ok(generated.put(tdx, json.into_bytes()))
+        .map_err(|e| CollateralError::Simulated(e.to_string()))?;
+    Ok(generated.put(tdx, Arc::new(collateral)))
 }

@@ -5,9 +5,9 @@
 //! For the platform a quote's PCK certificate names (FMSPC, and whether the Platform or the
 //! Processor CA issued it), [`PcsClient`] fetches the TCB info (`/sgx|tdx/certification/v4/tcb`),
 //! the QE or TD_QE identity (`…/qe/identity`), the PCK CRL (`/sgx/certification/v4/pckcrl`), the
-//! Root CA CRL, and the issuer chains the responses carry in headers, and returns them as
-//! combined collateral JSON that the trust core verifies. Nothing here is trusted: every piece
-//! is signature-checked by the verifier against the Intel root.
+//! Root CA CRL, and the issuer chains the responses carry in headers, and returns them parsed
+//! (the trust core's `Collateral`, handed to verifiers as it is). Nothing here is trusted:
+//! every piece is signature-checked by the verifier against the Intel root.
 //!
 //! Results are reused (Intel's for an hour per platform, AMD's chains for a day), so steady
 //! traffic costs no requests.
@@ -124,19 +124,16 @@ impl Platform {
     }
 }
 
-/// Bytes kept, and since when.
-type Kept = (Instant, Arc<Vec<u8>>);
-
-/// Fetched bytes (collateral JSON, a PEM chain, a VCEK) by key, reused while younger than a
-/// maximum age; past `capacity` entries it starts over.
+/// Fetched things (parsed collateral, a PEM chain, a VCEK) by key, reused while younger than
+/// a maximum age; past `capacity` entries it starts over.
 #[derive(Debug)]
-pub struct Reuse<K> {
+pub struct Reuse<K, V = Arc<Vec<u8>>> {
     max_age: Duration,
     capacity: usize,
-    entries: RwLock<HashMap<K, Kept>>,
+    entries: RwLock<HashMap<K, (Instant, V)>>,
 }
 
-impl<K: std::hash::Hash + Eq> Reuse<K> {
+impl<K: std::hash::Hash + Eq, V: Clone> Reuse<K, V> {
     /// An empty cache.
     pub fn new(max_age: Duration, capacity: usize) -> Self {
         Self {
@@ -146,23 +143,22 @@ impl<K: std::hash::Hash + Eq> Reuse<K> {
         }
     }
 
-    /// The bytes kept for `key`, unless too old.
-    pub fn get(&self, key: &K) -> Option<Arc<Vec<u8>>> {
+    /// What is kept for `key`, unless too old.
+    pub fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.read().ok()?;
-        let (at, bytes) = entries.get(key)?;
-        (at.elapsed() < self.max_age).then(|| Arc::clone(bytes))
+        let (at, value) = entries.get(key)?;
+        (at.elapsed() < self.max_age).then(|| value.clone())
     }
 
-    /// Keep `bytes` for `key`, and return them shared.
-    pub fn put(&self, key: K, bytes: Vec<u8>) -> Arc<Vec<u8>> {
-        let bytes = Arc::new(bytes);
+    /// Keep `value` for `key`, and return it.
+    pub fn put(&self, key: K, value: V) -> V {
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= self.capacity {
                 entries.clear();
             }
-            entries.insert(key, (Instant::now(), Arc::clone(&bytes)));
+            entries.insert(key, (Instant::now(), value.clone()));
         }
-        bytes
+        value
     }
 }
 
@@ -172,7 +168,7 @@ pub struct PcsClient {
     base: String,
     root_ca_crl_url: String,
     http: reqwest::Client,
-    fetched: Reuse<Platform>,
+    fetched: Reuse<Platform, Arc<Collateral>>,
 }
 
 impl PcsClient {
@@ -201,16 +197,18 @@ impl PcsClient {
         &self.base
     }
 
-    /// Combined collateral JSON for `quote` (an SGX or TDX quote), fetched or reused.
-    pub async fn collateral_json(&self, quote: &[u8]) -> Result<Arc<Vec<u8>>, PcsError> {
+    /// The collateral for `quote` (an SGX or TDX quote), fetched or reused; parsed, not yet
+    /// verified.
+    pub async fn collateral(&self, quote: &[u8]) -> Result<Arc<Collateral>, PcsError> {
         let platform = Platform::of(quote)?;
-        if let Some(json) = self.fetched.get(&platform) {
-            return Ok(json);
+        if let Some(collateral) = self.fetched.get(&platform) {
+            return Ok(collateral);
         }
-        Ok(self.fetched.put(platform, self.fetch(platform).await?))
+        let fetched = Arc::new(self.fetch(platform).await?);
+        Ok(self.fetched.put(platform, fetched))
     }
 
-    async fn fetch(&self, platform: Platform) -> Result<Vec<u8>, PcsError> {
+    async fn fetch(&self, platform: Platform) -> Result<Collateral, PcsError> {
         let base = &self.base;
         let tee = platform.tee();
         let fmspc = hex::encode(platform.fmspc);
@@ -253,10 +251,9 @@ impl PcsClient {
             source,
         };
         let collateral = Collateral::from_files(&files).map_err(unusable)?;
-        collateral
-            .to_combined_json()
-            .map(String::into_bytes)
-            .map_err(unusable)
+        // Every piece is there, or the combined form (which a bundle carries) cannot be made.
+        collateral.to_combined_json().map_err(unusable)?;
+        Ok(collateral)
     }
 }
 
@@ -393,7 +390,7 @@ impl KdsClient {
             url.push_str(&format!("&fmcSPL={fmc}"));
         }
         let (der, _) = get(&self.http, &url, None).await?;
-        Ok(self.vceks.put(key, der))
+        Ok(self.vceks.put(key, Arc::new(der)))
     }
 
     /// The ASK then the ARK (PEM) of `product`, fetched or reused. The verifier pins the ARK.
@@ -403,7 +400,7 @@ impl KdsClient {
         }
         let url = format!("{}/vcek/v1/{}/cert_chain", self.base, product.name());
         let (pem, _) = get(&self.http, &url, None).await?;
-        Ok(self.chains.put(product, pem))
+        Ok(self.chains.put(product, Arc::new(pem)))
     }
 }
 
@@ -442,9 +439,9 @@ impl Services {
     /// vTPM evidence).
     pub async fn complete(&self, evidence: &[u8], inputs: &mut Inputs) -> Result<(), PcsError> {
         let needs = attest::evidence::needs(evidence, inputs.tee).map_err(PcsError::Evidence)?;
-        if let (true, Some(quote)) = (inputs.collateral.is_empty(), &needs.dcap_quote) {
-            let json = self.pcs.collateral_json(quote).await?;
-            inputs.collateral = vec![("collateral.json".into(), json.to_vec())];
+        let lacks_collateral = inputs.collateral.is_empty() && inputs.dcap_collateral.is_none();
+        if let (true, Some(quote)) = (lacks_collateral, &needs.dcap_quote) {
+            inputs.dcap_collateral = Some(self.pcs.collateral(quote).await?);
         }
         let Some(kds) = &needs.kds else {
             return Ok(());

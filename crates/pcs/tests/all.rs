@@ -104,20 +104,13 @@ async fn serve(pccs: FakePccs) -> String {
     format!("http://{addr}")
 }
 
-fn verify(quote: &[u8], collateral: &[u8]) -> attest::Claims {
+fn verify(quote: &[u8], inputs: &Inputs) -> attest::Claims {
     let at = OffsetDateTime::parse(
         "2025-11-01T00:00:00Z",
         &time::format_description::well_known::Rfc3339,
     )
     .unwrap();
-    let inputs = Inputs {
-        collateral: vec![("collateral.json".into(), collateral.to_vec())],
-        ..Inputs::default()
-    };
-    Verifiers::production()
-        .verify(quote, &inputs, at)
-        .unwrap()
-        .1
+    Verifiers::production().verify(quote, inputs, at).unwrap().1
 }
 
 #[tokio::test]
@@ -126,16 +119,35 @@ async fn fetched_collateral_verifies_a_real_quote_and_is_reused() {
     let client = PcsClient::new(&serve(pccs.clone()).await, &[]).unwrap();
     let quote = read(QUOTE);
 
-    let fetched = client.collateral_json(&quote).await.unwrap();
+    let fetched = client.collateral(&quote).await.unwrap();
     assert_eq!(pccs.requests.load(Ordering::SeqCst), 4);
-    let claims = verify(&quote, &fetched);
+    let given = Inputs {
+        dcap_collateral: Some(Arc::clone(&fetched)),
+        ..Inputs::default()
+    };
+    let claims = verify(&quote, &given);
     assert_eq!(claims.tcb_status, Some(TcbStatus::UpToDate));
     assert!(!claims.simulated);
     // The same verdict and claims as with the published collateral file.
-    let published = verify(&quote, &read(&format!("{COLLATERAL}/collateral.json")));
-    assert_eq!(claims, published);
+    let published = Inputs {
+        collateral: vec![(
+            "collateral.json".into(),
+            read(&format!("{COLLATERAL}/collateral.json")),
+        )],
+        ..Inputs::default()
+    };
+    assert_eq!(claims, verify(&quote, &published));
+    // Its combined form (what an evidence bundle carries) verifies the same way.
+    let combined = Inputs {
+        collateral: vec![(
+            "collateral.json".into(),
+            fetched.to_combined_json().unwrap().into_bytes(),
+        )],
+        ..Inputs::default()
+    };
+    assert_eq!(claims, verify(&quote, &combined));
 
-    let again = client.collateral_json(&quote).await.unwrap();
+    let again = client.collateral(&quote).await.unwrap();
     assert!(Arc::ptr_eq(&fetched, &again), "reused, not refetched");
     assert_eq!(pccs.requests.load(Ordering::SeqCst), 4);
 }
@@ -146,7 +158,7 @@ async fn failures_say_what_went_wrong() {
     let pccs = FakePccs::default();
     let client = PcsClient::new(&serve(pccs.clone()).await, &[]).unwrap();
     let other = read("tdx/phala_tdx_quote.bin");
-    let err = client.collateral_json(&other).await.unwrap_err();
+    let err = client.collateral(&other).await.unwrap_err();
     assert!(
         matches!(err, PcsError::Status { status: 404, .. }),
         "{err:?}"
@@ -160,7 +172,7 @@ async fn failures_say_what_went_wrong() {
         ..FakePccs::default()
     };
     let client = PcsClient::new(&serve(bare).await, &[]).unwrap();
-    let err = client.collateral_json(&read(QUOTE)).await.unwrap_err();
+    let err = client.collateral(&read(QUOTE)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -174,11 +186,11 @@ async fn failures_say_what_went_wrong() {
 
     // Not a quote at all, and nobody listening.
     assert!(matches!(
-        client.collateral_json(b"not a quote").await,
+        client.collateral(b"not a quote").await,
         Err(PcsError::Quote(_))
     ));
     let nobody = PcsClient::new("http://127.0.0.1:9", &[]).unwrap();
-    let err = nobody.collateral_json(&read(QUOTE)).await.unwrap_err();
+    let err = nobody.collateral(&read(QUOTE)).await.unwrap_err();
     assert!(matches!(err, PcsError::Unreachable { .. }), "{err:?}");
 }
 

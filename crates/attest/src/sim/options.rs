@@ -63,6 +63,7 @@ impl Simulated {
             vek: self.vek_der.clone(),
             chain: self.chain_pem.as_ref().map(|c| c.as_bytes().to_vec()),
             nonce: self.nonce.clone(),
+            dcap_collateral: None,
         }
     }
 

@@ -161,6 +161,7 @@ fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
         vek: args.vek.as_deref().map(read).transpose()?,
         chain: args.chain.as_deref().map(read).transpose()?,
         nonce,
+        dcap_collateral: None,
     };
     if args.fetch {
         let services = pcs::Services::new(&args.pcs_url, &args.kds_url, &[])?;
