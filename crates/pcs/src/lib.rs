@@ -455,3 +455,28 @@ impl Services {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Reuse;
+
+    #[test]
+    fn reuse_keeps_values_until_they_age_or_the_cache_fills() {
+        let kept: Reuse<u8, Arc<&str>> = Reuse::new(Duration::from_secs(60), 2);
+        let first = kept.put(1, Arc::new("one"));
+        assert!(Arc::ptr_eq(&first, &kept.get(&1).unwrap_or_default()));
+        assert_eq!(kept.get(&2), None);
+        kept.put(2, Arc::new("two"));
+        // Full: the next value starts the cache over.
+        kept.put(3, Arc::new("three"));
+        assert_eq!(kept.get(&1), None);
+        assert_eq!(kept.get(&3).as_deref(), Some(&"three"));
+
+        let aged: Reuse<u8, Arc<&str>> = Reuse::new(Duration::ZERO, 2);
+        aged.put(1, Arc::new("one"));
+        assert_eq!(aged.get(&1), None, "older than the maximum age");
+    }
+}
