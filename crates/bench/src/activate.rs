@@ -339,7 +339,7 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Rounds of activations, handshakes and floor primitives; each round's ratio comes from what
 /// was measured in it, so a shared machine's drift cancels within the round.
-const ROUNDS: usize = 5;
+pub(crate) const ROUNDS: usize = 5;
 
 /// What the floor's primitives need, made once and measured in every round, in this process.
 struct FloorKit {
@@ -430,7 +430,7 @@ impl Round {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
