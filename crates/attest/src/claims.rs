@@ -259,7 +259,7 @@ pub struct TdxMeasurements {
 pub struct Rtmr(#[serde(with = "hexser")] pub [u8; 48]);
 
 /// An SEV-SNP TCB version, decoded per product line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct SnpTcb {
     /// FMC SPL (Turin and later only).
     pub fmc: Option<u8>,

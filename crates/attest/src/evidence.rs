@@ -330,6 +330,13 @@ pub struct Inputs {
     pub nonce: Option<Vec<u8>>,
 }
 
+impl Inputs {
+    /// Whether DCAP collateral is given, as bytes or parsed.
+    pub fn has_dcap_collateral(&self) -> bool {
+        !self.collateral.is_empty() || self.dcap_collateral.is_some()
+    }
+}
+
 /// Why evidence was not accepted, by stage.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -480,22 +487,26 @@ impl Verifiers {
         }
     }
 
-    /// DCAP verification with collateral given as bytes: parsed once per content, and kept
-    /// once it verified a quote.
-    fn verify_with_collateral_bytes(
+    /// The DCAP collateral in `inputs`: as given parsed, or parsed from its bytes (once per
+    /// content). New bytes come with their key, to [`Self::remember`] once they verified.
+    fn dcap_collateral(
         &self,
-        d: &Detected,
+        tee: TeeKind,
         inputs: &Inputs,
-        now: OffsetDateTime,
-    ) -> Result<Claims, VerifyError> {
+    ) -> Result<(Arc<Collateral>, Option<[u8; 32]>), VerifyError> {
+        if let Some(collateral) = &inputs.dcap_collateral {
+            return Ok((Arc::clone(collateral), None));
+        }
         let key = collateral_key(inputs);
-        let known = self.parsed.read().ok().and_then(|m| m.get(&key).cloned());
-        let collateral = match &known {
-            Some(c) => Arc::clone(c),
-            None => Arc::new(collateral(d.tee, inputs)?),
-        };
-        let claims = self.dcap.verify(&d.payload, &collateral, now)?;
-        if known.is_none()
+        if let Some(known) = self.parsed.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok((known, None));
+        }
+        Ok((Arc::new(collateral(tee, inputs)?), Some(key)))
+    }
+
+    /// Keep parsed collateral that verified a quote (so unverified bytes never evict it).
+    fn remember(&self, key: Option<[u8; 32]>, collateral: Arc<Collateral>) {
+        if let Some(key) = key
             && let Ok(mut parsed) = self.parsed.write()
         {
             if parsed.len() >= PARSED_COLLATERAL_CAP {
@@ -503,7 +514,6 @@ impl Verifiers {
             }
             parsed.insert(key, collateral);
         }
-        Ok(claims)
     }
 
     fn verify_detected(
@@ -514,10 +524,9 @@ impl Verifiers {
     ) -> Result<Claims, VerifyError> {
         match d.tee {
             TeeKind::Sgx | TeeKind::Tdx => {
-                let claims = match &inputs.dcap_collateral {
-                    Some(collateral) => self.dcap.verify(&d.payload, collateral, now)?,
-                    None => self.verify_with_collateral_bytes(d, inputs, now)?,
-                };
+                let (collateral, new) = self.dcap_collateral(d.tee, inputs)?;
+                let claims = self.dcap.verify(&d.payload, &collateral, now)?;
+                self.remember(new, collateral);
                 if let Some(log) = &d.event_log {
                     check_event_log(log, &claims)?;
                 }
@@ -570,17 +579,16 @@ impl Verifiers {
             }
             TeeKind::AzTdxVtpm => {
                 let evidence = azure::VtpmEvidence::parse(&d.payload)?;
-                let collateral = match &inputs.dcap_collateral {
-                    Some(collateral) => Arc::clone(collateral),
-                    None => Arc::new(collateral(d.tee, inputs)?),
-                };
-                Ok(azure::verify_tdx(
+                let (collateral, new) = self.dcap_collateral(d.tee, inputs)?;
+                let claims = azure::verify_tdx(
                     &evidence,
                     &self.dcap,
                     &collateral,
                     inputs.nonce.as_deref(),
                     now,
-                )?)
+                )?;
+                self.remember(new, collateral);
+                Ok(claims)
             }
         }
     }

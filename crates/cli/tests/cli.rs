@@ -14,6 +14,16 @@ fn cloister(args: &[&str]) -> Output {
         .expect("run cloister")
 }
 
+/// The JSON output of a command that must have succeeded.
+fn success_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(out)
+}
+
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -43,13 +53,7 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn evidence_tour_verifies_every_simulated_kind_and_none_passes_for_hardware() {
-    let out = cloister(&["evidence-tour", "-o", "json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = success_json(&cloister(&["evidence-tour", "-o", "json"]));
     assert_eq!(v["ok"], true);
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 5, "sgx, tdx, snp and both Azure vTPM kinds");
@@ -185,12 +189,7 @@ fn simulate_into(tee: &str, dir: &Path) -> Value {
         "-o",
         "json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json(&out)
+    success_json(&out)
 }
 
 #[test]
@@ -451,12 +450,7 @@ impl Deployment {
             "-o",
             "json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json(&out)
+        success_json(&out)
     }
 
     fn set_manifest(&self, text: &str) -> Output {

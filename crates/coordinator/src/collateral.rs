@@ -69,8 +69,7 @@ impl CollateralSource {
         };
         let needs =
             attest::evidence::needs(evidence, inputs.tee).map_err(CollateralError::Evidence)?;
-        let lacks_collateral = inputs.collateral.is_empty() && inputs.dcap_collateral.is_none();
-        if lacks_collateral && needs.dcap_quote.is_some() {
+        if !inputs.has_dcap_collateral() && needs.dcap_quote.is_some() {
             inputs.dcap_collateral = Some(simulated(platform, generated, needs.is_tdx())?);
         }
         if inputs.chain.is_none() && needs.kds.is_some_and(|kds| kds.chain) {

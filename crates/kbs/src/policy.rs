@@ -283,7 +283,7 @@ fn extensions_from(list: &Value) -> Result<Map<String, Value>, KbsError> {
                 "each entry needs a string name, an integer key and a value: {entry}"
             )));
         };
-        if name.starts_with("ear.") || name == "eat_profile" {
+        if name.starts_with("ear.") {
             return Err(bad(format!("{name} is a standard EAR claim")));
         }
         if !keys.insert(key) || extensions.contains_key(name) {

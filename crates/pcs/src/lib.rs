@@ -290,14 +290,11 @@ async fn get(
     url: &str,
     chain_header: Option<&'static str>,
 ) -> Result<(Vec<u8>, String), PcsError> {
-    let response = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|source| PcsError::Unreachable {
-            url: url.to_string(),
-            source,
-        })?;
+    let unreachable = |source| PcsError::Unreachable {
+        url: url.to_string(),
+        source,
+    };
+    let response = http.get(url).send().await.map_err(unreachable)?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(PcsError::Status {
@@ -319,18 +316,12 @@ async fn get(
                 header,
             })?,
     };
-    let body = response
-        .bytes()
-        .await
-        .map_err(|source| PcsError::Unreachable {
-            url: url.to_string(),
-            source,
-        })?;
+    let body = response.bytes().await.map_err(unreachable)?;
     Ok((body.to_vec(), chain))
 }
 
 /// A VCEK's identity: product line, hardware ID and the TCB it certifies.
-type VcekKey = (Product, Vec<u8>, [Option<u8>; 5]);
+type VcekKey = (Product, Vec<u8>, SnpTcb);
 
 /// Fetches (and reuses) AMD's ASK/ARK chains and VCEKs from the KDS.
 #[derive(Debug)]
@@ -362,17 +353,7 @@ impl KdsClient {
         hw_id: &[u8],
         tcb: &SnpTcb,
     ) -> Result<Arc<Vec<u8>>, PcsError> {
-        let key = (
-            product,
-            hw_id.to_vec(),
-            [
-                tcb.fmc,
-                Some(tcb.bootloader),
-                Some(tcb.tee),
-                Some(tcb.snp),
-                Some(tcb.microcode),
-            ],
-        );
+        let key = (product, hw_id.to_vec(), *tcb);
         if let Some(der) = self.vceks.get(&key) {
             return Ok(der);
         }
@@ -439,8 +420,7 @@ impl Services {
     /// vTPM evidence).
     pub async fn complete(&self, evidence: &[u8], inputs: &mut Inputs) -> Result<(), PcsError> {
         let needs = attest::evidence::needs(evidence, inputs.tee).map_err(PcsError::Evidence)?;
-        let lacks_collateral = inputs.collateral.is_empty() && inputs.dcap_collateral.is_none();
-        if let (true, Some(quote)) = (lacks_collateral, &needs.dcap_quote) {
+        if let (false, Some(quote)) = (inputs.has_dcap_collateral(), &needs.dcap_quote) {
             inputs.dcap_collateral = Some(self.pcs.collateral(quote).await?);
         }
         let Some(kds) = &needs.kds else {

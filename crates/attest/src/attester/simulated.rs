@@ -30,10 +30,10 @@ pub struct SimMeasurements {
     pub snp: SnpParams,
 }
 
-/// Produces SGX quote v3, TDX quote v4, SNP report v5 or Azure vTPM (SNP, TDX) evidence
-/// signed under a simulated hierarchy. Never detected on a machine: it is chosen explicitly. SGX and TDX evidence
-/// carries the platform's collateral; SNP evidence carries the VCEK, ASK and ARK in an
-/// extended-report certificate table, as `/dev/sev-guest` would.
+/// Produces SGX quote v3, TDX quote v4, SNP report v5 or Azure vTPM (SNP, TDX) evidence signed
+/// under a simulated hierarchy. Never detected on a machine: it is chosen explicitly. SGX and
+/// TDX evidence carries the platform's collateral; SNP evidence carries the VCEK, ASK and ARK in
+/// an extended-report certificate table, as `/dev/sev-guest` would.
 #[derive(Debug, Clone)]
 pub struct SimulatedAttester {
     tee: TeeKind,

@@ -83,6 +83,23 @@ impl Vtpm {
         out[..32].copy_from_slice(&sha256(&self.var_data));
         out
     }
+
+    /// Trustee's evidence JSON: the TPM quote, the HCL report around `hw_report`, and the
+    /// kind's own member (`vcek` or `td_quote`).
+    fn evidence(
+        self,
+        report_type: u32,
+        hw_report: &[u8],
+        (member, value): (&str, &[u8]),
+    ) -> Result<Vec<u8>, SimError> {
+        let mut evidence = json!({
+            "version": 1,
+            "tpm_quote": self.tpm_quote,
+            "hcl_report": B64URL.encode(hcl_report(report_type, hw_report, &self.var_data)?),
+        });
+        evidence[member] = B64URL.encode(value).into();
+        Ok(evidence.to_string().into_bytes())
+    }
 }
 
 /// `az-snp-vtpm` evidence JSON whose TPM quote carries `nonce` (at most 64 bytes).
@@ -92,13 +109,7 @@ pub fn az_snp_vtpm(pki: &AmdPki, snp: &SnpParams, nonce: &[u8]) -> Result<Vec<u8
         report_data: vtpm.report_data(),
         ..snp.clone()
     })?;
-    let evidence = json!({
-        "version": 1,
-        "tpm_quote": vtpm.tpm_quote,
-        "hcl_report": B64URL.encode(hcl_report(REPORT_TYPE_SNP, &report, &vtpm.var_data)?),
-        "vcek": B64URL.encode(&vcek),
-    });
-    Ok(evidence.to_string().into_bytes())
+    vtpm.evidence(REPORT_TYPE_SNP, &report, ("vcek", &vcek))
 }
 
 /// `az-tdx-vtpm` evidence JSON whose TPM quote carries `nonce` (at most 64 bytes).
@@ -113,13 +124,7 @@ pub fn az_tdx_vtpm(pki: &IntelPki, tdx: &TdxParams, nonce: &[u8]) -> Result<Vec<
     // the quote's.
     let mut td_report = vec![0u8; 1024];
     td_report[128..192].copy_from_slice(&report_data);
-    let evidence = json!({
-        "version": 1,
-        "tpm_quote": vtpm.tpm_quote,
-        "hcl_report": B64URL.encode(hcl_report(REPORT_TYPE_TDX, &td_report, &vtpm.var_data)?),
-        "td_quote": B64URL.encode(&quote),
-    });
-    Ok(evidence.to_string().into_bytes())
+    vtpm.evidence(REPORT_TYPE_TDX, &td_report, ("td_quote", &quote))
 }
 
 const REPORT_TYPE_SNP: u32 = 2;
