@@ -7,10 +7,13 @@
 use ::time::OffsetDateTime;
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
 use x509_parser::der_parser::oid::Oid;
+use x509_parser::extensions::BasicConstraints;
+use x509_parser::nom::Parser as _;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_HASH_SHA256,
     OID_NIST_HASH_SHA384, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA,
     OID_PKCS1_SHA384WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
+    OID_X509_EXT_BASIC_CONSTRAINTS,
 };
 use x509_parser::prelude::*;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
@@ -234,10 +237,15 @@ pub struct Cert {
 impl Cert {
     /// Parse one DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        let (rest, cert) = X509Certificate::from_der(der).map_err(|e| CertError::Malformed {
-            what: "certificate".into(),
-            reason: e.to_string(),
-        })?;
+        // Extensions are kept raw: verification reads only basicConstraints (below) and the
+        // vendor extensions, so decoding every other one would be work thrown away.
+        let (rest, cert) = X509CertificateParser::new()
+            .with_deep_parse_extensions(false)
+            .parse(der)
+            .map_err(|e| CertError::Malformed {
+                what: "certificate".into(),
+                reason: e.to_string(),
+            })?;
         if !rest.is_empty() {
             return Err(CertError::Malformed {
                 what: "certificate".into(),
@@ -261,7 +269,7 @@ impl Cert {
             sig_alg: sig_alg(&cert.signature_algorithm),
             sig_alg_oid: cert.signature_algorithm.algorithm.to_owned(),
             signature: cert.signature_value.data.to_vec(),
-            is_ca: tbs.is_ca(),
+            is_ca: is_ca(tbs)?,
             extensions: tbs
                 .extensions()
                 .iter()
@@ -360,19 +368,92 @@ impl Cert {
     }
 }
 
-/// Parse every certificate in a PEM buffer, in order.
-pub fn parse_pem_chain(input: &[u8]) -> Result<Vec<Cert>, CertError> {
-    let mut certs = Vec::new();
-    for pem in Pem::iter_from_buffer(input) {
-        let pem = pem.map_err(|e| CertError::Malformed {
-            what: "PEM certificate chain".into(),
+/// basicConstraints cA, read from the raw extension (a malformed one is an error, as it would be
+/// under full extension parsing).
+fn is_ca(tbs: &TbsCertificate<'_>) -> Result<bool, CertError> {
+    let Some(ext) = tbs
+        .extensions()
+        .iter()
+        .find(|e| e.oid == OID_X509_EXT_BASIC_CONSTRAINTS)
+    else {
+        return Ok(false);
+    };
+    let (_, constraints) =
+        BasicConstraints::from_der(ext.value).map_err(|e| CertError::Malformed {
+            what: "basicConstraints extension".into(),
             reason: e.to_string(),
         })?;
-        if pem.label == "CERTIFICATE" {
-            certs.push(Cert::from_der(&pem.contents)?);
+    Ok(constraints.ca)
+}
+
+/// Parse every certificate in a PEM buffer, in order (blocks with other labels are skipped).
+pub fn parse_pem_chain(input: &[u8]) -> Result<Vec<Cert>, CertError> {
+    let mut certs = Vec::new();
+    let mut rest = input;
+    while let Some(block) = next_pem_block(&mut rest)? {
+        if block.label == b"CERTIFICATE" {
+            certs.push(Cert::from_der(&block.decode()?)?);
         }
     }
     Ok(certs)
+}
+
+/// One `-----BEGIN label-----` … `-----END label-----` block (RFC 7468), still encoded.
+struct PemBlock<'a> {
+    label: &'a [u8],
+    body: &'a [u8],
+}
+
+impl PemBlock<'_> {
+    /// The base64 body decoded, whitespace around lines ignored.
+    fn decode(&self) -> Result<Vec<u8>, CertError> {
+        use base64::Engine as _;
+        let mut compact = Vec::with_capacity(self.body.len());
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', self.body).chain([self.body.len()]);
+        for end in ends {
+            compact.extend_from_slice(self.body[start..end].trim_ascii());
+            start = end + 1;
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .map_err(|e| pem_malformed(format!("bad base64: {e}")))
+    }
+}
+
+fn pem_malformed(reason: String) -> CertError {
+    CertError::Malformed {
+        what: "PEM certificate chain".into(),
+        reason,
+    }
+}
+
+/// The next PEM block in `rest`, advancing past it; `None` when no block begins. Text outside
+/// blocks (explanatory lines, the NUL that ends a quote's PCK chain) is ignored, as RFC 7468
+/// allows. Base64 is decoded with the `base64` crate: PEM framing is all that is read here.
+fn next_pem_block<'a>(rest: &mut &'a [u8]) -> Result<Option<PemBlock<'a>>, CertError> {
+    const BEGIN: &[u8] = b"-----BEGIN ";
+    const DASHES: &[u8] = b"-----";
+    let Some(start) = memchr::memmem::find(rest, BEGIN) else {
+        return Ok(None);
+    };
+    let after_begin = &rest[start + BEGIN.len()..];
+    let label_len = memchr::memmem::find(after_begin, DASHES)
+        .ok_or_else(|| pem_malformed("unterminated BEGIN line".into()))?;
+    let label = &after_begin[..label_len];
+    let body_and_rest = &after_begin[label_len + DASHES.len()..];
+    let end_line = [b"-----END ", label, DASHES].concat();
+    let body_len = memchr::memmem::find(body_and_rest, &end_line).ok_or_else(|| {
+        pem_malformed(format!(
+            "no END line for {}",
+            String::from_utf8_lossy(label)
+        ))
+    })?;
+    *rest = &body_and_rest[body_len + end_line.len()..];
+    Ok(Some(PemBlock {
+        label,
+        body: &body_and_rest[..body_len],
+    }))
 }
 
 /// A parsed, owned certificate revocation list.

@@ -59,3 +59,124 @@ pub(crate) fn p384() -> anyhow::Result<Signed> {
         0x2A0,
     )
 }
+
+/// The signatures one DCAP verification rests on, each with its real signed bytes, signer key
+/// and signature, read from the quote and collateral with x509-parser (not with our code): the
+/// floor no verifier can go below, hashing of the real messages included.
+pub(crate) struct DcapSignatures {
+    /// `(algorithm, signer key, message, signature)`, in verification order.
+    items: Vec<(
+        &'static signature::EcdsaVerificationAlgorithm,
+        Vec<u8>,
+        Vec<u8>,
+        Vec<u8>,
+    )>,
+}
+
+impl DcapSignatures {
+    /// All nine (chains, CRLs, collateral, QE report, quote), or the two a cached verification
+    /// repeats (QE report and quote).
+    pub(crate) fn read(quote: &[u8], collateral_json: &[u8], all: bool) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        use x509_parser::prelude::*;
+        let quote = attest::dcap::Quote::parse(quote)?;
+        let fixed = &signature::ECDSA_P256_SHA256_FIXED;
+        let asn1 = &signature::ECDSA_P256_SHA256_ASN1;
+        let pck_chain = pem_certs(&quote.certification.pck_chain_pem)?;
+        let [pck_leaf, pck_ca, _] = pck_chain.as_slice() else {
+            anyhow::bail!("the PCK chain is not [leaf, CA, root]");
+        };
+        let mut items = vec![
+            (
+                fixed,
+                pck_leaf.key.clone(),
+                quote.certification.qe_report_raw.clone(),
+                quote.certification.qe_report_signature.to_vec(),
+            ),
+            (
+                fixed,
+                [&[4u8][..], &quote.attestation_key].concat(),
+                quote.signed.clone(),
+                quote.signature.to_vec(),
+            ),
+        ];
+        if !all {
+            return Ok(Self { items });
+        }
+        let json: serde_json::Value = serde_json::from_slice(collateral_json)?;
+        let field = |k: &str| -> anyhow::Result<&str> {
+            json.get(k)
+                .and_then(|v| v.as_str())
+                .with_context(|| format!("collateral lacks {k}"))
+        };
+        let tcb_chain = pem_certs(field("tcb_info_issuer_chain")?.as_bytes())?;
+        let [tcb_signer, root] = tcb_chain.as_slice() else {
+            anyhow::bail!("the TCB signing chain is not [signer, root]");
+        };
+        for (text, sig) in [
+            ("tcb_info", "tcb_info_signature"),
+            ("qe_identity", "qe_identity_signature"),
+        ] {
+            items.push((
+                fixed,
+                tcb_signer.key.clone(),
+                field(text)?.as_bytes().to_vec(),
+                hex::decode(field(sig)?)?,
+            ));
+        }
+        for (signed, signer) in [(tcb_signer, root), (pck_ca, root), (pck_leaf, pck_ca)] {
+            items.push((
+                asn1,
+                signer.key.clone(),
+                signed.tbs.clone(),
+                signed.signature.clone(),
+            ));
+        }
+        for (crl, signer) in [("pck_crl", pck_ca), ("root_ca_crl", root)] {
+            let der = hex::decode(field(crl)?)?;
+            let (_, crl) = CertificateRevocationList::from_der(&der)?;
+            items.push((
+                asn1,
+                signer.key.clone(),
+                crl.tbs_cert_list.as_ref().to_vec(),
+                crl.signature_value.data.to_vec(),
+            ));
+        }
+        Ok(Self { items })
+    }
+
+    /// How many signatures one pass verifies.
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Verify every signature once.
+    pub(crate) fn verify(&self) -> Result<(), aws_lc_rs::error::Unspecified> {
+        for (algorithm, key, message, sig) in &self.items {
+            signature::UnparsedPublicKey::new(*algorithm, key).verify(message, sig)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the floor needs of one certificate.
+struct SignedCert {
+    tbs: Vec<u8>,
+    signature: Vec<u8>,
+    key: Vec<u8>,
+}
+
+fn pem_certs(pem: &[u8]) -> anyhow::Result<Vec<SignedCert>> {
+    use x509_parser::prelude::*;
+    let mut out = Vec::new();
+    for block in Pem::iter_from_buffer(pem) {
+        let block = block?;
+        let (_, cert) = X509Certificate::from_der(&block.contents)?;
+        out.push(SignedCert {
+            tbs: cert.tbs_certificate.as_ref().to_vec(),
+            signature: cert.signature_value.data.to_vec(),
+            key: cert.public_key().subject_public_key.data.to_vec(),
+        });
+    }
+    Ok(out)
+}

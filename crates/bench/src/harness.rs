@@ -29,6 +29,13 @@ impl Measured {
 }
 
 impl Measured {
+    /// The same measurement with its floor worth `floor_ops` units: a measurement paired with
+    /// a compound floor (nine signatures, say) is expressed in units of one primitive, so it
+    /// compares with measurements paired with another floor.
+    pub(crate) fn in_units_of(self, floor_ops: f64) -> Self {
+        Self { floor_ops, ..self }
+    }
+
     /// Microseconds per operation.
     pub(crate) fn micros(&self) -> f64 {
         self.per_op.as_secs_f64() * 1e6

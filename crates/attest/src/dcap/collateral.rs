@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::DcapError;
 use crate::claims::TcbStatus;
-use crate::encoding::decode_input;
+use crate::encoding::{decode_input, hex_decode};
 use crate::x509::{Cert, Crl, parse_pem_chain};
 
 /// A JSON object exactly as signed, with its ECDSA-P256 signature (`r || s`).
@@ -43,7 +43,7 @@ pub struct Collateral {
 }
 
 /// The combined collateral JSON (dcap-qvl's `QuoteCollateralV3` field names).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct CombinedJson {
     pck_crl_issuer_chain: String,
     root_ca_crl: String,
@@ -56,20 +56,46 @@ struct CombinedJson {
     qe_identity_signature: String,
 }
 
+/// Any collateral JSON file, read in one pass: the combined form (snake_case fields) or a PCS
+/// `tcbInfo` / `enclaveIdentity` response (the signed object kept byte for byte).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PcsTcbInfo<'a> {
-    #[serde(borrow)]
-    tcb_info: &'a RawValue,
-    signature: String,
+struct CollateralFile<'a> {
+    pck_crl_issuer_chain: Option<String>,
+    root_ca_crl: Option<String>,
+    pck_crl: Option<String>,
+    tcb_info_issuer_chain: Option<String>,
+    tcb_info: Option<String>,
+    tcb_info_signature: Option<String>,
+    qe_identity_issuer_chain: Option<String>,
+    qe_identity: Option<String>,
+    qe_identity_signature: Option<String>,
+    #[serde(borrow, rename = "tcbInfo")]
+    pcs_tcb_info: Option<&'a RawValue>,
+    #[serde(borrow, rename = "enclaveIdentity")]
+    pcs_enclave_identity: Option<&'a RawValue>,
+    signature: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PcsQeIdentity<'a> {
-    #[serde(borrow)]
-    enclave_identity: &'a RawValue,
-    signature: String,
+impl CollateralFile<'_> {
+    fn into_combined(self, name: &str) -> Result<CombinedJson, DcapError> {
+        let required = |field: Option<String>, key: &str| {
+            field.ok_or_else(|| malformed(name, format!("combined collateral lacks `{key}`")))
+        };
+        Ok(CombinedJson {
+            pck_crl_issuer_chain: required(self.pck_crl_issuer_chain, "pck_crl_issuer_chain")?,
+            root_ca_crl: required(self.root_ca_crl, "root_ca_crl")?,
+            pck_crl: required(self.pck_crl, "pck_crl")?,
+            tcb_info_issuer_chain: required(self.tcb_info_issuer_chain, "tcb_info_issuer_chain")?,
+            tcb_info: required(self.tcb_info, "tcb_info")?,
+            tcb_info_signature: required(self.tcb_info_signature, "tcb_info_signature")?,
+            qe_identity_issuer_chain: required(
+                self.qe_identity_issuer_chain,
+                "qe_identity_issuer_chain",
+            )?,
+            qe_identity: required(self.qe_identity, "qe_identity")?,
+            qe_identity_signature: required(self.qe_identity_signature, "qe_identity_signature")?,
+        })
+    }
 }
 
 fn malformed(what: impl Into<String>, reason: impl std::fmt::Display) -> DcapError {
@@ -80,7 +106,7 @@ fn malformed(what: impl Into<String>, reason: impl std::fmt::Display) -> DcapErr
 }
 
 fn signature64(hex_text: &str, what: &str) -> Result<[u8; 64], DcapError> {
-    let bytes = hex::decode(hex_text.trim()).map_err(|e| malformed(what, e))?;
+    let bytes = hex_decode(hex_text.trim().as_bytes()).map_err(|e| malformed(what, e))?;
     bytes.try_into().map_err(|b: Vec<u8>| {
         malformed(what, format!("signature is {} bytes, expected 64", b.len()))
     })
@@ -91,7 +117,7 @@ fn pem_chain(text: &str, what: &str) -> Result<Vec<Cert>, DcapError> {
 }
 
 fn hex_crl(text: &str, what: &str) -> Result<Crl, DcapError> {
-    let der = hex::decode(text.trim()).map_err(|e| malformed(what, e))?;
+    let der = hex_decode(text.trim().as_bytes()).map_err(|e| malformed(what, e))?;
     Crl::from_der(&der).map_err(|e| malformed(what, e))
 }
 
@@ -178,37 +204,25 @@ impl Collateral {
     }
 
     fn add_json(&mut self, name: &str, bytes: &[u8]) -> Result<(), DcapError> {
-        // One pass over the keys (no Value tree), then one typed parse of the right form.
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Keys<'a> {
-            #[serde(borrow, default, rename = "tcb_info")]
-            combined: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            tcb_info: Option<&'a RawValue>,
-            #[serde(borrow, default)]
-            enclave_identity: Option<&'a RawValue>,
+        let file: CollateralFile<'_> =
+            serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
+        if file.tcb_info.is_some() {
+            return self.add_combined(file.into_combined(name)?);
         }
-        let keys: Keys<'_> = serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
-        if keys.combined.is_some() {
-            let c: CombinedJson = serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
-            return self.add_combined(c);
-        }
-        if keys.tcb_info.is_some() {
-            let r: PcsTcbInfo<'_> =
-                serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
+        if let Some(tcb_info) = file.pcs_tcb_info {
             self.tcb_info = Some(SignedJson {
-                text: r.tcb_info.get().to_string(),
-                signature: signature64(&r.signature, "TCB info signature")?,
+                text: tcb_info.get().to_string(),
+                signature: signature64(&file.signature.unwrap_or_default(), "TCB info signature")?,
             });
             return Ok(());
         }
-        if keys.enclave_identity.is_some() {
-            let r: PcsQeIdentity<'_> =
-                serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
+        if let Some(identity) = file.pcs_enclave_identity {
             self.qe_identity = Some(SignedJson {
-                text: r.enclave_identity.get().to_string(),
-                signature: signature64(&r.signature, "QE identity signature")?,
+                text: identity.get().to_string(),
+                signature: signature64(
+                    &file.signature.unwrap_or_default(),
+                    "QE identity signature",
+                )?,
             });
             return Ok(());
         }
@@ -407,8 +421,8 @@ struct TcbLevelJson {
 /// A level's TCB: v3 lists components; v2 names them `sgxtcbcompNNsvn`.
 #[derive(Deserialize)]
 struct TcbJson {
-    sgxtcbcomponents: Option<Vec<SvnJson>>,
-    tdxtcbcomponents: Option<Vec<SvnJson>>,
+    sgxtcbcomponents: Option<[SvnJson; 16]>,
+    tdxtcbcomponents: Option<[SvnJson; 16]>,
     pcesvn: u16,
     sgxtcbcomp01svn: Option<u8>,
     sgxtcbcomp02svn: Option<u8>,
@@ -466,7 +480,7 @@ pub(crate) fn parse_time(text: &str, what: &str) -> Result<OffsetDateTime, DcapE
 }
 
 fn hex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], DcapError> {
-    let bytes = hex::decode(text).map_err(|e| malformed(what, e))?;
+    let bytes = hex_decode(text.as_bytes()).map_err(|e| malformed(what, e))?;
     bytes
         .try_into()
         .map_err(|b: Vec<u8>| malformed(what, format!("{} bytes, expected {N}", b.len())))
@@ -484,7 +498,7 @@ impl TcbInfo {
         let id = j.id.unwrap_or_else(|| "SGX".into());
         let levels = j
             .tcb_levels
-            .iter()
+            .into_iter()
             .map(parse_level)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -495,10 +509,10 @@ impl TcbInfo {
             pce_id: hex_array(&j.pce_id, "TCB info pceId")?,
             evaluation_data_number: j.tcb_evaluation_data_number,
             levels,
-            tdx_module: j.tdx_module.as_ref().map(parse_module).transpose()?,
+            tdx_module: j.tdx_module.map(parse_module).transpose()?,
             tdx_module_identities: j
                 .tdx_module_identities
-                .iter()
+                .into_iter()
                 .map(parse_module)
                 .collect::<Result<_, _>>()?,
             id,
@@ -506,23 +520,11 @@ impl TcbInfo {
     }
 }
 
-fn parse_level(l: &TcbLevelJson) -> Result<TcbLevel, DcapError> {
+fn parse_level(l: TcbLevelJson) -> Result<TcbLevel, DcapError> {
     let t = &l.tcb;
-    let sixteen = |list: &[SvnJson], key: &str| -> Result<[u8; 16], DcapError> {
-        if list.len() != 16 {
-            return Err(malformed(
-                "TCB info level",
-                format!("{key} has {} entries", list.len()),
-            ));
-        }
-        let mut out = [0u8; 16];
-        for (slot, item) in out.iter_mut().zip(list) {
-            *slot = item.svn;
-        }
-        Ok(out)
-    };
+    let svns = |list: &[SvnJson; 16]| list.each_ref().map(|c| c.svn);
     let sgx_components = match &t.sgxtcbcomponents {
-        Some(list) => sixteen(list, "sgxtcbcomponents")?,
+        Some(list) => svns(list),
         None => {
             let v2 = [
                 t.sgxtcbcomp01svn,
@@ -554,37 +556,33 @@ fn parse_level(l: &TcbLevelJson) -> Result<TcbLevel, DcapError> {
     Ok(TcbLevel {
         sgx_components,
         pce_svn: t.pcesvn,
-        tdx_components: t
-            .tdxtcbcomponents
-            .as_deref()
-            .map(|list| sixteen(list, "tdxtcbcomponents"))
-            .transpose()?,
-        date: l.tcb_date.clone(),
+        tdx_components: t.tdxtcbcomponents.as_ref().map(svns),
         status: status(&l.tcb_status, "TCB info level")?,
-        advisory_ids: l.advisory_ids.clone(),
+        date: l.tcb_date,
+        advisory_ids: l.advisory_ids,
     })
 }
 
-fn parse_module(m: &ModuleJson) -> Result<TdxModule, DcapError> {
+fn parse_module(m: ModuleJson) -> Result<TdxModule, DcapError> {
     Ok(TdxModule {
-        id: m.id.clone(),
         mrsigner: hex_array(&m.mrsigner, "tdxModule mrsigner")?,
         attributes: hex_array(&m.attributes, "tdxModule attributes")?,
         attributes_mask: hex_array(&m.attributes_mask, "tdxModule attributesMask")?,
         levels: m
             .tcb_levels
-            .iter()
+            .into_iter()
             .map(parse_isv_level)
             .collect::<Result<_, _>>()?,
+        id: m.id,
     })
 }
 
-fn parse_isv_level(l: &IsvLevelJson) -> Result<ModuleLevel, DcapError> {
+fn parse_isv_level(l: IsvLevelJson) -> Result<ModuleLevel, DcapError> {
     Ok(ModuleLevel {
         isv_svn: l.tcb.isvsvn,
-        date: l.tcb_date.clone(),
         status: status(&l.tcb_status, "TCB level")?,
-        advisory_ids: l.advisory_ids.clone(),
+        date: l.tcb_date,
+        advisory_ids: l.advisory_ids,
     })
 }
 
@@ -649,7 +647,7 @@ impl QeIdentity {
             isv_prod_id: j.isvprodid,
             levels: j
                 .tcb_levels
-                .iter()
+                .into_iter()
                 .map(parse_isv_level)
                 .collect::<Result<_, _>>()?,
             id: j.id,

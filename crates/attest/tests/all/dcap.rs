@@ -538,6 +538,17 @@ fn combined_json_round_trips() {
 }
 
 #[test]
+fn incomplete_combined_json_names_the_missing_field() {
+    let mut json: serde_json::Value = serde_json::from_slice(&read(TDX_PHALA.collateral)).unwrap();
+    json.as_object_mut().unwrap().remove("root_ca_crl");
+    let err = Collateral::from_combined_json(json.to_string().as_bytes()).unwrap_err();
+    assert!(
+        matches!(err, DcapError::CollateralMalformed { ref reason, .. } if reason.contains("`root_ca_crl`")),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_cache_gives_the_same_answers_and_still_checks_time_and_signatures() {
     let verifier = DcapVerifier::new(TrustAnchor::intel());
     for v in &VERIFYING {

@@ -83,3 +83,28 @@ fn a_tampered_certificate_fails_its_signature() {
         assert!(cert.verify_signed_by(&chain[1]).is_err())
     }
 }
+
+#[test]
+fn pem_chains_read_through_surrounding_text_and_refuse_broken_blocks() {
+    let pem = String::from_utf8(read("intel/tcb_signing_chain_2025-2032.pem")).unwrap();
+    let plain = parse_pem_chain(pem.as_bytes()).unwrap();
+    assert_eq!(plain.len(), 2);
+    // Explanatory text, CRLF line ends, a key block to skip, and the NUL that ends a quote's
+    // PCK chain: the same two certificates.
+    let key =
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQc=\n-----END PUBLIC KEY-----\n";
+    let noisy = format!("Subject: Intel\n{}\n{key}\0", pem.replace('\n', "\r\n"));
+    let read_back = parse_pem_chain(noisy.as_bytes()).unwrap();
+    assert_eq!(
+        read_back.iter().map(|c| &c.der).collect::<Vec<_>>(),
+        plain.iter().map(|c| &c.der).collect::<Vec<_>>()
+    );
+    assert!(parse_pem_chain(b"no PEM here").unwrap().is_empty());
+
+    let cut = &pem[..pem.find("-----END").unwrap()];
+    let err = parse_pem_chain(cut.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("no END line"), "{err}");
+    let corrupt = pem.replacen("MII", "M*I", 1);
+    let err = parse_pem_chain(corrupt.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("base64"), "{err}");
+}
