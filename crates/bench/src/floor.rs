@@ -64,13 +64,32 @@ pub(crate) fn p384() -> anyhow::Result<Signed> {
 /// and signature, read from the quote and collateral with x509-parser (not with our code): the
 /// floor no verifier can go below, hashing of the real messages included.
 pub(crate) struct DcapSignatures {
-    /// `(algorithm, signer key, message, signature)`, in verification order.
-    items: Vec<(
-        &'static signature::EcdsaVerificationAlgorithm,
-        Vec<u8>,
-        Vec<u8>,
-        Vec<u8>,
-    )>,
+    /// In verification order.
+    items: Vec<OneSignature>,
+}
+
+/// One signature: who signed what.
+struct OneSignature {
+    algorithm: &'static signature::EcdsaVerificationAlgorithm,
+    key: Vec<u8>,
+    message: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl OneSignature {
+    fn new(
+        algorithm: &'static signature::EcdsaVerificationAlgorithm,
+        key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Self {
+        Self {
+            algorithm,
+            key: key.to_vec(),
+            message: message.to_vec(),
+            signature: signature.to_vec(),
+        }
+    }
 }
 
 impl DcapSignatures {
@@ -86,18 +105,19 @@ impl DcapSignatures {
         let [pck_leaf, pck_ca, _] = pck_chain.as_slice() else {
             anyhow::bail!("the PCK chain is not [leaf, CA, root]");
         };
+        let cert = &quote.certification;
         let mut items = vec![
-            (
+            OneSignature::new(
                 fixed,
-                pck_leaf.key.clone(),
-                quote.certification.qe_report_raw.clone(),
-                quote.certification.qe_report_signature.to_vec(),
+                &pck_leaf.key,
+                &cert.qe_report_raw,
+                &cert.qe_report_signature,
             ),
-            (
+            OneSignature::new(
                 fixed,
-                [&[4u8][..], &quote.attestation_key].concat(),
-                quote.signed.clone(),
-                quote.signature.to_vec(),
+                &[&[4u8][..], &quote.attestation_key].concat(),
+                &quote.signed,
+                &quote.signature,
             ),
         ];
         if !all {
@@ -117,29 +137,29 @@ impl DcapSignatures {
             ("tcb_info", "tcb_info_signature"),
             ("qe_identity", "qe_identity_signature"),
         ] {
-            items.push((
+            items.push(OneSignature::new(
                 fixed,
-                tcb_signer.key.clone(),
-                field(text)?.as_bytes().to_vec(),
-                hex::decode(field(sig)?)?,
+                &tcb_signer.key,
+                field(text)?.as_bytes(),
+                &hex::decode(field(sig)?)?,
             ));
         }
         for (signed, signer) in [(tcb_signer, root), (pck_ca, root), (pck_leaf, pck_ca)] {
-            items.push((
+            items.push(OneSignature::new(
                 asn1,
-                signer.key.clone(),
-                signed.tbs.clone(),
-                signed.signature.clone(),
+                &signer.key,
+                &signed.tbs,
+                &signed.signature,
             ));
         }
         for (crl, signer) in [("pck_crl", pck_ca), ("root_ca_crl", root)] {
             let der = hex::decode(field(crl)?)?;
             let (_, crl) = CertificateRevocationList::from_der(&der)?;
-            items.push((
+            items.push(OneSignature::new(
                 asn1,
-                signer.key.clone(),
-                crl.tbs_cert_list.as_ref().to_vec(),
-                crl.signature_value.data.to_vec(),
+                &signer.key,
+                crl.tbs_cert_list.as_ref(),
+                &crl.signature_value.data,
             ));
         }
         Ok(Self { items })
@@ -152,8 +172,9 @@ impl DcapSignatures {
 
     /// Verify every signature once.
     pub(crate) fn verify(&self) -> Result<(), aws_lc_rs::error::Unspecified> {
-        for (algorithm, key, message, sig) in &self.items {
-            signature::UnparsedPublicKey::new(*algorithm, key).verify(message, sig)?;
+        for one in &self.items {
+            signature::UnparsedPublicKey::new(one.algorithm, &one.key)
+                .verify(&one.message, &one.signature)?;
         }
         Ok(())
     }
