@@ -1,9 +1,6 @@
 //! The SGX extension of a PCK certificate (OID 1.2.840.113741.1.13.1): the platform's TCB.
 
-use x509_parser::der_parser::asn1_rs::oid;
-use x509_parser::der_parser::ber::{BerObject, BerObjectContent};
-use x509_parser::der_parser::der::parse_der;
-use x509_parser::der_parser::oid::Oid;
+use x509_parser::der_parser::asn1_rs::{Any, FromDer, Oid, Tag, oid};
 
 use super::DcapError;
 use crate::x509::Cert;
@@ -43,18 +40,30 @@ fn bad(reason: impl Into<String>) -> DcapError {
     }
 }
 
+/// The elements of a DER SEQUENCE, each still encoded (borrowed: nothing is copied).
+fn elements<'a>(seq: &Any<'a>) -> Result<Vec<Any<'a>>, DcapError> {
+    if seq.tag() != Tag::Sequence {
+        return Err(bad("expected a SEQUENCE"));
+    }
+    let mut rest = seq.data;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (tail, item) = Any::from_der(rest).map_err(|e| bad(e.to_string()))?;
+        out.push(item);
+        rest = tail;
+    }
+    Ok(out)
+}
+
 /// The `(OID, value)` pairs of a SEQUENCE OF SEQUENCE { OID, value }.
-fn pairs<'a>(obj: &'a BerObject<'a>) -> Result<Vec<(&'a Oid<'a>, &'a BerObject<'a>)>, DcapError> {
-    let items = obj.as_sequence().map_err(|_| bad("expected a SEQUENCE"))?;
-    items
+fn pairs<'a>(seq: &Any<'a>) -> Result<Vec<(Oid<'a>, Any<'a>)>, DcapError> {
+    elements(seq)?
         .iter()
         .map(|item| {
-            let pair = item
-                .as_sequence()
-                .map_err(|_| bad("expected SEQUENCE { OID, value }"))?;
-            match pair.as_slice() {
-                [oid, value] => {
-                    let oid = oid.as_oid().map_err(|_| bad("expected an OID"))?;
+            let mut parts = elements(item)?.into_iter();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(oid), Some(value), None) => {
+                    let oid = oid.oid().map_err(|_| bad("expected an OID"))?;
                     Ok((oid, value))
                 }
                 _ => Err(bad("expected SEQUENCE { OID, value }")),
@@ -63,22 +72,22 @@ fn pairs<'a>(obj: &'a BerObject<'a>) -> Result<Vec<(&'a Oid<'a>, &'a BerObject<'
         .collect()
 }
 
-fn octets<const N: usize>(obj: &BerObject<'_>, what: &str) -> Result<[u8; N], DcapError> {
-    let bytes = obj
-        .as_slice()
-        .map_err(|_| bad(format!("{what} is not an OCTET STRING")))?;
-    bytes
+fn octets<const N: usize>(obj: &Any<'_>, what: &str) -> Result<[u8; N], DcapError> {
+    if obj.tag() != Tag::OctetString {
+        return Err(bad(format!("{what} is not an OCTET STRING")));
+    }
+    obj.data
         .try_into()
-        .map_err(|_| bad(format!("{what} is {} bytes, expected {N}", bytes.len())))
+        .map_err(|_| bad(format!("{what} is {} bytes, expected {N}", obj.data.len())))
 }
 
-fn small_int(obj: &BerObject<'_>, what: &str) -> Result<u64, DcapError> {
-    match &obj.content {
-        BerObjectContent::Integer(_) | BerObjectContent::Enum(_) => obj
-            .as_u64()
-            .map_err(|_| bad(format!("{what} is not a small integer"))),
-        _ => Err(bad(format!("{what} is not an integer"))),
-    }
+fn small_int(obj: &Any<'_>, what: &str) -> Result<u64, DcapError> {
+    let value = match obj.tag() {
+        Tag::Integer => obj.as_u64(),
+        Tag::Enumerated => obj.as_enumerated().map(|e| u64::from(e.0)),
+        _ => return Err(bad(format!("{what} is not an integer"))),
+    };
+    value.map_err(|_| bad(format!("{what} is not a small integer")))
 }
 
 impl PckExtensions {
@@ -87,7 +96,7 @@ impl PckExtensions {
         let ext = pck
             .extension(OID_SGX_EXTENSIONS)
             .ok_or_else(|| bad("the certificate has no SGX extension; is it a PCK certificate?"))?;
-        let (_, root) = parse_der(&ext.value).map_err(|e| bad(e.to_string()))?;
+        let (_, root) = Any::from_der(&ext.value).map_err(|e| bad(e.to_string()))?;
         let mut out = Self {
             ppid: Vec::new(),
             tcb_components: [0; 16],
@@ -99,19 +108,22 @@ impl PckExtensions {
         };
         let (mut has_tcb, mut has_fmspc, mut has_pce_id) = (false, false, false);
         for (oid, value) in pairs(&root)? {
-            if *oid == OID_PPID {
-                out.ppid = value.as_slice().map_err(|_| bad("PPID"))?.to_vec();
-            } else if *oid == OID_TCB {
-                out.read_tcb(value)?;
+            if oid == OID_PPID {
+                if value.tag() != Tag::OctetString {
+                    return Err(bad("PPID is not an OCTET STRING"));
+                }
+                out.ppid = value.data.to_vec();
+            } else if oid == OID_TCB {
+                out.read_tcb(&value)?;
                 has_tcb = true;
-            } else if *oid == OID_PCE_ID {
-                out.pce_id = octets(value, "PCE-ID")?;
+            } else if oid == OID_PCE_ID {
+                out.pce_id = octets(&value, "PCE-ID")?;
                 has_pce_id = true;
-            } else if *oid == OID_FMSPC {
-                out.fmspc = octets(value, "FMSPC")?;
+            } else if oid == OID_FMSPC {
+                out.fmspc = octets(&value, "FMSPC")?;
                 has_fmspc = true;
-            } else if *oid == OID_SGX_TYPE {
-                out.sgx_type = small_int(value, "SGX type")?;
+            } else if oid == OID_SGX_TYPE {
+                out.sgx_type = small_int(&value, "SGX type")?;
             }
         }
         if !(has_tcb && has_fmspc && has_pce_id) {
@@ -120,17 +132,17 @@ impl PckExtensions {
         Ok(out)
     }
 
-    fn read_tcb(&mut self, tcb: &BerObject<'_>) -> Result<(), DcapError> {
+    fn read_tcb(&mut self, tcb: &Any<'_>) -> Result<(), DcapError> {
         let mut seen = 0u32;
         for (oid, value) in pairs(tcb)? {
-            if *oid == OID_PCESVN {
-                self.pce_svn = u16::try_from(small_int(value, "PCESVN")?)
+            if oid == OID_PCESVN {
+                self.pce_svn = u16::try_from(small_int(&value, "PCESVN")?)
                     .map_err(|_| bad("PCESVN out of range"))?;
                 seen |= 1 << 16;
-            } else if *oid == OID_CPUSVN {
-                self.cpu_svn = octets(value, "CPUSVN")?;
-            } else if let Some(index) = component_index(oid) {
-                self.tcb_components[index] = u8::try_from(small_int(value, "TCB component")?)
+            } else if oid == OID_CPUSVN {
+                self.cpu_svn = octets(&value, "CPUSVN")?;
+            } else if let Some(index) = component_index(&oid) {
+                self.tcb_components[index] = u8::try_from(small_int(&value, "TCB component")?)
                     .map_err(|_| bad("TCB component SVN out of range"))?;
                 seen |= 1 << index;
             }
