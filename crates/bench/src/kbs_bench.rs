@@ -133,7 +133,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let now = OffsetDateTime::now_utc();
     let platform = SimPlatform::open(&dir.join("sim"), now)?;
-    let (server, url) = start_server(&dir)?;
+    let (server, url, placement) = start_server(&dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
         let root = attested_root(&url, &dir).await?;
@@ -185,10 +185,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let ratio = of(&|r| r.per_trip / r.floor_total());
     let capacity = 2.0 * 1e6 / per_trip;
     println!(
-        "\nkey-broker benchmark: auth → attest (simulated SGX, fresh evidence) → resource, {concurrency} clients, {seconds} s in {ROUNDS} rounds; medians over the rounds"
+        "\nkey-broker benchmark: auth → attest (simulated SGX, fresh evidence) → resource, {concurrency} clients, {seconds} s in {ROUNDS} rounds; medians over the rounds\n  ({placement})"
     );
     println!(
-        "  round trips                          {n:.0} in {:.2} s = {:.0}/s (clients on the same cores)",
+        "  round trips                          {n:.0} in {:.2} s = {:.0}/s (clients on the same machine)",
         wall.as_secs_f64(),
         n / wall.as_secs_f64()
     );

@@ -15,7 +15,6 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
-use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
@@ -241,8 +240,12 @@ fn entry_hash(
     details: &serde_json::Value,
     prev: &str,
 ) -> String {
-    let canonical = json!([seq, time, event, actor, details, prev]).to_string();
-    hex::encode(attest::crypto::sha256(canonical.as_bytes()))
+    // A tuple serializes as the compact JSON array `[seq, time, event, actor, details, prev]`,
+    // without building (and cloning `details` into) a `Value` first. It cannot fail: integers,
+    // strings and a `Value` always serialize.
+    let canonical =
+        serde_json::to_vec(&(seq, time, event, actor, details, prev)).unwrap_or_default();
+    hex::encode(attest::crypto::sha256(&canonical))
 }
 
 /// Check every link; return the last hash (zeros for an empty log).
@@ -323,7 +326,7 @@ impl Writer {
         };
         // Events recorded before this change come before it in the chain.
         self.take_deferred(pending);
-        let entry = self.next_entry(&change.audit, OffsetDateTime::now_utc());
+        let entry = self.next_entry(change.audit, OffsetDateTime::now_utc());
         pending.push(Pending {
             entry,
             puts: change.puts,
@@ -337,7 +340,7 @@ impl Writer {
         // Disarm before taking, so that an event recorded after the take wakes the writer.
         self.armed.store(false, Ordering::SeqCst);
         while let Ok((event, time)) = self.recorded.try_recv() {
-            let entry = self.next_entry(&event, time);
+            let entry = self.next_entry(event, time);
             pending.push(Pending {
                 entry,
                 puts: Vec::new(),
@@ -402,7 +405,7 @@ impl Writer {
         txn.commit().map_err(db_error)
     }
 
-    fn next_entry(&mut self, event: &AuditEvent, at: OffsetDateTime) -> api::AuditEntry {
+    fn next_entry(&mut self, event: AuditEvent, at: OffsetDateTime) -> api::AuditEntry {
         // Two records can reach the queue in another order than they were stamped.
         self.last_time = self.last_time.max(at);
         let time = attest::x509::rfc3339(self.last_time);
@@ -419,12 +422,43 @@ impl Writer {
             seq,
             time,
             event: event.event.to_string(),
-            actor: event.actor.clone(),
-            details: event.details.clone(),
+            actor: event.actor,
+            details: event.details,
             prev_hash: std::mem::replace(&mut self.prev_hash, hash.clone()),
             hash,
         };
         self.next_seq += 1;
         entry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_entry_hash_covers_the_json_array_of_the_entry() {
+        // The chain format: SHA-256 over `[seq, time, event, actor, details, prev]` as compact
+        // JSON. Logs written by earlier versions must keep verifying.
+        let details = serde_json::json!({"b": [1, "ü\n\"x\""], "a": {"nested": null}});
+        let array = serde_json::json!([
+            7,
+            "2026-12-02T00:00:00Z",
+            "activation",
+            "w/1",
+            details,
+            "00"
+        ]);
+        assert_eq!(
+            entry_hash(
+                7,
+                "2026-12-02T00:00:00Z",
+                "activation",
+                "w/1",
+                &details,
+                "00"
+            ),
+            hex::encode(attest::crypto::sha256(array.to_string().as_bytes()))
+        );
     }
 }
