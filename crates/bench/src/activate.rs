@@ -64,11 +64,12 @@ pub(crate) fn serve_child(dir: &Path) -> Result<()> {
 /// Start the coordinator in its own process. On a machine with two or more CPUs and `taskset`,
 /// the coordinator runs on CPU 0 and this process (load generator and floor primitives) on
 /// CPU 1, so neither pollutes the other's caches and the CPU per request is the server's own;
-/// the second value says which way it ran.
+/// the second value says which way it ran. `BENCH_NO_PIN=1` lets both share the CPUs.
 pub(crate) fn start_server(dir: &Path) -> Result<(Server, String, &'static str)> {
     let exe = std::env::current_exe()?;
-    let pinned =
-        std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) && pin_self_to_cpu(1);
+    let pinned = std::env::var_os("BENCH_NO_PIN").is_none()
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+        && pin_self_to_cpu(1);
     let mut command = if pinned {
         let mut taskset = Command::new("taskset");
         taskset.args(["-c", "0"]).arg(exe);
