@@ -389,10 +389,11 @@ fn is_ca(tbs: &TbsCertificate<'_>) -> Result<bool, CertError> {
 /// Parse every certificate in a PEM buffer, in order (blocks with other labels are skipped).
 pub fn parse_pem_chain(input: &[u8]) -> Result<Vec<Cert>, CertError> {
     let mut certs = Vec::new();
+    const WHAT: &str = "PEM certificate chain";
     let mut rest = input;
-    while let Some(block) = next_pem_block(&mut rest)? {
+    while let Some(block) = next_pem_block(&mut rest, WHAT)? {
         if block.label == b"CERTIFICATE" {
-            certs.push(Cert::from_der(&block.decode()?)?);
+            certs.push(Cert::from_der(&block.decode(WHAT)?)?);
         }
     }
     Ok(certs)
@@ -406,7 +407,7 @@ struct PemBlock<'a> {
 
 impl PemBlock<'_> {
     /// The base64 body decoded, whitespace around lines ignored.
-    fn decode(&self) -> Result<Vec<u8>, CertError> {
+    fn decode(&self, what: &str) -> Result<Vec<u8>, CertError> {
         use base64::Engine as _;
         let mut compact = Vec::with_capacity(self.body.len());
         let mut start = 0;
@@ -417,13 +418,13 @@ impl PemBlock<'_> {
         }
         base64::engine::general_purpose::STANDARD
             .decode(compact)
-            .map_err(|e| pem_malformed(format!("bad base64: {e}")))
+            .map_err(|e| pem_malformed(what, format!("bad base64: {e}")))
     }
 }
 
-fn pem_malformed(reason: String) -> CertError {
+fn pem_malformed(what: &str, reason: String) -> CertError {
     CertError::Malformed {
-        what: "PEM certificate chain".into(),
+        what: what.into(),
         reason,
     }
 }
@@ -431,7 +432,7 @@ fn pem_malformed(reason: String) -> CertError {
 /// The next PEM block in `rest`, advancing past it; `None` when no block begins. Text outside
 /// blocks (explanatory lines, the NUL that ends a quote's PCK chain) is ignored, as RFC 7468
 /// allows. Base64 is decoded with the `base64` crate: PEM framing is all that is read here.
-fn next_pem_block<'a>(rest: &mut &'a [u8]) -> Result<Option<PemBlock<'a>>, CertError> {
+fn next_pem_block<'a>(rest: &mut &'a [u8], what: &str) -> Result<Option<PemBlock<'a>>, CertError> {
     const BEGIN: &[u8] = b"-----BEGIN ";
     const DASHES: &[u8] = b"-----";
     let Some(start) = memchr::memmem::find(rest, BEGIN) else {
@@ -439,15 +440,15 @@ fn next_pem_block<'a>(rest: &mut &'a [u8]) -> Result<Option<PemBlock<'a>>, CertE
     };
     let after_begin = &rest[start + BEGIN.len()..];
     let label_len = memchr::memmem::find(after_begin, DASHES)
-        .ok_or_else(|| pem_malformed("unterminated BEGIN line".into()))?;
+        .ok_or_else(|| pem_malformed(what, "unterminated BEGIN line".into()))?;
     let label = &after_begin[..label_len];
     let body_and_rest = &after_begin[label_len + DASHES.len()..];
     let end_line = [b"-----END ", label, DASHES].concat();
     let body_len = memchr::memmem::find(body_and_rest, &end_line).ok_or_else(|| {
-        pem_malformed(format!(
-            "no END line for {}",
-            String::from_utf8_lossy(label)
-        ))
+        pem_malformed(
+            what,
+            format!("no END line for {}", String::from_utf8_lossy(label)),
+        )
     })?;
     *rest = &body_and_rest[body_len + end_line.len()..];
     Ok(Some(PemBlock {
@@ -482,11 +483,14 @@ impl Crl {
     /// Parse a CRL given as DER, PEM, or hex of DER.
     pub fn parse(input: &[u8]) -> Result<Self, CertError> {
         if input.trim_ascii_start().starts_with(b"-----BEGIN") {
-            let (_, pem) = parse_x509_pem(input).map_err(|e| CertError::Malformed {
-                what: "PEM CRL".into(),
-                reason: e.to_string(),
-            })?;
-            return Self::from_der(&pem.contents);
+            const WHAT: &str = "PEM CRL";
+            let mut rest = input;
+            while let Some(block) = next_pem_block(&mut rest, WHAT)? {
+                if block.label == b"X509 CRL" {
+                    return Self::from_der(&block.decode(WHAT)?);
+                }
+            }
+            return Err(pem_malformed(WHAT, "no X509 CRL block".into()));
         }
         let (bytes, _) = crate::encoding::decode_input(input);
         Self::from_der(&bytes)

@@ -108,3 +108,23 @@ fn pem_chains_read_through_surrounding_text_and_refuse_broken_blocks() {
     let err = parse_pem_chain(corrupt.as_bytes()).unwrap_err();
     assert!(err.to_string().contains("base64"), "{err}");
 }
+
+#[test]
+fn a_pem_crl_reads_as_its_der() {
+    use base64::Engine as _;
+    let der = read("intel/root_ca_crl_2024-03-20.der");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let pem = format!(
+        "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+        lines.join("\n")
+    );
+    assert_eq!(Crl::parse(pem.as_bytes()).unwrap().der, der);
+    let wrong = pem.replace("X509 CRL", "CERTIFICATE");
+    let err = Crl::parse(wrong.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("no X509 CRL block"), "{err}");
+}
