@@ -126,10 +126,23 @@ impl std::fmt::Display for TcbStatus {
 impl std::str::FromStr for TcbStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let wanted = s.replace(['-', '_'], "").to_ascii_lowercase();
+        // Intel's spelling (every TCB level of every TCB info) without allocating; then any
+        // case, with or without `-` and `_` (operators' input).
+        let folded = |t: &str| {
+            t.bytes()
+                .filter(|c| !matches!(c, b'-' | b'_'))
+                .map(|c| c.to_ascii_lowercase())
+                .collect::<Vec<u8>>()
+        };
         Self::ALL
             .into_iter()
-            .find(|st| st.as_str().to_ascii_lowercase() == wanted)
+            .find(|st| st.as_str() == s)
+            .or_else(|| {
+                let wanted = folded(s);
+                Self::ALL
+                    .into_iter()
+                    .find(|st| folded(st.as_str()) == wanted)
+            })
             .ok_or_else(|| format!("unknown TCB status {s:?}"))
     }
 }
@@ -376,3 +389,21 @@ pub struct VtpmClaims {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Pcr(#[serde(with = "hexser")] pub [u8; 32]);
+
+#[cfg(test)]
+mod tests {
+    use super::TcbStatus;
+
+    #[test]
+    fn tcb_statuses_parse_in_intels_spelling_and_loosely() {
+        for status in TcbStatus::ALL {
+            assert_eq!(status.as_str().parse::<TcbStatus>(), Ok(status));
+        }
+        assert_eq!("out-of-date".parse(), Ok(TcbStatus::OutOfDate));
+        assert_eq!(
+            "sw_hardening_needed".parse(),
+            Ok(TcbStatus::SWHardeningNeeded)
+        );
+        assert!("up to date".parse::<TcbStatus>().is_err());
+    }
+}
