@@ -392,13 +392,14 @@ struct FloorKit {
 /// The primitives of one round, in microseconds.
 #[derive(Debug, Clone, Copy)]
 struct Primitives {
-    /// Two ECDSA P-256 verifications (quote, QE report): the cached-verification floor.
+    /// Two ECDSA P-256 verifications (quote, QE report): a cached verification's signatures.
     two_p256: f64,
     /// One workload certificate (a P-384 signature).
     issue: f64,
     /// The server side of one mTLS handshake, driven in memory.
     handshake_in_memory: f64,
-    /// Our whole cached verification of the same evidence (for reference).
+    /// Our cached verification of the same evidence, collateral already parsed (as the
+    /// coordinator's collateral service hands it over).
     cached_verification: f64,
 }
 
@@ -408,9 +409,14 @@ impl FloorKit {
         let (dcap, snp) = SimPlatform::open(&dir.join("sim"), now)?.anchors(now)?;
         let key = WorkloadKey::generate()?;
         let evidence = attester.evidence(&key.report_data())?;
+        // Collateral parsed once and handed over, as the coordinator's collateral service does.
+        let mut inputs = evidence.verification_inputs();
+        let collateral =
+            attest::dcap::Collateral::from_files(&std::mem::take(&mut inputs.collateral))?;
+        inputs.dcap_collateral = Some(Arc::new(collateral));
         Ok(Self {
             verifiers: Verifiers::with_anchors(dcap, snp),
-            inputs: evidence.verification_inputs(),
+            inputs,
             evidence,
             p256: crate::floor::p256()?,
             ca: coordinator::ca::Ca::generate(now)?,
@@ -458,12 +464,22 @@ struct Round {
 }
 
 impl Round {
+    /// The issue's floor: the handshake, one cached verification and the certificate, each as
+    /// the coordinator does it.
     fn floor(&self) -> f64 {
+        self.handshake + self.primitives.cached_verification + self.primitives.issue
+    }
+
+    /// Stricter: the verification counted as its two signature checks alone.
+    fn floor_with_bare_signatures(&self) -> f64 {
         self.handshake + self.primitives.two_p256 + self.primitives.issue
     }
 
+    /// The handshake counted in memory, without the kernel's share.
     fn floor_in_memory(&self) -> f64 {
-        self.primitives.handshake_in_memory + self.primitives.two_p256 + self.primitives.issue
+        self.primitives.handshake_in_memory
+            + self.primitives.cached_verification
+            + self.primitives.issue
     }
 }
 
@@ -577,6 +593,7 @@ fn report(
     let per_activation = of(&|r| r.per_activation);
     let capacity = 2.0 * 1e6 / per_activation;
     let ratio = of(&|r| r.per_activation / r.floor());
+    let ratio_bare = of(&|r| r.per_activation / r.floor_with_bare_signatures());
     let ratio_in_memory = of(&|r| r.per_activation / r.floor_in_memory());
     let n = latencies.len() as f64;
     let (p50, p99) = (
@@ -608,7 +625,8 @@ fn report(
         of(&|r| r.primitives.handshake_in_memory)
     );
     println!(
-        "    2 × ECDSA P-256 verify             {:.0} µs (cached verification floor)",
+        "    cached verification                {:.0} µs (its 2 ECDSA P-256 verifies alone: {:.0} µs)",
+        of(&|r| r.primitives.cached_verification),
         of(&|r| r.primitives.two_p256)
     );
     println!(
@@ -619,10 +637,6 @@ fn report(
         "    total                              {:.0} µs",
         of(&Round::floor)
     );
-    println!(
-        "  our cached verification              {:.0} µs",
-        of(&|r| r.primitives.cached_verification)
-    );
     let each: Vec<String> = rounds
         .iter()
         .map(|r| format!("{:.2}", r.per_activation / r.floor()))
@@ -630,6 +644,9 @@ fn report(
     println!(
         "  CPU per activation × floor           {ratio:.2} (rounds: {})",
         each.join(", ")
+    );
+    println!(
+        "  × floor with bare signatures         {ratio_bare:.2} (the verification as its 2 verifies)"
     );
     println!("  × floor without the kernel's share   {ratio_in_memory:.2} (in-memory handshake)");
     println!(
@@ -646,6 +663,7 @@ fn report(
             "floor_us": of(&Round::floor),
             "cached_verification_us": of(&|r| r.primitives.cached_verification),
             "ratio_to_floor": ratio,
+            "ratio_to_floor_with_bare_signatures": ratio_bare,
             "ratio_to_in_memory_floor": ratio_in_memory,
             "p50_ms": p50,
             "p99_ms": p99,
