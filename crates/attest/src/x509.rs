@@ -304,6 +304,13 @@ impl Cert {
         name_text(&self.issuer_raw)
     }
 
+    /// Whether an attribute of the subject contains the ASCII `text`, read from the encoded
+    /// name without formatting it: for telling certificates' roles apart (collateral files), never
+    /// for trusting them.
+    pub fn subject_mentions(&self, text: &str) -> bool {
+        memchr::memmem::find(&self.subject_raw, text.as_bytes()).is_some()
+    }
+
     /// The raw value of the extension with this dotted OID.
     pub fn extension(&self, oid: &str) -> Option<&Extension> {
         let oid: Oid<'_> = oid.parse().ok()?;

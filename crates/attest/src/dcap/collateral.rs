@@ -194,18 +194,20 @@ impl Collateral {
 
     fn add_chain(&mut self, chain: Vec<Cert>) {
         let Some(leaf) = chain.first() else { return };
-        if leaf.subject().contains("TCB Signing") {
+        if leaf.subject_mentions("TCB Signing") {
             if !self.tcb_signing_chains.contains(&chain) {
                 self.tcb_signing_chains.push(chain);
             }
-        } else if leaf.subject().contains("PCK") {
+        } else if leaf.subject_mentions("PCK") {
             self.pck_crl_issuer_chain = chain.iter().map(|c| to_pem_string(&c.der)).collect();
         }
     }
 
     fn add_json(&mut self, name: &str, bytes: &[u8]) -> Result<(), DcapError> {
         let file: CollateralFile<'_> =
-            serde_json::from_slice(bytes).map_err(|e| malformed(name, e))?;
+            std::str::from_utf8(bytes)
+                .map_err(|e| malformed(name, e))
+                .and_then(|text| serde_json::from_str(text).map_err(|e| malformed(name, e)))?;
         if file.tcb_info.is_some() {
             return self.add_combined(file.into_combined(name)?);
         }
