@@ -1,10 +1,24 @@
-//! Certificates and CRLs in any encoding: parsing must never panic.
+//! Certificates and CRLs in any encoding: parsing must never panic, and a CRL that both
+//! x509-parser and our lazy CRL reader accept must read the same through both. (Ours is the
+//! stricter: x509-parser ignores bytes left inside the TBSCertList, and skips a revoked list it
+//! cannot parse.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use x509_parser::prelude::FromDer as _;
 
 fuzz_target!(|data: &[u8]| {
     let _ = attest::x509::Cert::from_der_or_pem(data);
     let _ = attest::x509::parse_pem_chain(data);
     let _ = attest::x509::Crl::parse(data);
+    if let (Ok((_, theirs)), Ok(ours)) = (
+        x509_parser::revocation_list::CertificateRevocationList::from_der(data),
+        attest::x509::Crl::from_der(data),
+    ) {
+        let tbs = &theirs.tbs_cert_list;
+        assert_eq!(ours.this_update, tbs.this_update.to_datetime());
+        assert_eq!(ours.next_update, tbs.next_update.map(|t| t.to_datetime()));
+        let serials: Vec<&[u8]> = tbs.revoked_certificates.iter().map(|r| r.raw_serial()).collect();
+        assert_eq!(ours.revoked_serials().collect::<Vec<_>>(), serials);
+    }
 });

@@ -6,9 +6,10 @@
 
 use ::time::OffsetDateTime;
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
+use x509_parser::der_parser::asn1_rs::{Any, BitString, Header, Tag};
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::BasicConstraints;
-use x509_parser::nom::Parser as _;
+use x509_parser::nom::{Err as NomError, Parser as _};
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_HASH_SHA256,
     OID_NIST_HASH_SHA384, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA,
@@ -475,8 +476,8 @@ pub struct Crl {
     pub this_update: OffsetDateTime,
     /// nextUpdate.
     pub next_update: Option<OffsetDateTime>,
-    /// Revoked serial numbers (big-endian, as encoded).
-    pub revoked: Vec<Vec<u8>>,
+    /// Where each revoked serial number lies in `der`.
+    revoked: Vec<std::ops::Range<usize>>,
     sig_alg: Option<SigAlg>,
     sig_alg_oid: Oid<'static>,
     signature: Vec<u8>,
@@ -503,30 +504,61 @@ impl Crl {
         Self::from_der(&bytes)
     }
 
-    /// Parse a DER CRL.
+    /// Parse a DER CRL (RFC 5280 §5.1). The fields verification reads are decoded with
+    /// x509-parser's element parsers; the revoked entries are only delimited, not decoded, as
+    /// webpki does: a platform CA's CRL lists many certificates and a check asks about one.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        let (_, crl) =
-            CertificateRevocationList::from_der(der).map_err(|e| CertError::Malformed {
-                what: "CRL".into(),
-                reason: e.to_string(),
-            })?;
-        let tbs = &crl.tbs_cert_list;
+        let mut crl = Elements::of_sequence(der)?;
+        let (tbs, _) = crl.next()?;
+        let signature_algorithm = crl.parse(AlgorithmIdentifier::from_der)?;
+        let signature = crl.parse(BitString::from_der)?;
+        crl.finish()?;
+        let mut fields = Elements::of_sequence(tbs)?;
+        if fields.next_tag() == Some(Tag::Integer) {
+            fields.next()?; // version (v2)
+        }
+        fields.parse(AlgorithmIdentifier::from_der)?;
+        let (issuer_raw, _) = fields.next()?;
+        let this_update = fields.parse(ASN1Time::from_der)?;
+        let next_update = match fields.next_tag() {
+            Some(Tag::UtcTime | Tag::GeneralizedTime) => Some(fields.parse(ASN1Time::from_der)?),
+            _ => None,
+        };
+        let mut revoked = Vec::new();
+        if fields.next_tag() == Some(Tag::Sequence) {
+            let (_, list) = fields.next()?;
+            let mut entries = Elements::of(&list)?;
+            while !entries.is_empty() {
+                let (_, entry) = entries.next()?;
+                let (_, serial) = Elements::of(&entry)?.next()?;
+                if serial.tag() != Tag::Integer {
+                    return Err(crl_malformed("a revoked entry's serial is not an INTEGER"));
+                }
+                let start = offset_in(der, serial.data);
+                revoked.push(start..start + serial.data.len());
+            }
+        }
+        if !fields.is_empty() {
+            fields.next()?; // crlExtensions [0] (none is critical to what is read here)
+        }
+        fields.finish()?;
         Ok(Self {
             der: der.to_vec(),
-            tbs: tbs.as_ref().to_vec(),
-            issuer_raw: tbs.issuer.as_raw().to_vec(),
-            this_update: tbs.this_update.to_datetime(),
-            next_update: tbs.next_update.map(|t| t.to_datetime()),
-            revoked: tbs
-                .revoked_certificates
-                .iter()
-                .map(|r| r.raw_serial().to_vec())
-                .collect(),
-            sig_alg: sig_alg(&crl.signature_algorithm),
-            sig_alg_oid: crl.signature_algorithm.algorithm.to_owned(),
-            signature: crl.signature_value.data.to_vec(),
+            tbs: tbs.to_vec(),
+            issuer_raw: issuer_raw.to_vec(),
+            this_update: this_update.to_datetime(),
+            next_update: next_update.map(|t| t.to_datetime()),
+            revoked,
+            sig_alg: sig_alg(&signature_algorithm),
+            sig_alg_oid: signature_algorithm.algorithm.to_owned(),
+            signature: signature.data.to_vec(),
             verified_by: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The revoked serial numbers (big-endian, as encoded), in the CRL's order.
+    pub fn revoked_serials(&self) -> impl Iterator<Item = &[u8]> {
+        self.revoked.iter().filter_map(|r| self.der.get(r.clone()))
     }
 
     /// Issuer, RFC 4514 text.
@@ -585,9 +617,81 @@ impl Crl {
     /// Whether `cert`'s serial is listed.
     pub fn revokes(&self, cert: &Cert) -> bool {
         let serial = strip_leading_zeros(&cert.serial);
-        self.revoked
-            .iter()
+        self.revoked_serials()
             .any(|s| strip_leading_zeros(s) == serial)
+    }
+}
+
+fn crl_malformed(reason: impl Into<String>) -> CertError {
+    CertError::Malformed {
+        what: "CRL".into(),
+        reason: reason.into(),
+    }
+}
+
+/// Where `inner` (a subslice) starts in `outer`.
+fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
+    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
+}
+
+/// The elements of one DER SEQUENCE, read in order, each borrowed.
+struct Elements<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Elements<'a> {
+    /// The elements of the SEQUENCE at the start of `der` (bytes after it are ignored).
+    fn of_sequence(der: &'a [u8]) -> Result<Self, CertError> {
+        let (_, seq) = Any::from_der(der).map_err(|e| crl_malformed(e.to_string()))?;
+        Self::of(&seq)
+    }
+
+    /// The elements of an already read SEQUENCE.
+    fn of(seq: &Any<'a>) -> Result<Self, CertError> {
+        if seq.tag() != Tag::Sequence {
+            return Err(crl_malformed(format!(
+                "expected a SEQUENCE, found {}",
+                seq.tag()
+            )));
+        }
+        Ok(Self { rest: seq.data })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn next_tag(&self) -> Option<Tag> {
+        Header::from_der(self.rest).ok().map(|(_, h)| h.tag())
+    }
+
+    /// The next element: its whole encoding and the element itself.
+    fn next(&mut self) -> Result<(&'a [u8], Any<'a>), CertError> {
+        let (rest, any) = Any::from_der(self.rest).map_err(|e| crl_malformed(e.to_string()))?;
+        let raw = &self.rest[..self.rest.len() - rest.len()];
+        self.rest = rest;
+        Ok((raw, any))
+    }
+
+    /// The next element, decoded by `parser`.
+    fn parse<T, E: std::fmt::Debug>(
+        &mut self,
+        parser: impl FnOnce(&'a [u8]) -> Result<(&'a [u8], T), NomError<E>>,
+    ) -> Result<T, CertError> {
+        let (rest, value) = parser(self.rest).map_err(|e| crl_malformed(e.to_string()))?;
+        self.rest = rest;
+        Ok(value)
+    }
+
+    fn finish(&self) -> Result<(), CertError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(crl_malformed(format!(
+                "{} unexpected bytes",
+                self.rest.len()
+            )))
+        }
     }
 }
 

@@ -128,3 +128,96 @@ fn a_pem_crl_reads_as_its_der() {
     let err = Crl::parse(wrong.as_bytes()).unwrap_err();
     assert!(err.to_string().contains("no X509 CRL block"), "{err}");
 }
+
+/// Every CRL among the vectors: the Root CA CRLs, each PCS collateral directory's PCK CRL, and
+/// both CRLs of every combined collateral JSON.
+fn every_crl() -> Vec<(String, Vec<u8>)> {
+    let dir = crate::support::testdata();
+    let mut out = Vec::new();
+    for kind in ["intel", "sgx", "tdx"] {
+        let mut paths: Vec<_> = std::fs::read_dir(dir.join(kind))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        for path in paths {
+            let files: Vec<_> = if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect()
+            } else {
+                vec![path]
+            };
+            for file in files {
+                let name = file.display().to_string();
+                if name.ends_with("crl.der") || name.contains("_crl_") {
+                    out.push((name, std::fs::read(&file).unwrap()));
+                } else if name.ends_with("collateral.json") {
+                    let json: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+                    for key in ["pck_crl", "root_ca_crl"] {
+                        if let Some(hex_text) = json[key].as_str() {
+                            out.push((format!("{name}:{key}"), hex::decode(hex_text).unwrap()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn crls_read_as_x509_parser_reads_them() {
+    use x509_parser::prelude::FromDer as _;
+    let crls = every_crl();
+    assert!(crls.len() >= 10, "only {} CRLs found", crls.len());
+    let mut revoked_seen = 0;
+    for (name, der) in crls {
+        let ours = Crl::from_der(&der).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (_, theirs) =
+            x509_parser::revocation_list::CertificateRevocationList::from_der(&der).unwrap();
+        let tbs = &theirs.tbs_cert_list;
+        assert_eq!(ours.issuer(), tbs.issuer.to_string(), "{name}");
+        assert_eq!(ours.this_update, tbs.this_update.to_datetime(), "{name}");
+        assert_eq!(
+            ours.next_update,
+            tbs.next_update.map(|t| t.to_datetime()),
+            "{name}"
+        );
+        let serials: Vec<&[u8]> = tbs
+            .revoked_certificates
+            .iter()
+            .map(|r| r.raw_serial())
+            .collect();
+        assert_eq!(
+            ours.revoked_serials().collect::<Vec<_>>(),
+            serials,
+            "{name}"
+        );
+        revoked_seen += serials.len();
+    }
+    assert!(
+        revoked_seen > 50,
+        "the vectors' CRLs list only {revoked_seen} serials"
+    );
+}
+
+#[test]
+fn malformed_crls_are_errors() {
+    let der = read("intel/root_ca_crl_2024-03-20.der");
+    for cut in [0, 1, 10, der.len() / 2, der.len() - 1] {
+        assert!(Crl::from_der(&der[..cut]).is_err(), "cut at {cut}");
+    }
+    // A flipped byte anywhere either fails to parse or leaves a CRL whose signature fails.
+    let root = parse_pem_chain(&read("intel/tcb_signing_chain_2025-2032.pem")).unwrap();
+    let root = root.last().unwrap();
+    for offset in (0..der.len()).step_by(7) {
+        let mut bad = der.clone();
+        bad[offset] ^= 0x01;
+        if let Ok(crl) = Crl::from_der(&bad) {
+            assert!(crl.verify_signed_by(root).is_err(), "flip at {offset}");
+        }
+    }
+}
