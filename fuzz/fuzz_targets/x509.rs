@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
         let tbs = &theirs.tbs_cert_list;
         assert_eq!(ours.this_update, tbs.this_update.to_datetime());
         assert_eq!(ours.next_update, tbs.next_update.map(|t| t.to_datetime()));
-        let serials: Vec<&[u8]> = tbs.revoked_certificates.iter().map(|r| r.raw_serial()).collect();
+        let serials: Vec<&[u8]> = tbs
+            .revoked_certificates
+            .iter()
+            .map(|r| r.raw_serial())
+            .collect();
         assert_eq!(ours.revoked_serials().collect::<Vec<_>>(), serials);
     }
 });
