@@ -233,7 +233,39 @@ pub struct Cert {
     pub is_ca: bool,
     /// All extensions, raw.
     pub extensions: Vec<Extension>,
+    /// The public key as last parsed for verification.
+    parsed_key: ParsedKey,
 }
+
+/// A certificate's EC public key parsed for one signature algorithm, kept for the next signature
+/// it checks: an issuer checks a certificate and its CRL with the same key and algorithm.
+#[derive(Default)]
+struct ParsedKey(std::sync::OnceLock<(SigAlg, signature::ParsedPublicKey)>);
+
+impl Clone for ParsedKey {
+    fn clone(&self) -> Self {
+        let copy = std::sync::OnceLock::new();
+        if let Some(parsed) = self.0.get() {
+            let _ = copy.set(parsed.clone());
+        }
+        Self(copy)
+    }
+}
+
+impl std::fmt::Debug for ParsedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "parsed" } else { "not parsed" })
+    }
+}
+
+/// A cache: never part of what makes two certificates equal.
+impl PartialEq for ParsedKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ParsedKey {}
 
 impl Cert {
     /// Parse one DER certificate.
@@ -280,6 +312,7 @@ impl Cert {
                     value: e.value.to_vec(),
                 })
                 .collect(),
+            parsed_key: ParsedKey::default(),
         })
     }
 
@@ -396,12 +429,23 @@ fn is_ca(tbs: &TbsCertificate<'_>) -> Result<bool, CertError> {
 
 /// Parse every certificate in a PEM buffer, in order (blocks with other labels are skipped).
 pub fn parse_pem_chain(input: &[u8]) -> Result<Vec<Cert>, CertError> {
-    let mut certs = Vec::new();
+    parse_pem_chain_reusing(input, &[])
+}
+
+/// Like [`parse_pem_chain`], but a certificate whose DER equals one in `known` is a copy of
+/// that one rather than parsed again: a quote's PCK chain ends in the Root CA that the
+/// collateral's chains already hold.
+pub fn parse_pem_chain_reusing(input: &[u8], known: &[&Cert]) -> Result<Vec<Cert>, CertError> {
     const WHAT: &str = "PEM certificate chain";
+    let mut certs = Vec::new();
     let mut rest = input;
     while let Some(block) = next_pem_block(&mut rest, WHAT)? {
         if block.label == b"CERTIFICATE" {
-            certs.push(Cert::from_der(&block.decode(WHAT)?)?);
+            let der = block.decode(WHAT)?;
+            certs.push(match known.iter().find(|k| k.der == der) {
+                Some(same) => (*same).clone(),
+                None => Cert::from_der(&der)?,
+            });
         }
     }
     Ok(certs)
@@ -810,9 +854,23 @@ fn verify_signature(
         (SigAlg::RsaPkcs1Sha384, KeyKind::Rsa) => &signature::RSA_PKCS1_2048_8192_SHA384,
         _ => return Err(VerifyFail::Unsupported),
     };
-    signature::UnparsedPublicKey::new(algorithm, &signer.public_key)
-        .verify(message, sig)
-        .map_err(|_| VerifyFail::Bad)
+    if signer.key_kind == KeyKind::Rsa {
+        // Each RSA key (AMD's ARK and ASK) checks one signature per chain, and parsing one for
+        // reuse costs more than the check's own parse.
+        return signature::UnparsedPublicKey::new(algorithm, &signer.public_key)
+            .verify(message, sig)
+            .map_err(|_| VerifyFail::Bad);
+    }
+    if let Some((parsed_for, key)) = signer.parsed_key.0.get()
+        && *parsed_for == alg
+    {
+        return key.verify_sig(message, sig).map_err(|_| VerifyFail::Bad);
+    }
+    let key = signature::ParsedPublicKey::new(algorithm, &signer.public_key)
+        .map_err(|_| VerifyFail::Bad)?;
+    let verified = key.verify_sig(message, sig).map_err(|_| VerifyFail::Bad);
+    let _ = signer.parsed_key.0.set((alg, key));
+    verified
 }
 
 fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> KeyKind {

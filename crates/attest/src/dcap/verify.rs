@@ -14,7 +14,7 @@ use crate::claims::{
     Claims, Measurements, Platform, SgxMeasurements, TcbStatus, TdxMeasurements, TeeKind,
 };
 use crate::crypto::{sha256, verify_p256_raw};
-use crate::x509::{Cert, Crl, Revocation, parse_pem_chain, rfc3339, verify_chain};
+use crate::x509::{Cert, Crl, Revocation, parse_pem_chain_reusing, rfc3339, verify_chain};
 
 /// TCB info and QE identity whose signatures, signing chain and CRLs have been verified; valid
 /// for verification times inside `window`.
@@ -268,7 +268,8 @@ impl DcapVerifier {
         collateral: &Collateral,
         now: OffsetDateTime,
     ) -> Result<VerifiedPck, DcapError> {
-        let chain = parse_pem_chain(pem).map_err(DcapError::PckChain)?;
+        let known: Vec<&Cert> = collateral.tcb_signing_chains.iter().flatten().collect();
+        let chain = parse_pem_chain_reusing(pem, &known).map_err(DcapError::PckChain)?;
         verify_chain(
             &chain,
             &self.anchor,
