@@ -254,7 +254,11 @@ impl Clone for ParsedKey {
 
 impl std::fmt::Debug for ParsedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() { "parsed" } else { "not parsed" })
+        f.write_str(if self.0.get().is_some() {
+            "parsed"
+        } else {
+            "not parsed"
+        })
     }
 }
 
