@@ -6,7 +6,7 @@
 
 use ::time::OffsetDateTime;
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
-use x509_parser::der_parser::asn1_rs::{Any, BitString, Header, Tag};
+use x509_parser::der_parser::asn1_rs::{Any, BitString, Class, Header, Tag};
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::BasicConstraints;
 use x509_parser::nom::{Err as NomError, Parser as _};
@@ -556,12 +556,13 @@ impl Crl {
     /// x509-parser's element parsers; the revoked entries are only delimited, not decoded, as
     /// webpki does: a platform CA's CRL lists many certificates and a check asks about one.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        let mut crl = Elements::of_sequence(der)?;
+        const CRL: &str = "CRL";
+        let mut crl = Elements::of_sequence(der, CRL)?;
         let (tbs, _) = crl.next()?;
         let signature_algorithm = crl.parse(AlgorithmIdentifier::from_der)?;
         let signature = crl.parse(BitString::from_der)?;
         crl.finish()?;
-        let mut fields = Elements::of_sequence(tbs)?;
+        let mut fields = Elements::of_sequence(tbs, CRL)?;
         if fields.next_tag() == Some(Tag::Integer) {
             fields.next()?; // version (v2)
         }
@@ -575,19 +576,28 @@ impl Crl {
         let mut revoked = Vec::new();
         if fields.next_tag() == Some(Tag::Sequence) {
             let (_, list) = fields.next()?;
-            let mut entries = Elements::of(&list)?;
+            let mut entries = Elements::of(&list, CRL)?;
             while !entries.is_empty() {
                 let (_, entry) = entries.next()?;
-                let (_, serial) = Elements::of(&entry)?.next()?;
+                let (_, serial) = Elements::of(&entry, CRL)?.next()?;
                 if serial.tag() != Tag::Integer {
-                    return Err(crl_malformed("a revoked entry's serial is not an INTEGER"));
+                    return Err(
+                        entries.malformed("a revoked entry's serial is not an INTEGER".into())
+                    );
                 }
                 let start = offset_in(der, serial.data);
                 revoked.push(start..start + serial.data.len());
             }
         }
         if !fields.is_empty() {
-            fields.next()?; // crlExtensions [0] (none is critical to what is read here)
+            // crlExtensions [0]: present, but nothing read here depends on them.
+            let (_, extensions) = fields.next()?;
+            if extensions.class() != Class::ContextSpecific || extensions.tag() != Tag(0) {
+                return Err(fields.malformed(format!(
+                    "expected crlExtensions [0], found {}",
+                    extensions.tag()
+                )));
+            }
         }
         fields.finish()?;
         Ok(Self {
@@ -670,42 +680,50 @@ impl Crl {
     }
 }
 
-fn crl_malformed(reason: impl Into<String>) -> CertError {
-    CertError::Malformed {
-        what: "CRL".into(),
-        reason: reason.into(),
-    }
-}
-
 /// Where `inner` (a subslice) starts in `outer`.
 fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
     (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
 }
 
-/// The elements of one DER SEQUENCE, read in order, each borrowed.
-struct Elements<'a> {
+/// The elements of one DER SEQUENCE, read in order, each borrowed (asn1-rs does the DER; this
+/// only walks a structure's fields). Errors name `what` is being read.
+pub(crate) struct Elements<'a> {
     rest: &'a [u8],
+    what: &'static str,
 }
 
 impl<'a> Elements<'a> {
     /// The elements of the SEQUENCE at the start of `der` (bytes after it are ignored).
-    fn of_sequence(der: &'a [u8]) -> Result<Self, CertError> {
-        let (_, seq) = Any::from_der(der).map_err(|e| crl_malformed(e.to_string()))?;
-        Self::of(&seq)
+    pub(crate) fn of_sequence(der: &'a [u8], what: &'static str) -> Result<Self, CertError> {
+        let (_, seq) = Any::from_der(der).map_err(|e| CertError::Malformed {
+            what: what.into(),
+            reason: e.to_string(),
+        })?;
+        Self::of(&seq, what)
     }
 
     /// The elements of an already read SEQUENCE.
-    fn of(seq: &Any<'a>) -> Result<Self, CertError> {
+    pub(crate) fn of(seq: &Any<'a>, what: &'static str) -> Result<Self, CertError> {
+        let elements = Self {
+            rest: seq.data,
+            what,
+        };
         if seq.tag() != Tag::Sequence {
-            return Err(crl_malformed(format!(
-                "expected a SEQUENCE, found {}",
-                seq.tag()
-            )));
+            return Err(elements.malformed(format!("expected a SEQUENCE, found {}", seq.tag())));
         }
-        Ok(Self { rest: seq.data })
+        Ok(elements)
     }
 
-    fn is_empty(&self) -> bool {
+    /// Every element left, in order.
+    pub(crate) fn all(mut self) -> Result<Vec<Any<'a>>, CertError> {
+        let mut out = Vec::new();
+        while !self.is_empty() {
+            out.push(self.next()?.1);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 
@@ -714,8 +732,8 @@ impl<'a> Elements<'a> {
     }
 
     /// The next element: its whole encoding and the element itself.
-    fn next(&mut self) -> Result<(&'a [u8], Any<'a>), CertError> {
-        let (rest, any) = Any::from_der(self.rest).map_err(|e| crl_malformed(e.to_string()))?;
+    pub(crate) fn next(&mut self) -> Result<(&'a [u8], Any<'a>), CertError> {
+        let (rest, any) = Any::from_der(self.rest).map_err(|e| self.malformed(e.to_string()))?;
         let raw = &self.rest[..self.rest.len() - rest.len()];
         self.rest = rest;
         Ok((raw, any))
@@ -726,7 +744,7 @@ impl<'a> Elements<'a> {
         &mut self,
         parser: impl FnOnce(&'a [u8]) -> Result<(&'a [u8], T), NomError<E>>,
     ) -> Result<T, CertError> {
-        let (rest, value) = parser(self.rest).map_err(|e| crl_malformed(e.to_string()))?;
+        let (rest, value) = parser(self.rest).map_err(|e| self.malformed(e.to_string()))?;
         self.rest = rest;
         Ok(value)
     }
@@ -735,10 +753,14 @@ impl<'a> Elements<'a> {
         if self.rest.is_empty() {
             Ok(())
         } else {
-            Err(crl_malformed(format!(
-                "{} unexpected bytes",
-                self.rest.len()
-            )))
+            Err(self.malformed(format!("{} unexpected bytes", self.rest.len())))
+        }
+    }
+
+    fn malformed(&self, reason: String) -> CertError {
+        CertError::Malformed {
+            what: self.what.into(),
+            reason,
         }
     }
 }

@@ -112,6 +112,13 @@ fn signature64(hex_text: &str, what: &str) -> Result<[u8; 64], DcapError> {
     })
 }
 
+/// The `signature` beside a PCS response's signed object.
+fn pcs_signature(hex_text: Option<&str>, name: &str, what: &str) -> Result<[u8; 64], DcapError> {
+    let hex_text =
+        hex_text.ok_or_else(|| malformed(name, "the PCS response lacks its `signature`"))?;
+    signature64(hex_text, what)
+}
+
 fn pem_chain(text: &str, what: &str) -> Result<Vec<Cert>, DcapError> {
     parse_pem_chain(text.as_bytes()).map_err(|e| malformed(what, e))
 }
@@ -214,17 +221,14 @@ impl Collateral {
         if let Some(tcb_info) = file.pcs_tcb_info {
             self.tcb_info = Some(SignedJson {
                 text: tcb_info.get().to_string(),
-                signature: signature64(&file.signature.unwrap_or_default(), "TCB info signature")?,
+                signature: pcs_signature(file.signature.as_deref(), name, "TCB info signature")?,
             });
             return Ok(());
         }
         if let Some(identity) = file.pcs_enclave_identity {
             self.qe_identity = Some(SignedJson {
                 text: identity.get().to_string(),
-                signature: signature64(
-                    &file.signature.unwrap_or_default(),
-                    "QE identity signature",
-                )?,
+                signature: pcs_signature(file.signature.as_deref(), name, "QE identity signature")?,
             });
             return Ok(());
         }

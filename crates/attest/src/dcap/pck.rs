@@ -3,7 +3,7 @@
 use x509_parser::der_parser::asn1_rs::{Any, FromDer, Oid, Tag, oid};
 
 use super::DcapError;
-use crate::x509::Cert;
+use crate::x509::{Cert, Elements};
 
 const OID_SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
 // Compared as encoded bytes: PCK parsing is on the path of every uncached verification.
@@ -42,17 +42,9 @@ fn bad(reason: impl Into<String>) -> DcapError {
 
 /// The elements of a DER SEQUENCE, each still encoded (borrowed: nothing is copied).
 fn elements<'a>(seq: &Any<'a>) -> Result<Vec<Any<'a>>, DcapError> {
-    if seq.tag() != Tag::Sequence {
-        return Err(bad("expected a SEQUENCE"));
-    }
-    let mut rest = seq.data;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (tail, item) = Any::from_der(rest).map_err(|e| bad(e.to_string()))?;
-        out.push(item);
-        rest = tail;
-    }
-    Ok(out)
+    Elements::of(seq, "SGX extension")
+        .and_then(Elements::all)
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// The `(OID, value)` pairs of a SEQUENCE OF SEQUENCE { OID, value }.

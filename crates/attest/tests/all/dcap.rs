@@ -546,6 +546,16 @@ fn incomplete_combined_json_names_the_missing_field() {
         matches!(err, DcapError::CollateralMalformed { ref reason, .. } if reason.contains("`root_ca_crl`")),
         "{err}"
     );
+    let mut pcs: serde_json::Value = serde_json::from_slice(&read(
+        "tdx/collateral_00806f050000_2025-02/tcb_info_response.json",
+    ))
+    .unwrap();
+    pcs.as_object_mut().unwrap().remove("signature");
+    let err = Collateral::from_files(&[("tcb_info.json", pcs.to_string())]).unwrap_err();
+    assert!(
+        matches!(err, DcapError::CollateralMalformed { ref reason, .. } if reason.contains("`signature`")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -210,6 +210,27 @@ fn malformed_crls_are_errors() {
     for cut in [0, 1, 10, der.len() / 2, der.len() - 1] {
         assert!(Crl::from_der(&der[..cut]).is_err(), "cut at {cut}");
     }
+    // The last TBSCertList element must be crlExtensions [0]: retagged, the CRL is refused.
+    let last_element = {
+        use x509_parser::der_parser::asn1_rs::{Any, FromDer as _};
+        let (_, crl) = Any::from_der(&der).unwrap();
+        let (_, tbs) = Any::from_der(crl.data).unwrap();
+        let mut rest = tbs.data;
+        let mut last = rest;
+        while !rest.is_empty() {
+            last = rest;
+            rest = Any::from_der(rest).unwrap().0;
+        }
+        last.as_ptr() as usize - der.as_ptr() as usize
+    };
+    assert_eq!(
+        der[last_element], 0xa0,
+        "crlExtensions [0] at {last_element}"
+    );
+    let mut retagged = der.clone();
+    retagged[last_element] = 0xa1;
+    let err = Crl::from_der(&retagged).unwrap_err();
+    assert!(err.to_string().contains("crlExtensions"), "{err}");
     // A flipped byte anywhere either fails to parse or leaves a CRL whose signature fails.
     let root = parse_pem_chain(&read("intel/tcb_signing_chain_2025-2032.pem")).unwrap();
     let root = root.last().unwrap();
