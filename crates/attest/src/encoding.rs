@@ -50,7 +50,7 @@ pub fn decode_input(input: &[u8]) -> (Vec<u8>, InputEncoding) {
     let hex_text = text.strip_prefix(b"0x").unwrap_or(&text);
     if hex_text.len().is_multiple_of(2)
         && hex_text.iter().all(u8::is_ascii_hexdigit)
-        && let Ok(bytes) = hex_decode(hex_text)
+        && let Ok(bytes) = hex::decode(hex_text)
     {
         return (bytes, InputEncoding::Hex);
     }
@@ -71,12 +71,6 @@ pub fn decode_input(input: &[u8]) -> (Vec<u8>, InputEncoding) {
         }
     }
     (input.to_vec(), InputEncoding::Binary)
-}
-
-/// Decode hex text (either case). Collateral carries CRLs of several kilobytes as hex, so this
-/// is table-driven rather than the `hex` crate's per-character loop.
-pub(crate) fn hex_decode(text: &[u8]) -> Result<Vec<u8>, data_encoding::DecodeError> {
-    data_encoding::HEXLOWER_PERMISSIVE.decode(text)
 }
 
 fn looks_textual(input: &[u8]) -> bool {

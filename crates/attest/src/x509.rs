@@ -272,50 +272,51 @@ impl PartialEq for ParsedKey {
 impl Eq for ParsedKey {}
 
 impl Cert {
-    /// Parse one DER certificate.
+    /// Parse one DER certificate (RFC 5280 §4.1). The fields verification reads are decoded
+    /// with x509-parser's element parsers; names and extensions stay encoded, as webpki keeps
+    /// them: chains are linked by comparing encoded names, and only basicConstraints (decoded
+    /// here) and the vendor extensions are ever read.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        // Extensions are kept raw: verification reads only basicConstraints (below) and the
-        // vendor extensions, so decoding every other one would be work thrown away.
-        let (rest, cert) = X509CertificateParser::new()
-            .with_deep_parse_extensions(false)
-            .parse(der)
-            .map_err(|e| CertError::Malformed {
-                what: "certificate".into(),
-                reason: e.to_string(),
-            })?;
-        if !rest.is_empty() {
-            return Err(CertError::Malformed {
-                what: "certificate".into(),
-                reason: format!("{} trailing bytes after the certificate", rest.len()),
-            });
+        const WHAT: &str = "certificate";
+        let mut cert = Elements::of_exact_sequence(der, WHAT)?;
+        let (tbs, _) = cert.next()?;
+        let (outer_algorithm, _) = cert.next()?;
+        let signature = cert.parse(BitString::from_der)?;
+        cert.finish()?;
+        let mut fields = Elements::of_sequence(tbs, WHAT)?;
+        read_version(&mut fields)?;
+        let (_, serial) = fields.next_tagged(Tag::Integer, "serialNumber")?;
+        let (inner_algorithm, _) = fields.next()?;
+        // RFC 5280 §4.1.1.2: the signed algorithm must be the one the signature is made with.
+        if inner_algorithm != outer_algorithm {
+            return Err(fields.malformed(
+                "the signature algorithm inside the signed part differs from the outer one".into(),
+            ));
         }
-        let tbs = &cert.tbs_certificate;
-        let spki = tbs.public_key();
-        let key_kind = key_kind(spki);
+        let (_, signature_algorithm) = AlgorithmIdentifier::from_der(outer_algorithm)
+            .map_err(|e| fields.malformed(e.to_string()))?;
+        let (issuer_raw, _) = fields.next_tagged(Tag::Sequence, "issuer")?;
+        let validity = fields.parse(Validity::from_der)?;
+        let (subject_raw, _) = fields.next_tagged(Tag::Sequence, "subject")?;
+        let spki = fields.parse(SubjectPublicKeyInfo::from_der)?;
+        let extensions = read_extensions(&mut fields)?;
+        fields.finish()?;
         Ok(Self {
             der: der.to_vec(),
-            tbs: tbs.as_ref().to_vec(),
-            subject_raw: tbs.subject().as_raw().to_vec(),
-            issuer_raw: tbs.issuer().as_raw().to_vec(),
-            serial: tbs.raw_serial().to_vec(),
-            not_before: tbs.validity().not_before.to_datetime(),
-            not_after: tbs.validity().not_after.to_datetime(),
+            tbs: tbs.to_vec(),
+            subject_raw: subject_raw.to_vec(),
+            issuer_raw: issuer_raw.to_vec(),
+            serial: serial.data.to_vec(),
+            not_before: validity.not_before.to_datetime(),
+            not_after: validity.not_after.to_datetime(),
             spki_der: spki.raw.to_vec(),
             public_key: spki.subject_public_key.data.to_vec(),
-            key_kind,
-            sig_alg: sig_alg(&cert.signature_algorithm),
-            sig_alg_oid: cert.signature_algorithm.algorithm.to_owned(),
-            signature: cert.signature_value.data.to_vec(),
-            is_ca: is_ca(tbs)?,
-            extensions: tbs
-                .extensions()
-                .iter()
-                .map(|e| Extension {
-                    oid: e.oid.to_owned(),
-                    critical: e.critical,
-                    value: e.value.to_vec(),
-                })
-                .collect(),
+            key_kind: key_kind(&spki),
+            sig_alg: sig_alg(&signature_algorithm),
+            sig_alg_oid: signature_algorithm.algorithm.to_owned(),
+            signature: signature.data.to_vec(),
+            is_ca: is_ca(&extensions)?,
+            extensions,
             parsed_key: ParsedKey::default(),
         })
     }
@@ -413,18 +414,63 @@ impl Cert {
     }
 }
 
-/// basicConstraints cA, read from the raw extension (a malformed one is an error, as it would be
-/// under full extension parsing).
-fn is_ca(tbs: &TbsCertificate<'_>) -> Result<bool, CertError> {
-    let Some(ext) = tbs
-        .extensions()
+/// version [0] EXPLICIT INTEGER DEFAULT v1: v1, v2 or v3.
+fn read_version(fields: &mut Elements<'_>) -> Result<(), CertError> {
+    if fields.next_header().map(|h| (h.class(), h.tag())) != Some((Class::ContextSpecific, Tag(0)))
+    {
+        return Ok(());
+    }
+    let (_, tagged) = fields.next()?;
+    let (rest, version) =
+        u32::from_der(tagged.data).map_err(|e| fields.malformed(e.to_string()))?;
+    if !rest.is_empty() || version > 2 {
+        return Err(fields.malformed(format!("unknown certificate version {version}")));
+    }
+    Ok(())
+}
+
+/// issuerUniqueID [1] and subjectUniqueID [2] (skipped), then extensions [3] EXPLICIT, each
+/// kept raw; an extension listed twice is refused (RFC 5280 §4.2).
+fn read_extensions(fields: &mut Elements<'_>) -> Result<Vec<Extension>, CertError> {
+    let mut out: Vec<Extension> = Vec::new();
+    let mut last_tag = 0;
+    while let Some(header) = fields.next_header() {
+        let (_, tagged) = fields.next()?;
+        let Tag(tag) = header.tag();
+        if header.class() != Class::ContextSpecific || tag <= last_tag || tag > 3 {
+            return Err(fields.malformed(format!("unexpected [{tag}] in the certificate")));
+        }
+        last_tag = tag;
+        if tag != 3 {
+            continue;
+        }
+        let mut list = Elements::of_exact_sequence(tagged.data, "certificate extensions")?;
+        let mut parser = X509ExtensionParser::new().with_deep_parse_extensions(false);
+        while !list.is_empty() {
+            let ext = list.parse(|i| parser.parse(i))?;
+            if out.iter().any(|e| e.oid == ext.oid) {
+                return Err(list.malformed(format!("extension {} appears twice", ext.oid)));
+            }
+            out.push(Extension {
+                oid: ext.oid.to_owned(),
+                critical: ext.critical,
+                value: ext.value.to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// basicConstraints cA, read from the raw extension (a malformed one is an error).
+fn is_ca(extensions: &[Extension]) -> Result<bool, CertError> {
+    let Some(ext) = extensions
         .iter()
         .find(|e| e.oid == OID_X509_EXT_BASIC_CONSTRAINTS)
     else {
         return Ok(false);
     };
     let (_, constraints) =
-        BasicConstraints::from_der(ext.value).map_err(|e| CertError::Malformed {
+        BasicConstraints::from_der(&ext.value).map_err(|e| CertError::Malformed {
             what: "basicConstraints extension".into(),
             reason: e.to_string(),
         })?;
@@ -702,6 +748,21 @@ impl<'a> Elements<'a> {
         Self::of(&seq, what)
     }
 
+    /// The elements of the SEQUENCE that is all of `der`.
+    fn of_exact_sequence(der: &'a [u8], what: &'static str) -> Result<Self, CertError> {
+        let (after, seq) = Any::from_der(der).map_err(|e| CertError::Malformed {
+            what: what.into(),
+            reason: e.to_string(),
+        })?;
+        let elements = Self::of(&seq, what)?;
+        if !after.is_empty() {
+            return Err(
+                elements.malformed(format!("{} trailing bytes after the SEQUENCE", after.len()))
+            );
+        }
+        Ok(elements)
+    }
+
     /// The elements of an already read SEQUENCE.
     pub(crate) fn of(seq: &Any<'a>, what: &'static str) -> Result<Self, CertError> {
         let elements = Self {
@@ -728,7 +789,20 @@ impl<'a> Elements<'a> {
     }
 
     fn next_tag(&self) -> Option<Tag> {
-        Header::from_der(self.rest).ok().map(|(_, h)| h.tag())
+        self.next_header().map(|h| h.tag())
+    }
+
+    fn next_header(&self) -> Option<Header<'a>> {
+        Header::from_der(self.rest).ok().map(|(_, h)| h)
+    }
+
+    /// The next element, which must carry `tag` (`field` names it in the error).
+    fn next_tagged(&mut self, tag: Tag, field: &str) -> Result<(&'a [u8], Any<'a>), CertError> {
+        let (raw, any) = self.next()?;
+        if any.tag() != tag || any.class() != Class::Universal {
+            return Err(self.malformed(format!("{field} is {}, expected {tag}", any.tag())));
+        }
+        Ok((raw, any))
     }
 
     /// The next element: its whole encoding and the element itself.

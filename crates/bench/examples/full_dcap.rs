@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+/// The allocator `cloister` ships with, as in the benchmark.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let base =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/attestation");

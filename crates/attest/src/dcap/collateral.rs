@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::DcapError;
 use crate::claims::TcbStatus;
-use crate::encoding::{decode_input, hex_decode};
+use crate::encoding::decode_input;
 use crate::x509::{Cert, Crl, parse_pem_chain};
 
 /// A JSON object exactly as signed, with its ECDSA-P256 signature (`r || s`).
@@ -106,7 +106,7 @@ fn malformed(what: impl Into<String>, reason: impl std::fmt::Display) -> DcapErr
 }
 
 fn signature64(hex_text: &str, what: &str) -> Result<[u8; 64], DcapError> {
-    let bytes = hex_decode(hex_text.trim().as_bytes()).map_err(|e| malformed(what, e))?;
+    let bytes = hex::decode(hex_text.trim().as_bytes()).map_err(|e| malformed(what, e))?;
     bytes.try_into().map_err(|b: Vec<u8>| {
         malformed(what, format!("signature is {} bytes, expected 64", b.len()))
     })
@@ -124,7 +124,7 @@ fn pem_chain(text: &str, what: &str) -> Result<Vec<Cert>, DcapError> {
 }
 
 fn hex_crl(text: &str, what: &str) -> Result<Crl, DcapError> {
-    let der = hex_decode(text.trim().as_bytes()).map_err(|e| malformed(what, e))?;
+    let der = hex::decode(text.trim().as_bytes()).map_err(|e| malformed(what, e))?;
     Crl::from_der(&der).map_err(|e| malformed(what, e))
 }
 
@@ -486,7 +486,7 @@ pub(crate) fn parse_time(text: &str, what: &str) -> Result<OffsetDateTime, DcapE
 }
 
 fn hex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], DcapError> {
-    let bytes = hex_decode(text.as_bytes()).map_err(|e| malformed(what, e))?;
+    let bytes = hex::decode(text.as_bytes()).map_err(|e| malformed(what, e))?;
     bytes
         .try_into()
         .map_err(|b: Vec<u8>| malformed(what, format!("{} bytes, expected {N}", b.len())))

@@ -242,3 +242,121 @@ fn malformed_crls_are_errors() {
         }
     }
 }
+
+/// Every certificate among the vectors, DER: PEM chains, DER certificates, the chains of every
+/// combined collateral JSON, and the PCK chains inside quotes.
+fn every_certificate() -> Vec<(String, Vec<u8>)> {
+    use x509_parser::pem::Pem;
+    let dir = crate::support::testdata();
+    let mut out = Vec::new();
+    let add_pem = |name: &str, text: &[u8], out: &mut Vec<(String, Vec<u8>)>| {
+        for (i, pem) in Pem::iter_from_buffer(text).enumerate() {
+            let pem = pem.unwrap();
+            if pem.label == "CERTIFICATE" {
+                out.push((format!("{name}#{i}"), pem.contents));
+            }
+        }
+    };
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.clone()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    for file in files {
+        let name = file.display().to_string();
+        let bytes = std::fs::read(&file).unwrap();
+        if name.ends_with(".pem") {
+            add_pem(&name, &bytes, &mut out);
+        } else if name.ends_with(".der") && !name.contains("crl") {
+            out.push((name, bytes));
+        } else if name.ends_with("collateral.json") {
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            for key in ["pck_crl_issuer_chain", "tcb_info_issuer_chain"] {
+                if let Some(text) = json[key].as_str() {
+                    add_pem(&format!("{name}:{key}"), text.as_bytes(), &mut out);
+                }
+            }
+        } else if let Ok(quote) = attest::dcap::Quote::parse(&bytes) {
+            add_pem(&name, &quote.certification.pck_chain_pem, &mut out);
+        }
+    }
+    out
+}
+
+#[test]
+fn certificates_read_as_x509_parser_reads_them() {
+    use x509_parser::prelude::FromDer as _;
+    let certs = every_certificate();
+    assert!(certs.len() >= 40, "only {} certificates found", certs.len());
+    let mut extensions_seen = 0;
+    for (name, der) in certs {
+        let ours = Cert::from_der(&der).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (_, theirs) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+        let tbs = &theirs.tbs_certificate;
+        assert_eq!(ours.tbs, tbs.as_ref(), "{name}");
+        assert_eq!(ours.subject(), tbs.subject.to_string(), "{name}");
+        assert_eq!(ours.issuer(), tbs.issuer.to_string(), "{name}");
+        assert_eq!(ours.serial, tbs.raw_serial(), "{name}");
+        assert_eq!(
+            ours.not_before,
+            tbs.validity.not_before.to_datetime(),
+            "{name}"
+        );
+        assert_eq!(
+            ours.not_after,
+            tbs.validity.not_after.to_datetime(),
+            "{name}"
+        );
+        assert_eq!(ours.spki_der, tbs.subject_pki.raw, "{name}");
+        assert_eq!(
+            ours.signature,
+            theirs.signature_value.data.as_ref(),
+            "{name}"
+        );
+        let ca = tbs.basic_constraints().unwrap().is_some_and(|b| b.value.ca);
+        assert_eq!(ours.is_ca, ca, "{name}");
+        let extensions: Vec<_> = tbs
+            .extensions()
+            .iter()
+            .map(|e| (e.oid.to_id_string(), e.critical, e.value.to_vec()))
+            .collect();
+        let our_extensions: Vec<_> = ours
+            .extensions
+            .iter()
+            .map(|e| (e.oid.to_id_string(), e.critical, e.value.clone()))
+            .collect();
+        assert_eq!(our_extensions, extensions, "{name}");
+        extensions_seen += extensions.len();
+    }
+    assert!(extensions_seen > 100, "only {extensions_seen} extensions");
+}
+
+#[test]
+fn malformed_certificates_are_errors() {
+    let chain = read("intel/tcb_signing_chain_2025-2032.pem");
+    let certs = parse_pem_chain(&chain).unwrap();
+    let (leaf, root) = (&certs[0].der, &certs[1]);
+    for cut in [0, 1, 10, leaf.len() / 2, leaf.len() - 1] {
+        assert!(Cert::from_der(&leaf[..cut]).is_err(), "cut at {cut}");
+    }
+    let trailing = [leaf.as_slice(), &[0]].concat();
+    let err = Cert::from_der(&trailing).unwrap_err();
+    assert!(err.to_string().contains("trailing"), "{err}");
+    // A flipped byte anywhere either fails to parse or leaves a certificate whose signature
+    // fails (or, in the outer signature fields, one that fails to verify).
+    for offset in 0..leaf.len() {
+        let mut bad = leaf.clone();
+        bad[offset] ^= 0x01;
+        if let Ok(cert) = Cert::from_der(&bad) {
+            assert!(cert.verify_signed_by(root).is_err(), "flip at {offset}");
+        }
+    }
+}
