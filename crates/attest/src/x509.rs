@@ -510,7 +510,6 @@ struct PemBlock<'a> {
 impl PemBlock<'_> {
     /// The base64 body decoded, whitespace around lines ignored.
     fn decode(&self, what: &str) -> Result<Vec<u8>, CertError> {
-        use base64::Engine as _;
         let mut compact = Vec::with_capacity(self.body.len());
         let mut start = 0;
         let ends = memchr::memchr_iter(b'\n', self.body).chain([self.body.len()]);
@@ -518,8 +517,8 @@ impl PemBlock<'_> {
             compact.extend_from_slice(self.body[start..end].trim_ascii());
             start = end + 1;
         }
-        base64::engine::general_purpose::STANDARD
-            .decode(compact)
+        base64_simd::STANDARD
+            .decode_to_vec(compact)
             .map_err(|e| pem_malformed(what, format!("bad base64: {e}")))
     }
 }
@@ -533,7 +532,7 @@ fn pem_malformed(what: &str, reason: String) -> CertError {
 
 /// The next PEM block in `rest`, advancing past it; `None` when no block begins. Text outside
 /// blocks (explanatory lines, the NUL that ends a quote's PCK chain) is ignored, as RFC 7468
-/// allows. Base64 is decoded with the `base64` crate: PEM framing is all that is read here.
+/// allows. Base64 is decoded with `base64-simd`: PEM framing is all that is read here.
 fn next_pem_block<'a>(rest: &mut &'a [u8], what: &str) -> Result<Option<PemBlock<'a>>, CertError> {
     const BEGIN: &[u8] = b"-----BEGIN ";
     const DASHES: &[u8] = b"-----";
@@ -773,15 +772,6 @@ impl<'a> Elements<'a> {
             return Err(elements.malformed(format!("expected a SEQUENCE, found {}", seq.tag())));
         }
         Ok(elements)
-    }
-
-    /// Every element left, in order.
-    pub(crate) fn all(mut self) -> Result<Vec<Any<'a>>, CertError> {
-        let mut out = Vec::new();
-        while !self.is_empty() {
-            out.push(self.next()?.1);
-        }
-        Ok(out)
     }
 
     pub(crate) fn is_empty(&self) -> bool {

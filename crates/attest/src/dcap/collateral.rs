@@ -42,43 +42,57 @@ pub struct Collateral {
     digest: std::sync::OnceLock<[u8; 32]>,
 }
 
+/// A JSON string, borrowed from the input unless it holds escapes.
+type Text<'a> = std::borrow::Cow<'a, str>;
+
 /// The combined collateral JSON (dcap-qvl's `QuoteCollateralV3` field names).
 #[derive(Debug, Serialize)]
-struct CombinedJson {
-    pck_crl_issuer_chain: String,
-    root_ca_crl: String,
-    pck_crl: String,
-    tcb_info_issuer_chain: String,
-    tcb_info: String,
-    tcb_info_signature: String,
-    qe_identity_issuer_chain: String,
-    qe_identity: String,
-    qe_identity_signature: String,
+struct CombinedJson<'a> {
+    pck_crl_issuer_chain: Text<'a>,
+    root_ca_crl: Text<'a>,
+    pck_crl: Text<'a>,
+    tcb_info_issuer_chain: Text<'a>,
+    tcb_info: Text<'a>,
+    tcb_info_signature: Text<'a>,
+    qe_identity_issuer_chain: Text<'a>,
+    qe_identity: Text<'a>,
+    qe_identity_signature: Text<'a>,
 }
 
 /// Any collateral JSON file, read in one pass: the combined form (snake_case fields) or a PCS
-/// `tcbInfo` / `enclaveIdentity` response (the signed object kept byte for byte).
+/// `tcbInfo` / `enclaveIdentity` response (the signed object kept byte for byte). Strings
+/// without escapes (the hex CRLs and signatures) are borrowed, not copied.
 #[derive(Deserialize)]
 struct CollateralFile<'a> {
-    pck_crl_issuer_chain: Option<String>,
-    root_ca_crl: Option<String>,
-    pck_crl: Option<String>,
-    tcb_info_issuer_chain: Option<String>,
-    tcb_info: Option<String>,
-    tcb_info_signature: Option<String>,
-    qe_identity_issuer_chain: Option<String>,
-    qe_identity: Option<String>,
-    qe_identity_signature: Option<String>,
+    #[serde(borrow)]
+    pck_crl_issuer_chain: Option<Text<'a>>,
+    #[serde(borrow)]
+    root_ca_crl: Option<Text<'a>>,
+    #[serde(borrow)]
+    pck_crl: Option<Text<'a>>,
+    #[serde(borrow)]
+    tcb_info_issuer_chain: Option<Text<'a>>,
+    #[serde(borrow)]
+    tcb_info: Option<Text<'a>>,
+    #[serde(borrow)]
+    tcb_info_signature: Option<Text<'a>>,
+    #[serde(borrow)]
+    qe_identity_issuer_chain: Option<Text<'a>>,
+    #[serde(borrow)]
+    qe_identity: Option<Text<'a>>,
+    #[serde(borrow)]
+    qe_identity_signature: Option<Text<'a>>,
     #[serde(borrow, rename = "tcbInfo")]
     pcs_tcb_info: Option<&'a RawValue>,
     #[serde(borrow, rename = "enclaveIdentity")]
     pcs_enclave_identity: Option<&'a RawValue>,
-    signature: Option<String>,
+    #[serde(borrow)]
+    signature: Option<Text<'a>>,
 }
 
-impl CollateralFile<'_> {
-    fn into_combined(self, name: &str) -> Result<CombinedJson, DcapError> {
-        let required = |field: Option<String>, key: &str| {
+impl<'a> CollateralFile<'a> {
+    fn into_combined(self, name: &str) -> Result<CombinedJson<'a>, DcapError> {
+        let required = |field: Option<Text<'a>>, key: &str| {
             field.ok_or_else(|| malformed(name, format!("combined collateral lacks `{key}`")))
         };
         Ok(CombinedJson {
@@ -238,13 +252,13 @@ impl Collateral {
         ))
     }
 
-    fn add_combined(&mut self, c: CombinedJson) -> Result<(), DcapError> {
+    fn add_combined(&mut self, c: CombinedJson<'_>) -> Result<(), DcapError> {
         self.tcb_info = Some(SignedJson {
-            text: c.tcb_info,
+            text: c.tcb_info.into_owned(),
             signature: signature64(&c.tcb_info_signature, "tcb_info_signature")?,
         });
         self.qe_identity = Some(SignedJson {
-            text: c.qe_identity,
+            text: c.qe_identity.into_owned(),
             signature: signature64(&c.qe_identity_signature, "qe_identity_signature")?,
         });
         self.crls.push(hex_crl(&c.pck_crl, "pck_crl")?);
@@ -259,7 +273,7 @@ impl Collateral {
                 "qe_identity_issuer_chain",
             )?);
         }
-        self.pck_crl_issuer_chain = c.pck_crl_issuer_chain;
+        self.pck_crl_issuer_chain = c.pck_crl_issuer_chain.into_owned();
         Ok(())
     }
 
@@ -289,18 +303,17 @@ impl Collateral {
             .iter()
             .find(|c| c.issuer().contains("PCK"))
             .ok_or_else(|| missing("PCK CRL"))?;
-        let pem =
-            |certs: &[Cert]| -> String { certs.iter().map(|c| to_pem_string(&c.der)).collect() };
+        let chain: String = chain.iter().map(|c| to_pem_string(&c.der)).collect();
         let combined = CombinedJson {
-            pck_crl_issuer_chain: self.pck_crl_issuer_chain.clone(),
-            root_ca_crl: hex::encode(&root_crl.der),
-            pck_crl: hex::encode(&pck_crl.der),
-            tcb_info_issuer_chain: pem(chain),
-            tcb_info: tcb.text.clone(),
-            tcb_info_signature: hex::encode(tcb.signature),
-            qe_identity_issuer_chain: pem(chain),
-            qe_identity: qe.text.clone(),
-            qe_identity_signature: hex::encode(qe.signature),
+            pck_crl_issuer_chain: Text::Borrowed(&self.pck_crl_issuer_chain),
+            root_ca_crl: hex::encode(&root_crl.der).into(),
+            pck_crl: hex::encode(&pck_crl.der).into(),
+            tcb_info_issuer_chain: Text::Borrowed(&chain),
+            tcb_info: Text::Borrowed(&tcb.text),
+            tcb_info_signature: hex::encode(tcb.signature).into(),
+            qe_identity_issuer_chain: Text::Borrowed(&chain),
+            qe_identity: Text::Borrowed(&qe.text),
+            qe_identity_signature: hex::encode(qe.signature).into(),
         };
         serde_json::to_string_pretty(&combined).map_err(|e| malformed("collateral", e))
     }
@@ -400,26 +413,33 @@ pub struct TcbInfo {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TcbInfoJson {
+struct TcbInfoJson<'a> {
     id: Option<String>,
     version: u32,
-    issue_date: String,
-    next_update: String,
-    fmspc: String,
-    pce_id: String,
+    #[serde(borrow)]
+    issue_date: Text<'a>,
+    #[serde(borrow)]
+    next_update: Text<'a>,
+    #[serde(borrow)]
+    fmspc: Text<'a>,
+    #[serde(borrow)]
+    pce_id: Text<'a>,
     tcb_evaluation_data_number: Option<u32>,
-    tcb_levels: Vec<TcbLevelJson>,
-    tdx_module: Option<ModuleJson>,
-    #[serde(default)]
-    tdx_module_identities: Vec<ModuleJson>,
+    #[serde(borrow)]
+    tcb_levels: Vec<TcbLevelJson<'a>>,
+    #[serde(borrow)]
+    tdx_module: Option<ModuleJson<'a>>,
+    #[serde(borrow, default)]
+    tdx_module_identities: Vec<ModuleJson<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TcbLevelJson {
+struct TcbLevelJson<'a> {
     tcb: TcbJson,
     tcb_date: String,
-    tcb_status: String,
+    #[serde(borrow)]
+    tcb_status: Text<'a>,
     #[serde(rename = "advisoryIDs", default)]
     advisory_ids: Vec<String>,
 }
@@ -455,22 +475,26 @@ struct SvnJson {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ModuleJson {
+struct ModuleJson<'a> {
     #[serde(default)]
     id: String,
-    mrsigner: String,
-    attributes: String,
-    attributes_mask: String,
-    #[serde(default)]
-    tcb_levels: Vec<IsvLevelJson>,
+    #[serde(borrow)]
+    mrsigner: Text<'a>,
+    #[serde(borrow)]
+    attributes: Text<'a>,
+    #[serde(borrow)]
+    attributes_mask: Text<'a>,
+    #[serde(borrow, default)]
+    tcb_levels: Vec<IsvLevelJson<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct IsvLevelJson {
+struct IsvLevelJson<'a> {
     tcb: IsvSvnJson,
     tcb_date: String,
-    tcb_status: String,
+    #[serde(borrow)]
+    tcb_status: Text<'a>,
     #[serde(rename = "advisoryIDs", default)]
     advisory_ids: Vec<String>,
 }
@@ -526,7 +550,7 @@ impl TcbInfo {
     }
 }
 
-fn parse_level(l: TcbLevelJson) -> Result<TcbLevel, DcapError> {
+fn parse_level(l: TcbLevelJson<'_>) -> Result<TcbLevel, DcapError> {
     let t = &l.tcb;
     let svns = |list: &[SvnJson; 16]| list.each_ref().map(|c| c.svn);
     let sgx_components = match &t.sgxtcbcomponents {
@@ -569,7 +593,7 @@ fn parse_level(l: TcbLevelJson) -> Result<TcbLevel, DcapError> {
     })
 }
 
-fn parse_module(m: ModuleJson) -> Result<TdxModule, DcapError> {
+fn parse_module(m: ModuleJson<'_>) -> Result<TdxModule, DcapError> {
     Ok(TdxModule {
         mrsigner: hex_array(&m.mrsigner, "tdxModule mrsigner")?,
         attributes: hex_array(&m.attributes, "tdxModule attributes")?,
@@ -583,7 +607,7 @@ fn parse_module(m: ModuleJson) -> Result<TdxModule, DcapError> {
     })
 }
 
-fn parse_isv_level(l: IsvLevelJson) -> Result<ModuleLevel, DcapError> {
+fn parse_isv_level(l: IsvLevelJson<'_>) -> Result<ModuleLevel, DcapError> {
     Ok(ModuleLevel {
         isv_svn: l.tcb.isvsvn,
         status: status(&l.tcb_status, "TCB level")?,
@@ -621,17 +645,25 @@ pub struct QeIdentity {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct QeIdentityJson {
+struct QeIdentityJson<'a> {
     id: String,
-    issue_date: String,
-    next_update: String,
-    miscselect: String,
-    miscselect_mask: String,
-    attributes: String,
-    attributes_mask: String,
-    mrsigner: String,
+    #[serde(borrow)]
+    issue_date: Text<'a>,
+    #[serde(borrow)]
+    next_update: Text<'a>,
+    #[serde(borrow)]
+    miscselect: Text<'a>,
+    #[serde(borrow)]
+    miscselect_mask: Text<'a>,
+    #[serde(borrow)]
+    attributes: Text<'a>,
+    #[serde(borrow)]
+    attributes_mask: Text<'a>,
+    #[serde(borrow)]
+    mrsigner: Text<'a>,
     isvprodid: u16,
-    tcb_levels: Vec<IsvLevelJson>,
+    #[serde(borrow)]
+    tcb_levels: Vec<IsvLevelJson<'a>>,
 }
 
 impl QeIdentity {

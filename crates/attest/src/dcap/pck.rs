@@ -40,28 +40,25 @@ fn bad(reason: impl Into<String>) -> DcapError {
     }
 }
 
-/// The elements of a DER SEQUENCE, each still encoded (borrowed: nothing is copied).
-fn elements<'a>(seq: &Any<'a>) -> Result<Vec<Any<'a>>, DcapError> {
-    Elements::of(seq, "SGX extension")
-        .and_then(Elements::all)
-        .map_err(|e| bad(e.to_string()))
-}
-
-/// The `(OID, value)` pairs of a SEQUENCE OF SEQUENCE { OID, value }.
-fn pairs<'a>(seq: &Any<'a>) -> Result<Vec<(Oid<'a>, Any<'a>)>, DcapError> {
-    elements(seq)?
-        .iter()
-        .map(|item| {
-            let mut parts = elements(item)?.into_iter();
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(oid), Some(value), None) => {
-                    let oid = oid.oid().map_err(|_| bad("expected an OID"))?;
-                    Ok((oid, value))
-                }
-                _ => Err(bad("expected SEQUENCE { OID, value }")),
+/// The `(OID, value)` pairs of a SEQUENCE OF SEQUENCE { OID, value }, read in place.
+fn pairs<'a>(
+    seq: &Any<'a>,
+) -> Result<impl Iterator<Item = Result<(Oid<'a>, Any<'a>), DcapError>>, DcapError> {
+    let mut items = Elements::of(seq, "SGX extension").map_err(|e| bad(e.to_string()))?;
+    Ok(std::iter::from_fn(move || {
+        (!items.is_empty()).then(|| {
+            let (_, item) = items.next().map_err(|e| bad(e.to_string()))?;
+            let mut parts = Elements::of(&item, "SGX extension").map_err(|e| bad(e.to_string()))?;
+            let shape = || bad("expected SEQUENCE { OID, value }");
+            let (_, oid) = parts.next().map_err(|_| shape())?;
+            let (_, value) = parts.next().map_err(|_| shape())?;
+            if !parts.is_empty() {
+                return Err(shape());
             }
+            let oid = oid.oid().map_err(|_| bad("expected an OID"))?;
+            Ok((oid, value))
         })
-        .collect()
+    }))
 }
 
 fn octets<const N: usize>(obj: &Any<'_>, what: &str) -> Result<[u8; N], DcapError> {
@@ -99,7 +96,8 @@ impl PckExtensions {
             sgx_type: 0,
         };
         let (mut has_tcb, mut has_fmspc, mut has_pce_id) = (false, false, false);
-        for (oid, value) in pairs(&root)? {
+        for pair in pairs(&root)? {
+            let (oid, value) = pair?;
             if oid == OID_PPID {
                 if value.tag() != Tag::OctetString {
                     return Err(bad("PPID is not an OCTET STRING"));
@@ -126,7 +124,8 @@ impl PckExtensions {
 
     fn read_tcb(&mut self, tcb: &Any<'_>) -> Result<(), DcapError> {
         let mut seen = 0u32;
-        for (oid, value) in pairs(tcb)? {
+        for pair in pairs(tcb)? {
+            let (oid, value) = pair?;
             if oid == OID_PCESVN {
                 self.pce_svn = u16::try_from(small_int(&value, "PCESVN")?)
                     .map_err(|_| bad("PCESVN out of range"))?;
