@@ -45,13 +45,6 @@ pub fn verify_p256_raw(key_xy: &[u8], message: &[u8], sig_rs: &[u8]) -> Result<(
         .map_err(|_| BadSignature)
 }
 
-/// Verify an ECDSA-P256-SHA256 signature given as raw `r || s` with an uncompressed SEC1 point.
-pub fn verify_p256_point(point: &[u8], message: &[u8], sig_rs: &[u8]) -> Result<(), BadSignature> {
-    signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-        .verify(message, sig_rs)
-        .map_err(|_| BadSignature)
-}
-
 /// Verify an ECDSA-P384-SHA384 signature given as raw `r || s` (96 bytes, big-endian) with an
 /// uncompressed SEC1 point.
 pub fn verify_p384_point(point: &[u8], message: &[u8], sig_rs: &[u8]) -> Result<(), BadSignature> {

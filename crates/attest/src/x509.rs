@@ -167,6 +167,9 @@ pub enum SigAlg {
     EcdsaSha256,
     /// ecdsa-with-SHA384.
     EcdsaSha384,
+    /// ECDSA with SHA-256, the signature as raw `r || s`: how Intel signs TCB info, QE
+    /// identities and QE reports (never a certificate's algorithm).
+    EcdsaSha256Fixed,
     /// RSASSA-PSS with SHA-384, MGF1-SHA-384, 48-byte salt (AMD KDS).
     RsaPssSha384,
     /// RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt.
@@ -935,6 +938,7 @@ fn verify_signature(
 ) -> Result<(), VerifyFail> {
     let algorithm: &dyn VerificationAlgorithm = match (alg, signer.key_kind) {
         (SigAlg::EcdsaSha256, KeyKind::EcP256) => &signature::ECDSA_P256_SHA256_ASN1,
+        (SigAlg::EcdsaSha256Fixed, KeyKind::EcP256) => &signature::ECDSA_P256_SHA256_FIXED,
         (SigAlg::EcdsaSha384, KeyKind::EcP256) => &signature::ECDSA_P256_SHA384_ASN1,
         (SigAlg::EcdsaSha256, KeyKind::EcP384) => &signature::ECDSA_P384_SHA256_ASN1,
         (SigAlg::EcdsaSha384, KeyKind::EcP384) => &signature::ECDSA_P384_SHA384_ASN1,

@@ -1,4 +1,5 @@
-//! Profiling driver: run the full (uncached) DCAP path in a loop, for `perf record`.
+//! Profiling driver: run the full (uncached) DCAP path in a loop, for `perf record`:
+//! `full_dcap [ITERATIONS] [tdx|sgx]`.
 
 use std::path::PathBuf;
 
@@ -9,14 +10,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let base =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/attestation");
-    let quote = std::fs::read(base.join("tdx/phala_tdx_quote.bin"))?;
-    let json = std::fs::read(base.join("tdx/phala_tdx_quote_collateral.json"))?;
+    let args: Vec<String> = std::env::args().collect();
+    let iterations: u32 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(2000);
+    let kind = args.get(2).map_or("tdx", String::as_str);
+    let quote = std::fs::read(base.join(format!("{kind}/phala_{kind}_quote.bin")))?;
+    let json = std::fs::read(base.join(format!("{kind}/phala_{kind}_quote_collateral.json")))?;
     let now = time::OffsetDateTime::from_unix_timestamp(1_751_328_000)?;
     let verifier = attest::dcap::DcapVerifier::uncached(attest::TrustAnchor::intel());
-    let iterations: u32 = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(2000);
     for _ in 0..iterations {
         let collateral = attest::dcap::Collateral::from_combined_json(&json)?;
         std::hint::black_box(verifier.verify(&quote, &collateral, now)?);

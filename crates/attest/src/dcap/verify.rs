@@ -14,7 +14,9 @@ use crate::claims::{
     Claims, Measurements, Platform, SgxMeasurements, TcbStatus, TdxMeasurements, TeeKind,
 };
 use crate::crypto::{sha256, verify_p256_raw};
-use crate::x509::{Cert, Crl, Revocation, parse_pem_chain_reusing, rfc3339, verify_chain};
+use crate::x509::{
+    Cert, CertError, Crl, Revocation, SigAlg, parse_pem_chain_reusing, rfc3339, verify_chain,
+};
 
 /// TCB info and QE identity whose signatures, signing chain and CRLs have been verified; valid
 /// for verification times inside `window`.
@@ -99,7 +101,8 @@ impl DcapVerifier {
         let coll = self.verified_collateral(collateral, tdx, now)?;
         let pck = self.verified_pck(quote, collateral, now)?;
         let cert = &quote.certification;
-        verify_p256_point_of(&pck.leaf, &cert.qe_report_raw, &cert.qe_report_signature)?;
+        verify_fixed_by(&pck.leaf, &cert.qe_report_raw, &cert.qe_report_signature)
+            .map_err(|_| DcapError::QeReportSignature)?;
         check_key_binding(quote)?;
         let qe_level = match_qe(&coll.qe_identity, &cert.qe_report)?;
         verify_p256_raw(&quote.attestation_key, &quote.signed, &quote.signature)
@@ -281,7 +284,7 @@ impl DcapVerifier {
         let leaf = chain
             .first()
             .cloned()
-            .ok_or(DcapError::PckChain(crate::x509::CertError::EmptyChain))?;
+            .ok_or(DcapError::PckChain(CertError::EmptyChain))?;
         let extensions = PckExtensions::from_cert(&leaf)?;
         let window = crl_window(&chain, &collateral.crls, now);
         Ok(VerifiedPck {
@@ -313,9 +316,10 @@ fn crl_window(
     (from, until)
 }
 
-fn verify_p256_point_of(cert: &Cert, message: &[u8], sig: &[u8; 64]) -> Result<(), DcapError> {
-    crate::crypto::verify_p256_point(&cert.public_key, message, sig)
-        .map_err(|_| DcapError::QeReportSignature)
+/// Check an `r || s` signature with a certificate's key, parsed once for all it checks (the
+/// TCB-signing key signs two collateral objects; a cached PCK leaf signs every QE report).
+fn verify_fixed_by(cert: &Cert, message: &[u8], sig: &[u8; 64]) -> Result<(), CertError> {
+    cert.verify(SigAlg::EcdsaSha256Fixed, message, sig)
 }
 
 /// The QE report's REPORTDATA must be SHA-256(attestation key || QE auth data) || zeros.
@@ -376,7 +380,7 @@ fn verify_signed_json(
     json: &SignedJson,
     what: &'static str,
 ) -> Result<(), DcapError> {
-    crate::crypto::verify_p256_point(&signer.public_key, json.text.as_bytes(), &json.signature)
+    verify_fixed_by(signer, json.text.as_bytes(), &json.signature)
         .map_err(|_| DcapError::CollateralSignature { what })
 }
 
