@@ -9,7 +9,7 @@ use aws_lc_rs::signature::{self, VerificationAlgorithm};
 use x509_parser::der_parser::asn1_rs::{Any, BitString, Class, Header, Tag};
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::BasicConstraints;
-use x509_parser::nom::{Err as NomError, Parser as _};
+use x509_parser::nom::Err as NomError;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_HASH_SHA256,
     OID_NIST_HASH_SHA384, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA,
@@ -281,29 +281,23 @@ impl Cert {
     /// here) and the vendor extensions are ever read.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
         const WHAT: &str = "certificate";
-        let mut cert = Elements::of_exact_sequence(der, WHAT)?;
-        let (tbs, _) = cert.next()?;
-        let (outer_algorithm, _) = cert.next()?;
-        let signature = cert.parse(BitString::from_der)?;
-        cert.finish()?;
-        let mut fields = Elements::of_sequence(tbs, WHAT)?;
+        let signed = SignedParts::read(Elements::of_exact_sequence(der, WHAT)?)?;
+        let mut fields = Elements::of_sequence(signed.tbs, WHAT)?;
         read_version(&mut fields)?;
         let (_, serial) = fields.next_tagged(Tag::Integer, "serialNumber")?;
-        let (inner_algorithm, _) = fields.next()?;
-        // RFC 5280 §4.1.1.2: the signed algorithm must be the one the signature is made with.
-        if inner_algorithm != outer_algorithm {
-            return Err(fields.malformed(
-                "the signature algorithm inside the signed part differs from the outer one".into(),
-            ));
-        }
-        let (_, signature_algorithm) = AlgorithmIdentifier::from_der(outer_algorithm)
-            .map_err(|e| fields.malformed(e.to_string()))?;
+        signed.check_inner_algorithm(&mut fields)?;
         let (issuer_raw, _) = fields.next_tagged(Tag::Sequence, "issuer")?;
         let validity = fields.parse(Validity::from_der)?;
         let (subject_raw, _) = fields.next_tagged(Tag::Sequence, "subject")?;
         let spki = fields.parse(SubjectPublicKeyInfo::from_der)?;
         let extensions = read_extensions(&mut fields)?;
         fields.finish()?;
+        let SignedParts {
+            tbs,
+            algorithm: signature_algorithm,
+            signature,
+            ..
+        } = signed;
         Ok(Self {
             der: der.to_vec(),
             tbs: tbs.to_vec(),
@@ -417,6 +411,50 @@ impl Cert {
     }
 }
 
+/// The outside of a certificate or CRL: SEQUENCE { signed part, signatureAlgorithm,
+/// signatureValue BIT STRING }, each element's tag and class checked.
+struct SignedParts<'a> {
+    tbs: &'a [u8],
+    algorithm_raw: &'a [u8],
+    algorithm: AlgorithmIdentifier<'a>,
+    signature: BitString<'a>,
+}
+
+impl<'a> SignedParts<'a> {
+    fn read(mut outer: Elements<'a>) -> Result<Self, CertError> {
+        let (tbs, _) = outer.next_tagged(Tag::Sequence, "the signed part")?;
+        let (algorithm_raw, _) = outer.next_tagged(Tag::Sequence, "signatureAlgorithm")?;
+        let (_, algorithm) = AlgorithmIdentifier::from_der(algorithm_raw)
+            .map_err(|e| outer.malformed(e.to_string()))?;
+        let (signature_raw, _) = outer.next_tagged(Tag::BitString, "signatureValue")?;
+        let (_, signature) =
+            BitString::from_der(signature_raw).map_err(|e| outer.malformed(e.to_string()))?;
+        if signature.unused_bits != 0 {
+            // Signatures are whole octets: a nonzero count would be an unsigned, ignored field.
+            return Err(outer.malformed("the signature BIT STRING has unused bits".into()));
+        }
+        outer.finish()?;
+        Ok(Self {
+            tbs,
+            algorithm_raw,
+            algorithm,
+            signature,
+        })
+    }
+
+    /// RFC 5280 §4.1.1.2 and §5.1.1.2: the algorithm inside the signed part must be the one
+    /// outside it, or an unsigned field could change what the signature is checked as.
+    fn check_inner_algorithm(&self, fields: &mut Elements<'a>) -> Result<(), CertError> {
+        let (inner, _) = fields.next_tagged(Tag::Sequence, "signature")?;
+        if inner != self.algorithm_raw {
+            return Err(fields.malformed(
+                "the signature algorithm inside the signed part differs from the outer one".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// version [0] EXPLICIT INTEGER DEFAULT v1: v1, v2 or v3.
 fn read_version(fields: &mut Elements<'_>) -> Result<(), CertError> {
     if fields.next_header().map(|h| (h.class(), h.tag())) != Some((Class::ContextSpecific, Tag(0)))
@@ -448,20 +486,40 @@ fn read_extensions(fields: &mut Elements<'_>) -> Result<Vec<Extension>, CertErro
             continue;
         }
         let mut list = Elements::of_exact_sequence(tagged.data, "certificate extensions")?;
-        let mut parser = X509ExtensionParser::new().with_deep_parse_extensions(false);
         while !list.is_empty() {
-            let ext = list.parse(|i| parser.parse(i))?;
-            if out.iter().any(|e| e.oid == ext.oid) {
-                return Err(list.malformed(format!("extension {} appears twice", ext.oid)));
+            // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+            let (_, extension) = list.next_tagged(Tag::Sequence, "an extension")?;
+            let mut parts = Elements::of(&extension, "certificate extension")?;
+            let (_, id) = parts.next_tagged(Tag::Oid, "extnID")?;
+            let oid = id.oid().map_err(|e| parts.malformed(e.to_string()))?;
+            let critical = match parts.next_tag() {
+                Some(Tag::Boolean) => der_boolean(parts.next()?.1.data)
+                    .ok_or_else(|| parts.malformed("critical is not a DER BOOLEAN".into()))?,
+                _ => false,
+            };
+            let (_, value) = parts.next_tagged(Tag::OctetString, "extnValue")?;
+            parts.finish()?;
+            if out.iter().any(|e| e.oid == oid) {
+                return Err(list.malformed(format!("extension {oid} appears twice")));
             }
             out.push(Extension {
-                oid: ext.oid.to_owned(),
-                critical: ext.critical,
-                value: ext.value.to_vec(),
+                oid: oid.to_owned(),
+                critical,
+                value: value.data.to_vec(),
             });
         }
     }
     Ok(out)
+}
+
+/// A DER BOOLEAN's contents (X.690 §11.1). asn1-rs 0.7's own DER check indexes the first
+/// content byte before checking the length, so an empty BOOLEAN would panic there.
+fn der_boolean(contents: &[u8]) -> Option<bool> {
+    match contents {
+        [0x00] => Some(false),
+        [0xff] => Some(true),
+        _ => None,
+    }
 }
 
 /// basicConstraints cA, read from the raw extension (a malformed one is an error).
@@ -577,10 +635,10 @@ pub struct Crl {
     sig_alg: Option<SigAlg>,
     sig_alg_oid: Oid<'static>,
     signature: Vec<u8>,
-    /// SPKI digest of the key this CRL's signature was verified with, so that a CRL checked
-    /// for two chains (the Root CA CRL covers both the PCK and TCB-signing chains) costs one
-    /// signature verification.
-    verified_by: std::sync::OnceLock<[u8; 32]>,
+    /// The SPKI this CRL's signature was verified with, so that a CRL checked for two chains
+    /// (the Root CA CRL covers both the PCK and TCB-signing chains) costs one signature
+    /// verification.
+    verified_by: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Crl {
@@ -605,17 +663,13 @@ impl Crl {
     /// webpki does: a platform CA's CRL lists many certificates and a check asks about one.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
         const CRL: &str = "CRL";
-        let mut crl = Elements::of_sequence(der, CRL)?;
-        let (tbs, _) = crl.next()?;
-        let signature_algorithm = crl.parse(AlgorithmIdentifier::from_der)?;
-        let signature = crl.parse(BitString::from_der)?;
-        crl.finish()?;
-        let mut fields = Elements::of_sequence(tbs, CRL)?;
+        let signed = SignedParts::read(Elements::of_sequence(der, CRL)?)?;
+        let mut fields = Elements::of_sequence(signed.tbs, CRL)?;
         if fields.next_tag() == Some(Tag::Integer) {
             fields.next()?; // version (v2)
         }
-        fields.parse(AlgorithmIdentifier::from_der)?;
-        let (issuer_raw, _) = fields.next()?;
+        signed.check_inner_algorithm(&mut fields)?;
+        let (issuer_raw, _) = fields.next_tagged(Tag::Sequence, "issuer")?;
         let this_update = fields.parse(ASN1Time::from_der)?;
         let next_update = match fields.next_tag() {
             Some(Tag::UtcTime | Tag::GeneralizedTime) => Some(fields.parse(ASN1Time::from_der)?),
@@ -648,6 +702,12 @@ impl Crl {
             }
         }
         fields.finish()?;
+        let SignedParts {
+            tbs,
+            algorithm: signature_algorithm,
+            signature,
+            ..
+        } = signed;
         Ok(Self {
             der: der.to_vec(),
             tbs: tbs.to_vec(),
@@ -679,8 +739,7 @@ impl Crl {
 
     /// Check the CRL's signature with its issuer's key.
     pub fn verify_signed_by(&self, ca: &Cert) -> Result<(), CertError> {
-        let ca_key = crate::crypto::sha256(&ca.spki_der);
-        if self.verified_by.get() == Some(&ca_key) {
+        if self.verified_by.get() == Some(&ca.spki_der) {
             return Ok(());
         }
         let alg = self
@@ -695,7 +754,7 @@ impl Crl {
                 issuer: ca.subject(),
             }
         })?;
-        let _ = self.verified_by.set(ca_key);
+        let _ = self.verified_by.set(ca.spki_der.clone());
         Ok(())
     }
 
@@ -771,8 +830,16 @@ impl<'a> Elements<'a> {
             rest: seq.data,
             what,
         };
-        if seq.tag() != Tag::Sequence {
-            return Err(elements.malformed(format!("expected a SEQUENCE, found {}", seq.tag())));
+        let header = &seq.header;
+        if header.tag() != Tag::Sequence
+            || header.class() != Class::Universal
+            || !header.is_constructed()
+        {
+            return Err(elements.malformed(format!(
+                "expected a SEQUENCE, found {:?} {}",
+                header.class(),
+                header.tag()
+            )));
         }
         Ok(elements)
     }

@@ -231,14 +231,16 @@ fn malformed_crls_are_errors() {
     retagged[last_element] = 0xa1;
     let err = Crl::from_der(&retagged).unwrap_err();
     assert!(err.to_string().contains("crlExtensions"), "{err}");
-    // A flipped byte anywhere either fails to parse or leaves a CRL whose signature fails.
+    // A flipped bit anywhere either fails to parse or leaves a CRL whose signature fails.
     let root = parse_pem_chain(&read("intel/tcb_signing_chain_2025-2032.pem")).unwrap();
     let root = root.last().unwrap();
-    for offset in (0..der.len()).step_by(7) {
-        let mut bad = der.clone();
-        bad[offset] ^= 0x01;
-        if let Ok(crl) = Crl::from_der(&bad) {
-            assert!(crl.verify_signed_by(root).is_err(), "flip at {offset}");
+    for offset in 0..der.len() {
+        for bit in [0x01, 0x80] {
+            let mut bad = der.clone();
+            bad[offset] ^= bit;
+            if let Ok(crl) = Crl::from_der(&bad) {
+                assert!(crl.verify_signed_by(root).is_err(), "flip at {offset}");
+            }
         }
     }
 }
@@ -350,13 +352,17 @@ fn malformed_certificates_are_errors() {
     let trailing = [leaf.as_slice(), &[0]].concat();
     let err = Cert::from_der(&trailing).unwrap_err();
     assert!(err.to_string().contains("trailing"), "{err}");
-    // A flipped byte anywhere either fails to parse or leaves a certificate whose signature
-    // fails (or, in the outer signature fields, one that fails to verify).
-    for offset in 0..leaf.len() {
-        let mut bad = leaf.clone();
-        bad[offset] ^= 0x01;
-        if let Ok(cert) = Cert::from_der(&bad) {
-            assert!(cert.verify_signed_by(root).is_err(), "flip at {offset}");
+    // A flipped bit anywhere, in the leaf or in the root (a CA, whose basicConstraints holds a
+    // BOOLEAN), either fails to parse or leaves a certificate whose signature fails.
+    for good in [leaf, &root.der] {
+        for offset in 0..good.len() {
+            for bit in [0x01, 0x80] {
+                let mut bad = good.clone();
+                bad[offset] ^= bit;
+                if let Ok(cert) = Cert::from_der(&bad) {
+                    assert!(cert.verify_signed_by(root).is_err(), "flip at {offset}");
+                }
+            }
         }
     }
 }
