@@ -292,15 +292,9 @@ impl Cert {
         let spki = fields.parse(SubjectPublicKeyInfo::from_der)?;
         let extensions = read_extensions(&mut fields)?;
         fields.finish()?;
-        let SignedParts {
-            tbs,
-            algorithm: signature_algorithm,
-            signature,
-            ..
-        } = signed;
         Ok(Self {
             der: der.to_vec(),
-            tbs: tbs.to_vec(),
+            tbs: signed.tbs.to_vec(),
             subject_raw: subject_raw.to_vec(),
             issuer_raw: issuer_raw.to_vec(),
             serial: serial.data.to_vec(),
@@ -309,9 +303,9 @@ impl Cert {
             spki_der: spki.raw.to_vec(),
             public_key: spki.subject_public_key.data.to_vec(),
             key_kind: key_kind(&spki),
-            sig_alg: sig_alg(&signature_algorithm),
-            sig_alg_oid: signature_algorithm.algorithm.to_owned(),
-            signature: signature.data.to_vec(),
+            sig_alg: sig_alg(&signed.algorithm),
+            sig_alg_oid: signed.algorithm.algorithm.to_owned(),
+            signature: signed.signature.data.to_vec(),
             is_ca: is_ca(&extensions)?,
             extensions,
             parsed_key: ParsedKey::default(),
@@ -702,22 +696,16 @@ impl Crl {
             }
         }
         fields.finish()?;
-        let SignedParts {
-            tbs,
-            algorithm: signature_algorithm,
-            signature,
-            ..
-        } = signed;
         Ok(Self {
             der: der.to_vec(),
-            tbs: tbs.to_vec(),
+            tbs: signed.tbs.to_vec(),
             issuer_raw: issuer_raw.to_vec(),
             this_update: this_update.to_datetime(),
             next_update: next_update.map(|t| t.to_datetime()),
             revoked,
-            sig_alg: sig_alg(&signature_algorithm),
-            sig_alg_oid: signature_algorithm.algorithm.to_owned(),
-            signature: signature.data.to_vec(),
+            sig_alg: sig_alg(&signed.algorithm),
+            sig_alg_oid: signed.algorithm.algorithm.to_owned(),
+            signature: signed.signature.data.to_vec(),
             verified_by: std::sync::OnceLock::new(),
         })
     }
