@@ -657,7 +657,7 @@ impl Crl {
     /// webpki does: a platform CA's CRL lists many certificates and a check asks about one.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
         const CRL: &str = "CRL";
-        let signed = SignedParts::read(Elements::of_sequence(der, CRL)?)?;
+        let signed = SignedParts::read(Elements::of_exact_sequence(der, CRL)?)?;
         let mut fields = Elements::of_sequence(signed.tbs, CRL)?;
         if fields.next_tag() == Some(Tag::Integer) {
             fields.next()?; // version (v2)

@@ -210,6 +210,9 @@ fn malformed_crls_are_errors() {
     for cut in [0, 1, 10, der.len() / 2, der.len() - 1] {
         assert!(Crl::from_der(&der[..cut]).is_err(), "cut at {cut}");
     }
+    let trailing = [der.as_slice(), &[0]].concat();
+    let err = Crl::from_der(&trailing).unwrap_err();
+    assert!(err.to_string().contains("trailing"), "{err}");
     // The last TBSCertList element must be crlExtensions [0]: retagged, the CRL is refused.
     let last_element = {
         use x509_parser::der_parser::asn1_rs::{Any, FromDer as _};
