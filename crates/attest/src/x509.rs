@@ -6,7 +6,7 @@
 
 use ::time::OffsetDateTime;
 use aws_lc_rs::signature::{self, VerificationAlgorithm};
-use x509_parser::der_parser::asn1_rs::{Any, BitString, Class, Header, Tag};
+use der::{Decode as _, Reader as _, Tag, TagNumber};
 use x509_parser::der_parser::oid::Oid;
 use x509_parser::extensions::BasicConstraints;
 use x509_parser::nom::Err as NomError;
@@ -305,7 +305,7 @@ impl Cert {
             key_kind: key_kind(&spki),
             sig_alg: sig_alg(&signed.algorithm),
             sig_alg_oid: signed.algorithm.algorithm.to_owned(),
-            signature: signed.signature.data.to_vec(),
+            signature: signed.signature.to_vec(),
             is_ca: is_ca(&extensions)?,
             extensions,
             parsed_key: ParsedKey::default(),
@@ -411,7 +411,8 @@ struct SignedParts<'a> {
     tbs: &'a [u8],
     algorithm_raw: &'a [u8],
     algorithm: AlgorithmIdentifier<'a>,
-    signature: BitString<'a>,
+    /// The signatureValue's octets.
+    signature: &'a [u8],
 }
 
 impl<'a> SignedParts<'a> {
@@ -420,13 +421,12 @@ impl<'a> SignedParts<'a> {
         let (algorithm_raw, _) = outer.next_tagged(Tag::Sequence, "signatureAlgorithm")?;
         let (_, algorithm) = AlgorithmIdentifier::from_der(algorithm_raw)
             .map_err(|e| outer.malformed(e.to_string()))?;
-        let (signature_raw, _) = outer.next_tagged(Tag::BitString, "signatureValue")?;
-        let (_, signature) =
-            BitString::from_der(signature_raw).map_err(|e| outer.malformed(e.to_string()))?;
-        if signature.unused_bits != 0 {
-            // Signatures are whole octets: a nonzero count would be an unsigned, ignored field.
+        let (_, signature) = outer.next_tagged(Tag::BitString, "signatureValue")?;
+        // Signatures are whole octets: a nonzero unused-bits count would be an unsigned,
+        // ignored field.
+        let [0, signature @ ..] = signature.data else {
             return Err(outer.malformed("the signature BIT STRING has unused bits".into()));
-        }
+        };
         outer.finish()?;
         Ok(Self {
             tbs,
@@ -451,17 +451,17 @@ impl<'a> SignedParts<'a> {
 
 /// version [0] EXPLICIT INTEGER DEFAULT v1: v1, v2 or v3.
 fn read_version(fields: &mut Elements<'_>) -> Result<(), CertError> {
-    if fields.next_header().map(|h| (h.class(), h.tag())) != Some((Class::ContextSpecific, Tag(0)))
-    {
+    if fields.next_tag() != Some(context_tag(0, true)) {
         return Ok(());
     }
     let (_, tagged) = fields.next()?;
-    let (rest, version) =
-        u32::from_der(tagged.data).map_err(|e| fields.malformed(e.to_string()))?;
-    if !rest.is_empty() || version > 2 {
-        return Err(fields.malformed(format!("unknown certificate version {version}")));
+    let mut inner = Elements::of_contents(tagged.data, "certificate version");
+    let (_, version) = inner.next_tagged(Tag::Integer, "version")?;
+    inner.finish()?;
+    match version.data {
+        [0..=2] => Ok(()),
+        other => Err(fields.malformed(format!("unknown certificate version {other:02x?}"))),
     }
-    Ok(())
 }
 
 /// issuerUniqueID [1] and subjectUniqueID [2] (skipped), then extensions [3] EXPLICIT, each
@@ -469,10 +469,13 @@ fn read_version(fields: &mut Elements<'_>) -> Result<(), CertError> {
 fn read_extensions(fields: &mut Elements<'_>) -> Result<Vec<Extension>, CertError> {
     let mut out: Vec<Extension> = Vec::new();
     let mut last_tag = 0;
-    while let Some(header) = fields.next_header() {
+    while !fields.is_empty() {
         let (_, tagged) = fields.next()?;
-        let Tag(tag) = header.tag();
-        if header.class() != Class::ContextSpecific || tag <= last_tag || tag > 3 {
+        let tag = match tagged.tag {
+            Tag::ContextSpecific { number, .. } => number.value(),
+            other => return Err(fields.malformed(format!("unexpected {other} in the certificate"))),
+        };
+        if tag <= last_tag || tag > 3 {
             return Err(fields.malformed(format!("unexpected [{tag}] in the certificate")));
         }
         last_tag = tag;
@@ -484,8 +487,11 @@ fn read_extensions(fields: &mut Elements<'_>) -> Result<Vec<Extension>, CertErro
             // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
             let (_, extension) = list.next_tagged(Tag::Sequence, "an extension")?;
             let mut parts = Elements::of(&extension, "certificate extension")?;
-            let (_, id) = parts.next_tagged(Tag::Oid, "extnID")?;
-            let oid = id.oid().map_err(|e| parts.malformed(e.to_string()))?;
+            let (_, id) = parts.next_tagged(Tag::ObjectIdentifier, "extnID")?;
+            if id.data.is_empty() {
+                return Err(parts.malformed("an empty extnID".into()));
+            }
+            let oid = Oid::new(id.data.into());
             let critical = match parts.next_tag() {
                 Some(Tag::Boolean) => der_boolean(parts.next()?.1.data)
                     .ok_or_else(|| parts.malformed("critical is not a DER BOOLEAN".into()))?,
@@ -506,8 +512,7 @@ fn read_extensions(fields: &mut Elements<'_>) -> Result<Vec<Extension>, CertErro
     Ok(out)
 }
 
-/// A DER BOOLEAN's contents (X.690 §11.1). asn1-rs 0.7's own DER check indexes the first
-/// content byte before checking the length, so an empty BOOLEAN would panic there.
+/// A DER BOOLEAN's contents (X.690 §11.1).
 fn der_boolean(contents: &[u8]) -> Option<bool> {
     match contents {
         [0x00] => Some(false),
@@ -676,7 +681,7 @@ impl Crl {
             while !entries.is_empty() {
                 let (_, entry) = entries.next()?;
                 let (_, serial) = Elements::of(&entry, CRL)?.next()?;
-                if serial.tag() != Tag::Integer {
+                if serial.tag != Tag::Integer {
                     return Err(
                         entries.malformed("a revoked entry's serial is not an INTEGER".into())
                     );
@@ -688,10 +693,10 @@ impl Crl {
         if !fields.is_empty() {
             // crlExtensions [0]: present, but nothing read here depends on them.
             let (_, extensions) = fields.next()?;
-            if extensions.class() != Class::ContextSpecific || extensions.tag() != Tag(0) {
+            if extensions.tag != context_tag(0, true) {
                 return Err(fields.malformed(format!(
                     "expected crlExtensions [0], found {}",
-                    extensions.tag()
+                    extensions.tag
                 )));
             }
         }
@@ -705,7 +710,7 @@ impl Crl {
             revoked,
             sig_alg: sig_alg(&signed.algorithm),
             sig_alg_oid: signed.algorithm.algorithm.to_owned(),
-            signature: signed.signature.data.to_vec(),
+            signature: signed.signature.to_vec(),
             verified_by: std::sync::OnceLock::new(),
         })
     }
@@ -780,8 +785,48 @@ fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
     (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
 }
 
-/// The elements of one DER SEQUENCE, read in order, each borrowed (asn1-rs does the DER; this
-/// only walks a structure's fields). Errors name `what` is being read.
+/// One DER element, borrowed: its tag (class, constructed bit and number), its contents, and
+/// its whole encoding. The `der` crate reads the header and enforces DER's length rules.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Element<'a> {
+    /// The tag.
+    pub(crate) tag: Tag,
+    /// The contents octets.
+    pub(crate) data: &'a [u8],
+}
+
+/// `[number]`, context-specific.
+fn context_tag(number: u8, constructed: bool) -> Tag {
+    Tag::ContextSpecific {
+        constructed,
+        number: TagNumber::new(number),
+    }
+}
+
+/// The element at the start of `input`, its whole encoding and what follows it.
+fn read_element(input: &[u8]) -> der::Result<(&[u8], Element<'_>, &[u8])> {
+    let mut reader = der::SliceReader::new(input)?;
+    let header = der::Header::decode(&mut reader)?;
+    let data = reader.read_slice(header.length)?;
+    let used = usize::try_from(reader.position())?;
+    let (raw, rest) = input
+        .split_at_checked(used)
+        .ok_or(der::ErrorKind::Incomplete {
+            expected_len: reader.position(),
+            actual_len: reader.input_len(),
+        })?;
+    Ok((
+        raw,
+        Element {
+            tag: header.tag,
+            data,
+        },
+        rest,
+    ))
+}
+
+/// The elements of one DER SEQUENCE, read in order, each borrowed (the `der` crate reads each
+/// element's header; this only walks a structure's fields). Errors name `what` is being read.
 pub(crate) struct Elements<'a> {
     rest: &'a [u8],
     what: &'static str,
@@ -790,19 +835,13 @@ pub(crate) struct Elements<'a> {
 impl<'a> Elements<'a> {
     /// The elements of the SEQUENCE at the start of `der` (bytes after it are ignored).
     pub(crate) fn of_sequence(der: &'a [u8], what: &'static str) -> Result<Self, CertError> {
-        let (_, seq) = Any::from_der(der).map_err(|e| CertError::Malformed {
-            what: what.into(),
-            reason: e.to_string(),
-        })?;
+        let (_, seq, _) = read_element(der).map_err(|e| malformed_der(what, e))?;
         Self::of(&seq, what)
     }
 
     /// The elements of the SEQUENCE that is all of `der`.
     fn of_exact_sequence(der: &'a [u8], what: &'static str) -> Result<Self, CertError> {
-        let (after, seq) = Any::from_der(der).map_err(|e| CertError::Malformed {
-            what: what.into(),
-            reason: e.to_string(),
-        })?;
+        let (_, seq, after) = read_element(der).map_err(|e| malformed_der(what, e))?;
         let elements = Self::of(&seq, what)?;
         if !after.is_empty() {
             return Err(
@@ -812,53 +851,48 @@ impl<'a> Elements<'a> {
         Ok(elements)
     }
 
-    /// The elements of an already read SEQUENCE.
-    pub(crate) fn of(seq: &Any<'a>, what: &'static str) -> Result<Self, CertError> {
-        let elements = Self {
-            rest: seq.data,
-            what,
-        };
-        let header = &seq.header;
-        if header.tag() != Tag::Sequence
-            || header.class() != Class::Universal
-            || !header.is_constructed()
-        {
-            return Err(elements.malformed(format!(
-                "expected a SEQUENCE, found {:?} {}",
-                header.class(),
-                header.tag()
-            )));
+    /// The elements of an already read SEQUENCE (universal and constructed: `der` reads only
+    /// 0x30 as a SEQUENCE).
+    pub(crate) fn of(seq: &Element<'a>, what: &'static str) -> Result<Self, CertError> {
+        let elements = Self::of_contents(seq.data, what);
+        if seq.tag != Tag::Sequence {
+            return Err(elements.malformed(format!("expected a SEQUENCE, found {}", seq.tag)));
         }
         Ok(elements)
+    }
+
+    /// The elements in `contents` (an explicitly tagged element's, say).
+    pub(crate) fn of_contents(contents: &'a [u8], what: &'static str) -> Self {
+        Self {
+            rest: contents,
+            what,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 
+    /// The next element's tag, if it has one `der` knows.
     fn next_tag(&self) -> Option<Tag> {
-        self.next_header().map(|h| h.tag())
-    }
-
-    fn next_header(&self) -> Option<Header<'a>> {
-        Header::from_der(self.rest).ok().map(|(_, h)| h)
+        self.rest.first().and_then(|&b| Tag::try_from(b).ok())
     }
 
     /// The next element, which must carry `tag` (`field` names it in the error).
-    fn next_tagged(&mut self, tag: Tag, field: &str) -> Result<(&'a [u8], Any<'a>), CertError> {
-        let (raw, any) = self.next()?;
-        if any.tag() != tag || any.class() != Class::Universal {
-            return Err(self.malformed(format!("{field} is {}, expected {tag}", any.tag())));
+    fn next_tagged(&mut self, tag: Tag, field: &str) -> Result<(&'a [u8], Element<'a>), CertError> {
+        let (raw, element) = self.next()?;
+        if element.tag != tag {
+            return Err(self.malformed(format!("{field} is {}, expected {tag}", element.tag)));
         }
-        Ok((raw, any))
+        Ok((raw, element))
     }
 
     /// The next element: its whole encoding and the element itself.
-    pub(crate) fn next(&mut self) -> Result<(&'a [u8], Any<'a>), CertError> {
-        let (rest, any) = Any::from_der(self.rest).map_err(|e| self.malformed(e.to_string()))?;
-        let raw = &self.rest[..self.rest.len() - rest.len()];
+    pub(crate) fn next(&mut self) -> Result<(&'a [u8], Element<'a>), CertError> {
+        let (raw, element, rest) =
+            read_element(self.rest).map_err(|e| self.malformed(e.to_string()))?;
         self.rest = rest;
-        Ok((raw, any))
+        Ok((raw, element))
     }
 
     /// The next element, decoded by `parser`.
@@ -871,7 +905,7 @@ impl<'a> Elements<'a> {
         Ok(value)
     }
 
-    fn finish(&self) -> Result<(), CertError> {
+    pub(crate) fn finish(&self) -> Result<(), CertError> {
         if self.rest.is_empty() {
             Ok(())
         } else {
@@ -884,6 +918,13 @@ impl<'a> Elements<'a> {
             what: self.what.into(),
             reason,
         }
+    }
+}
+
+fn malformed_der(what: &str, e: der::Error) -> CertError {
+    CertError::Malformed {
+        what: what.into(),
+        reason: e.to_string(),
     }
 }
 

@@ -1,9 +1,10 @@
 //! The SGX extension of a PCK certificate (OID 1.2.840.113741.1.13.1): the platform's TCB.
 
-use x509_parser::der_parser::asn1_rs::{Any, FromDer, Oid, Tag, oid};
+use der::{DecodeValue as _, Tag};
+use x509_parser::der_parser::asn1_rs::{Oid, oid};
 
 use super::DcapError;
-use crate::x509::{Cert, Elements};
+use crate::x509::{Cert, Element, Elements};
 
 const OID_SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
 // Compared as encoded bytes: PCK parsing is on the path of every uncached verification.
@@ -42,8 +43,8 @@ fn bad(reason: impl Into<String>) -> DcapError {
 
 /// The `(OID, value)` pairs of a SEQUENCE OF SEQUENCE { OID, value }, read in place.
 fn pairs<'a>(
-    seq: &Any<'a>,
-) -> Result<impl Iterator<Item = Result<(Oid<'a>, Any<'a>), DcapError>>, DcapError> {
+    seq: &Element<'a>,
+) -> Result<impl Iterator<Item = Result<(Oid<'a>, Element<'a>), DcapError>>, DcapError> {
     let mut items = Elements::of(seq, "SGX extension").map_err(|e| bad(e.to_string()))?;
     Ok(std::iter::from_fn(move || {
         (!items.is_empty()).then(|| {
@@ -55,14 +56,16 @@ fn pairs<'a>(
             if !parts.is_empty() {
                 return Err(shape());
             }
-            let oid = oid.oid().map_err(|_| bad("expected an OID"))?;
-            Ok((oid, value))
+            if oid.tag != Tag::ObjectIdentifier || oid.data.is_empty() {
+                return Err(bad("expected an OID"));
+            }
+            Ok((Oid::new(oid.data.into()), value))
         })
     }))
 }
 
-fn octets<const N: usize>(obj: &Any<'_>, what: &str) -> Result<[u8; N], DcapError> {
-    if obj.tag() != Tag::OctetString {
+fn octets<const N: usize>(obj: &Element<'_>, what: &str) -> Result<[u8; N], DcapError> {
+    if obj.tag != Tag::OctetString {
         return Err(bad(format!("{what} is not an OCTET STRING")));
     }
     obj.data
@@ -70,13 +73,16 @@ fn octets<const N: usize>(obj: &Any<'_>, what: &str) -> Result<[u8; N], DcapErro
         .map_err(|_| bad(format!("{what} is {} bytes, expected {N}", obj.data.len())))
 }
 
-fn small_int(obj: &Any<'_>, what: &str) -> Result<u64, DcapError> {
-    let value = match obj.tag() {
-        Tag::Integer => obj.as_u64(),
-        Tag::Enumerated => obj.as_enumerated().map(|e| u64::from(e.0)),
-        _ => return Err(bad(format!("{what} is not an integer"))),
-    };
-    value.map_err(|_| bad(format!("{what} is not a small integer")))
+/// A non-negative INTEGER or ENUMERATED (same contents encoding) that fits in a `u64`, DER rules
+/// checked by the `der` crate.
+fn small_int(obj: &Element<'_>, what: &str) -> Result<u64, DcapError> {
+    if !matches!(obj.tag, Tag::Integer | Tag::Enumerated) {
+        return Err(bad(format!("{what} is not an integer")));
+    }
+    let not_small = |_| bad(format!("{what} is not a small non-negative integer"));
+    let header = der::Header::new(Tag::Integer, obj.data.len()).map_err(not_small)?;
+    let mut reader = der::SliceReader::new(obj.data).map_err(not_small)?;
+    u64::decode_value(&mut reader, header).map_err(not_small)
 }
 
 impl PckExtensions {
@@ -85,7 +91,9 @@ impl PckExtensions {
         let ext = pck
             .extension(OID_SGX_EXTENSIONS)
             .ok_or_else(|| bad("the certificate has no SGX extension; is it a PCK certificate?"))?;
-        let (_, root) = Any::from_der(&ext.value).map_err(|e| bad(e.to_string()))?;
+        let mut value = Elements::of_contents(&ext.value, "SGX extension");
+        let (_, root) = value.next().map_err(|e| bad(e.to_string()))?;
+        value.finish().map_err(|e| bad(e.to_string()))?;
         let mut out = Self {
             ppid: Vec::new(),
             tcb_components: [0; 16],
@@ -99,7 +107,7 @@ impl PckExtensions {
         for pair in pairs(&root)? {
             let (oid, value) = pair?;
             if oid == OID_PPID {
-                if value.tag() != Tag::OctetString {
+                if value.tag != Tag::OctetString {
                     return Err(bad("PPID is not an OCTET STRING"));
                 }
                 out.ppid = value.data.to_vec();
@@ -122,7 +130,7 @@ impl PckExtensions {
         Ok(out)
     }
 
-    fn read_tcb(&mut self, tcb: &Any<'_>) -> Result<(), DcapError> {
+    fn read_tcb(&mut self, tcb: &Element<'_>) -> Result<(), DcapError> {
         let mut seen = 0u32;
         for pair in pairs(tcb)? {
             let (oid, value) = pair?;
