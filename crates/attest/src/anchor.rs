@@ -74,7 +74,7 @@ impl TrustAnchor {
             return Err(CertError::SimulationNotEnabled);
         }
         Ok(Self::Production {
-            spki_sha256: vec![sha256(&root.spki_der)],
+            spki_sha256: vec![sha256(root.spki_der())],
         })
     }
 
@@ -82,8 +82,8 @@ impl TrustAnchor {
     pub fn simulation(cert: &[u8]) -> Result<Self, CertError> {
         let root = Cert::from_der_or_pem(cert)?;
         Ok(Self::Simulation {
-            spki_sha256: sha256(&root.spki_der),
-            root_der: root.der.clone(),
+            spki_sha256: sha256(root.spki_der()),
+            root_der: root.der().to_vec(),
         })
     }
 
@@ -94,7 +94,7 @@ impl TrustAnchor {
 
     /// Whether `root` (a self-signed certificate at the end of a chain) is one of ours.
     pub fn trusts(&self, root: &Cert) -> bool {
-        let digest = sha256(&root.spki_der);
+        let digest = sha256(root.spki_der());
         match self {
             Self::Production { spki_sha256 } => spki_sha256.contains(&digest),
             Self::Simulation { spki_sha256, .. } => *spki_sha256 == digest,

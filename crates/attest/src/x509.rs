@@ -194,48 +194,83 @@ pub enum KeyKind {
     Other,
 }
 
-/// One X.509 extension, raw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Extension {
-    /// The OID (compared as bytes; formatted only on demand).
-    pub oid: Oid<'static>,
+/// One X.509 extension, raw, borrowed from its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extension<'a> {
+    /// The extnID, as encoded (the OBJECT IDENTIFIER's contents).
+    pub oid: &'a [u8],
     /// Criticality.
     pub critical: bool,
     /// The extnValue contents (DER of the extension's value).
-    pub value: Vec<u8>,
+    pub value: &'a [u8],
 }
 
-/// A parsed, owned certificate: everything verification needs, parsed once.
+impl Extension<'_> {
+    /// The extnID in dotted form.
+    pub fn oid_text(&self) -> String {
+        Oid::new(self.oid.into()).to_id_string()
+    }
+}
+
+/// Where a field lies in a certificate's DER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span of `inner`, a subslice of `outer`.
+    fn of(outer: &[u8], inner: &[u8]) -> Self {
+        let start = offset_in(outer, inner);
+        // Inputs are far below 4 GiB (a DER length field here tops out at 256 MiB).
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Self {
+            start: at(start),
+            end: at(start.saturating_add(inner.len())),
+        }
+    }
+
+    fn get(self, der: &[u8]) -> &[u8] {
+        der.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// Where an extension's parts lie in its certificate's DER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ExtensionSpan {
+    oid: Span,
+    critical: bool,
+    value: Span,
+}
+
+/// A parsed, owned certificate: everything verification needs, read once. The fields are kept
+/// as spans of the certificate's own DER, so a certificate is one allocation and a clone is a
+/// copy of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cert {
-    /// The whole certificate, DER.
-    pub der: Vec<u8>,
-    /// The signed TBSCertificate bytes.
-    pub tbs: Vec<u8>,
-    subject_raw: Vec<u8>,
-    issuer_raw: Vec<u8>,
-    /// Serial number, big-endian bytes.
-    pub serial: Vec<u8>,
+    der: Vec<u8>,
+    tbs: Span,
+    subject: Span,
+    issuer: Span,
+    serial: Span,
+    spki: Span,
+    public_key: Span,
+    /// The outer signatureAlgorithm, for the error when it is not supported.
+    signature_algorithm: Span,
+    signature: Span,
+    extensions: Vec<ExtensionSpan>,
     /// Validity start.
     pub not_before: OffsetDateTime,
     /// Validity end.
     pub not_after: OffsetDateTime,
-    /// SubjectPublicKeyInfo, DER.
-    pub spki_der: Vec<u8>,
-    /// The subjectPublicKey bits (EC point or RSAPublicKey DER).
-    pub public_key: Vec<u8>,
     /// The kind of `public_key`.
     pub key_kind: KeyKind,
     /// The algorithm of the signature on this certificate, if supported.
     pub sig_alg: Option<SigAlg>,
-    /// The signature algorithm's OID, kept for the error when it is not supported.
-    sig_alg_oid: Oid<'static>,
-    /// The signature value.
-    pub signature: Vec<u8>,
     /// basicConstraints cA.
     pub is_ca: bool,
-    /// All extensions, raw.
-    pub extensions: Vec<Extension>,
     /// The public key as last parsed for verification.
     parsed_key: ParsedKey,
 }
@@ -286,30 +321,90 @@ impl Cert {
         read_version(&mut fields)?;
         let (_, serial) = fields.next_tagged(Tag::Integer, "serialNumber")?;
         signed.check_inner_algorithm(&mut fields)?;
-        let (issuer_raw, _) = fields.next_tagged(Tag::Sequence, "issuer")?;
+        let (issuer, _) = fields.next_tagged(Tag::Sequence, "issuer")?;
         let validity = fields.parse(Validity::from_der)?;
-        let (subject_raw, _) = fields.next_tagged(Tag::Sequence, "subject")?;
-        let spki = fields.parse(SubjectPublicKeyInfo::from_der)?;
+        let (subject, _) = fields.next_tagged(Tag::Sequence, "subject")?;
+        let (spki, spki_element) = fields.next_tagged(Tag::Sequence, "subjectPublicKeyInfo")?;
+        let (key_kind, public_key) = read_spki(&spki_element)?;
         let extensions = read_extensions(&mut fields)?;
         fields.finish()?;
-        Ok(Self {
+        let span = |part: &[u8]| Span::of(der, part);
+        let mut cert = Self {
             der: der.to_vec(),
-            tbs: signed.tbs.to_vec(),
-            subject_raw: subject_raw.to_vec(),
-            issuer_raw: issuer_raw.to_vec(),
-            serial: serial.data.to_vec(),
+            tbs: span(signed.tbs),
+            subject: span(subject),
+            issuer: span(issuer),
+            serial: span(serial.data),
+            spki: span(spki),
+            public_key: span(public_key),
+            signature_algorithm: span(signed.algorithm_raw),
+            signature: span(signed.signature),
+            extensions: extensions
+                .iter()
+                .map(|e| ExtensionSpan {
+                    oid: span(e.oid),
+                    critical: e.critical,
+                    value: span(e.value),
+                })
+                .collect(),
             not_before: validity.not_before.to_datetime(),
             not_after: validity.not_after.to_datetime(),
-            spki_der: spki.raw.to_vec(),
-            public_key: spki.subject_public_key.data.to_vec(),
-            key_kind: key_kind(&spki),
-            sig_alg: sig_alg(&signed.algorithm),
-            sig_alg_oid: signed.algorithm.algorithm.to_owned(),
-            signature: signed.signature.to_vec(),
-            is_ca: is_ca(&extensions)?,
-            extensions,
+            key_kind,
+            sig_alg: signed.sig_alg(),
+            is_ca: false,
             parsed_key: ParsedKey::default(),
+        };
+        cert.is_ca = is_ca(&cert)?;
+        Ok(cert)
+    }
+
+    /// The whole certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The whole certificate, DER, owned.
+    pub fn into_der(self) -> Vec<u8> {
+        self.der
+    }
+
+    /// The signed TBSCertificate bytes.
+    pub fn tbs(&self) -> &[u8] {
+        self.tbs.get(&self.der)
+    }
+
+    /// Serial number, big-endian bytes as encoded.
+    pub fn serial(&self) -> &[u8] {
+        self.serial.get(&self.der)
+    }
+
+    /// SubjectPublicKeyInfo, DER.
+    pub fn spki_der(&self) -> &[u8] {
+        self.spki.get(&self.der)
+    }
+
+    /// The subjectPublicKey bits (EC point or RSAPublicKey DER).
+    pub fn public_key(&self) -> &[u8] {
+        self.public_key.get(&self.der)
+    }
+
+    /// The signature value.
+    pub fn signature(&self) -> &[u8] {
+        self.signature.get(&self.der)
+    }
+
+    /// All extensions, raw, in order.
+    pub fn extensions(&self) -> impl Iterator<Item = Extension<'_>> {
+        self.extensions.iter().map(|e| Extension {
+            oid: e.oid.get(&self.der),
+            critical: e.critical,
+            value: e.value.get(&self.der),
         })
+    }
+
+    /// The extension whose extnID is `oid`, as encoded.
+    pub fn extension_encoded(&self, oid: &[u8]) -> Option<Extension<'_>> {
+        self.extensions().find(|e| e.oid == oid)
     }
 
     /// Parse one certificate given as DER or PEM.
@@ -326,25 +421,25 @@ impl Cert {
 
     /// Subject, RFC 4514 text (formatted on demand: only errors and classification need it).
     pub fn subject(&self) -> String {
-        name_text(&self.subject_raw)
+        name_text(self.subject.get(&self.der))
     }
 
     /// Issuer, RFC 4514 text.
     pub fn issuer(&self) -> String {
-        name_text(&self.issuer_raw)
+        name_text(self.issuer.get(&self.der))
     }
 
     /// Whether an attribute of the subject contains the ASCII `text`, read from the encoded
     /// name without formatting it: for telling certificates' roles apart (collateral files), never
     /// for trusting them.
     pub fn subject_mentions(&self, text: &str) -> bool {
-        memchr::memmem::find(&self.subject_raw, text.as_bytes()).is_some()
+        memchr::memmem::find(self.subject.get(&self.der), text.as_bytes()).is_some()
     }
 
     /// The raw value of the extension with this dotted OID.
-    pub fn extension(&self, oid: &str) -> Option<&Extension> {
+    pub fn extension(&self, oid: &str) -> Option<Extension<'_>> {
         let oid: Oid<'_> = oid.parse().ok()?;
-        self.extensions.iter().find(|e| e.oid == oid)
+        self.extension_encoded(oid.as_bytes())
     }
 
     /// Whether this certificate belongs to cloister's simulation hierarchy.
@@ -373,7 +468,7 @@ impl Cert {
 
     /// Whether `issuer`'s subject is this certificate's issuer name.
     pub fn is_issued_by_name(&self, issuer: &Cert) -> bool {
-        self.issuer_raw == issuer.subject_raw
+        self.issuer.get(&self.der) == issuer.subject.get(&issuer.der)
     }
 
     /// Check the signature on this certificate with `issuer`'s key.
@@ -382,9 +477,9 @@ impl Cert {
             .sig_alg
             .ok_or_else(|| CertError::UnsupportedAlgorithm {
                 subject: self.subject(),
-                algorithm: self.sig_alg_oid.to_id_string(),
+                algorithm: algorithm_text(self.signature_algorithm.get(&self.der)),
             })?;
-        verify_signature(issuer, alg, &self.tbs, &self.signature).map_err(|e| match e {
+        verify_signature(issuer, alg, self.tbs(), self.signature()).map_err(|e| match e {
             VerifyFail::Unsupported => CertError::UnsupportedAlgorithm {
                 subject: issuer.subject(),
                 algorithm: format!("{alg:?} with a {:?} key", issuer.key_kind),
@@ -410,7 +505,8 @@ impl Cert {
 struct SignedParts<'a> {
     tbs: &'a [u8],
     algorithm_raw: &'a [u8],
-    algorithm: AlgorithmIdentifier<'a>,
+    /// The signatureAlgorithm's OID, as encoded.
+    algorithm: &'a [u8],
     /// The signatureValue's octets.
     signature: &'a [u8],
 }
@@ -418,9 +514,8 @@ struct SignedParts<'a> {
 impl<'a> SignedParts<'a> {
     fn read(mut outer: Elements<'a>) -> Result<Self, CertError> {
         let (tbs, _) = outer.next_tagged(Tag::Sequence, "the signed part")?;
-        let (algorithm_raw, _) = outer.next_tagged(Tag::Sequence, "signatureAlgorithm")?;
-        let (_, algorithm) = AlgorithmIdentifier::from_der(algorithm_raw)
-            .map_err(|e| outer.malformed(e.to_string()))?;
+        let (algorithm_raw, algorithm) = outer.next_tagged(Tag::Sequence, "signatureAlgorithm")?;
+        let (algorithm, _) = read_algorithm(&algorithm)?;
         let (_, signature) = outer.next_tagged(Tag::BitString, "signatureValue")?;
         // Signatures are whole octets: a nonzero unused-bits count would be an unsigned,
         // ignored field.
@@ -434,6 +529,25 @@ impl<'a> SignedParts<'a> {
             algorithm,
             signature,
         })
+    }
+
+    /// The signature algorithm, if it is one we verify.
+    fn sig_alg(&self) -> Option<SigAlg> {
+        let oid = self.algorithm;
+        if oid == OID_SIG_ECDSA_WITH_SHA256.as_bytes() {
+            Some(SigAlg::EcdsaSha256)
+        } else if oid == OID_SIG_ECDSA_WITH_SHA384.as_bytes() {
+            Some(SigAlg::EcdsaSha384)
+        } else if oid == OID_PKCS1_SHA256WITHRSA.as_bytes() {
+            Some(SigAlg::RsaPkcs1Sha256)
+        } else if oid == OID_PKCS1_SHA384WITHRSA.as_bytes() {
+            Some(SigAlg::RsaPkcs1Sha384)
+        } else if oid == OID_PKCS1_RSASSAPSS.as_bytes() {
+            let (_, alg) = AlgorithmIdentifier::from_der(self.algorithm_raw).ok()?;
+            pss_alg(&alg)
+        } else {
+            None
+        }
     }
 
     /// RFC 5280 §4.1.1.2 and §5.1.1.2: the algorithm inside the signed part must be the one
@@ -466,7 +580,7 @@ fn read_version(fields: &mut Elements<'_>) -> Result<(), CertError> {
 
 /// issuerUniqueID [1] and subjectUniqueID [2] (skipped), then extensions [3] EXPLICIT, each
 /// kept raw; an extension listed twice is refused (RFC 5280 §4.2).
-fn read_extensions(fields: &mut Elements<'_>) -> Result<Vec<Extension>, CertError> {
+fn read_extensions<'a>(fields: &mut Elements<'a>) -> Result<Vec<Extension<'a>>, CertError> {
     let mut out: Vec<Extension> = Vec::new();
     let mut last_tag = 0;
     while !fields.is_empty() {
@@ -499,13 +613,13 @@ fn read_extensions(fields: &mut Elements<'_>) -> Result<Vec<Extension>, CertErro
             };
             let (_, value) = parts.next_tagged(Tag::OctetString, "extnValue")?;
             parts.finish()?;
-            if out.iter().any(|e| e.oid == oid) {
+            if out.iter().any(|e| e.oid == id.data) {
                 return Err(list.malformed(format!("extension {oid} appears twice")));
             }
             out.push(Extension {
-                oid: oid.to_owned(),
+                oid: id.data,
                 critical,
-                value: value.data.to_vec(),
+                value: value.data,
             });
         }
     }
@@ -522,19 +636,68 @@ fn der_boolean(contents: &[u8]) -> Option<bool> {
 }
 
 /// basicConstraints cA, read from the raw extension (a malformed one is an error).
-fn is_ca(extensions: &[Extension]) -> Result<bool, CertError> {
-    let Some(ext) = extensions
-        .iter()
-        .find(|e| e.oid == OID_X509_EXT_BASIC_CONSTRAINTS)
-    else {
+fn is_ca(cert: &Cert) -> Result<bool, CertError> {
+    let Some(ext) = cert.extension_encoded(OID_X509_EXT_BASIC_CONSTRAINTS.as_bytes()) else {
         return Ok(false);
     };
     let (_, constraints) =
-        BasicConstraints::from_der(&ext.value).map_err(|e| CertError::Malformed {
+        BasicConstraints::from_der(ext.value).map_err(|e| CertError::Malformed {
             what: "basicConstraints extension".into(),
             reason: e.to_string(),
         })?;
     Ok(constraints.ca)
+}
+
+/// AlgorithmIdentifier ::= SEQUENCE { algorithm OBJECT IDENTIFIER, parameters ANY OPTIONAL }:
+/// the OID as encoded, and the parameters if present.
+fn read_algorithm<'a>(
+    algorithm: &Element<'a>,
+) -> Result<(&'a [u8], Option<Element<'a>>), CertError> {
+    let mut parts = Elements::of(algorithm, "AlgorithmIdentifier")?;
+    let (_, oid) = parts.next_tagged(Tag::ObjectIdentifier, "algorithm")?;
+    let parameters = if parts.is_empty() {
+        None
+    } else {
+        Some(parts.next()?.1)
+    };
+    parts.finish()?;
+    Ok((oid.data, parameters))
+}
+
+/// SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT
+/// STRING }: the key's kind and its bits.
+fn read_spki<'a>(spki: &Element<'a>) -> Result<(KeyKind, &'a [u8]), CertError> {
+    let mut parts = Elements::of(spki, "subjectPublicKeyInfo")?;
+    let (_, algorithm) = parts.next_tagged(Tag::Sequence, "algorithm")?;
+    let (oid, parameters) = read_algorithm(&algorithm)?;
+    let (_, key) = parts.next_tagged(Tag::BitString, "subjectPublicKey")?;
+    parts.finish()?;
+    let [0, key @ ..] = key.data else {
+        return Err(parts.malformed("the public key BIT STRING has unused bits".into()));
+    };
+    let curve = parameters
+        .filter(|p| p.tag == Tag::ObjectIdentifier)
+        .map(|p| p.data);
+    let kind = if oid == OID_PKCS1_RSAENCRYPTION.as_bytes() {
+        KeyKind::Rsa
+    } else if oid != OID_KEY_TYPE_EC_PUBLIC_KEY.as_bytes() {
+        KeyKind::Other
+    } else if curve == Some(OID_EC_P256.as_bytes()) {
+        KeyKind::EcP256
+    } else if curve == Some(OID_NIST_EC_P384.as_bytes()) {
+        KeyKind::EcP384
+    } else {
+        KeyKind::Other
+    };
+    Ok((kind, key))
+}
+
+/// An AlgorithmIdentifier's OID in dotted form, for errors.
+fn algorithm_text(raw: &[u8]) -> String {
+    AlgorithmIdentifier::from_der(raw).map_or_else(
+        |_| hex::encode(raw),
+        |(_, alg)| alg.algorithm.to_id_string(),
+    )
 }
 
 /// Parse every certificate in a PEM buffer, in order (blocks with other labels are skipped).
@@ -552,7 +715,7 @@ pub fn parse_pem_chain_reusing(input: &[u8], known: &[&Cert]) -> Result<Vec<Cert
     while let Some(block) = next_pem_block(&mut rest, WHAT)? {
         if block.label == b"CERTIFICATE" {
             let der = block.decode(WHAT)?;
-            certs.push(match known.iter().find(|k| k.der == der) {
+            certs.push(match known.iter().find(|k| k.der() == der) {
                 Some(same) => (*same).clone(),
                 None => Cert::from_der(&der)?,
             });
@@ -621,19 +784,18 @@ fn next_pem_block<'a>(rest: &mut &'a [u8], what: &str) -> Result<Option<PemBlock
 /// A parsed, owned certificate revocation list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Crl {
-    /// The whole CRL, DER.
-    pub der: Vec<u8>,
-    tbs: Vec<u8>,
-    issuer_raw: Vec<u8>,
+    der: Vec<u8>,
+    tbs: Span,
+    issuer: Span,
     /// thisUpdate.
     pub this_update: OffsetDateTime,
     /// nextUpdate.
     pub next_update: Option<OffsetDateTime>,
     /// Where each revoked serial number lies in `der`.
-    revoked: Vec<std::ops::Range<usize>>,
+    revoked: Vec<Span>,
     sig_alg: Option<SigAlg>,
-    sig_alg_oid: Oid<'static>,
-    signature: Vec<u8>,
+    signature_algorithm: Span,
+    signature: Span,
     /// The SPKI this CRL's signature was verified with, so that a CRL checked for two chains
     /// (the Root CA CRL covers both the PCK and TCB-signing chains) costs one signature
     /// verification.
@@ -668,7 +830,7 @@ impl Crl {
             fields.next()?; // version (v2)
         }
         signed.check_inner_algorithm(&mut fields)?;
-        let (issuer_raw, _) = fields.next_tagged(Tag::Sequence, "issuer")?;
+        let (issuer, _) = fields.next_tagged(Tag::Sequence, "issuer")?;
         let this_update = fields.parse(ASN1Time::from_der)?;
         let next_update = match fields.next_tag() {
             Some(Tag::UtcTime | Tag::GeneralizedTime) => Some(fields.parse(ASN1Time::from_der)?),
@@ -686,8 +848,7 @@ impl Crl {
                         entries.malformed("a revoked entry's serial is not an INTEGER".into())
                     );
                 }
-                let start = offset_in(der, serial.data);
-                revoked.push(start..start + serial.data.len());
+                revoked.push(Span::of(der, serial.data));
             }
         }
         if !fields.is_empty() {
@@ -703,51 +864,60 @@ impl Crl {
         fields.finish()?;
         Ok(Self {
             der: der.to_vec(),
-            tbs: signed.tbs.to_vec(),
-            issuer_raw: issuer_raw.to_vec(),
+            tbs: Span::of(der, signed.tbs),
+            issuer: Span::of(der, issuer),
             this_update: this_update.to_datetime(),
             next_update: next_update.map(|t| t.to_datetime()),
             revoked,
-            sig_alg: sig_alg(&signed.algorithm),
-            sig_alg_oid: signed.algorithm.algorithm.to_owned(),
-            signature: signed.signature.to_vec(),
+            sig_alg: signed.sig_alg(),
+            signature_algorithm: Span::of(der, signed.algorithm_raw),
+            signature: Span::of(der, signed.signature),
             verified_by: std::sync::OnceLock::new(),
         })
     }
 
     /// The revoked serial numbers (big-endian, as encoded), in the CRL's order.
     pub fn revoked_serials(&self) -> impl Iterator<Item = &[u8]> {
-        self.revoked.iter().filter_map(|r| self.der.get(r.clone()))
+        self.revoked.iter().map(|r| r.get(&self.der))
+    }
+
+    /// The whole CRL, DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
     }
 
     /// Issuer, RFC 4514 text.
     pub fn issuer(&self) -> String {
-        name_text(&self.issuer_raw)
+        name_text(self.issuer.get(&self.der))
     }
 
     /// Whether this CRL was issued by `ca` (by name).
     pub fn is_issued_by_name(&self, ca: &Cert) -> bool {
-        self.issuer_raw == ca.subject_raw
+        self.issuer.get(&self.der) == ca.subject.get(&ca.der)
     }
 
     /// Check the CRL's signature with its issuer's key.
     pub fn verify_signed_by(&self, ca: &Cert) -> Result<(), CertError> {
-        if self.verified_by.get() == Some(&ca.spki_der) {
+        if self.verified_by.get().map(Vec::as_slice) == Some(ca.spki_der()) {
             return Ok(());
         }
         let alg = self
             .sig_alg
             .ok_or_else(|| CertError::UnsupportedAlgorithm {
                 subject: self.issuer(),
-                algorithm: self.sig_alg_oid.to_id_string(),
+                algorithm: algorithm_text(self.signature_algorithm.get(&self.der)),
             })?;
-        verify_signature(ca, alg, &self.tbs, &self.signature).map_err(|_| {
-            CertError::BadSignature {
-                subject: format!("CRL of {}", self.issuer()),
-                issuer: ca.subject(),
-            }
+        verify_signature(
+            ca,
+            alg,
+            self.tbs.get(&self.der),
+            self.signature.get(&self.der),
+        )
+        .map_err(|_| CertError::BadSignature {
+            subject: format!("CRL of {}", self.issuer()),
+            issuer: ca.subject(),
         })?;
-        let _ = self.verified_by.set(ca.spki_der.clone());
+        let _ = self.verified_by.set(ca.spki_der().to_vec());
         Ok(())
     }
 
@@ -774,7 +944,7 @@ impl Crl {
 
     /// Whether `cert`'s serial is listed.
     pub fn revokes(&self, cert: &Cert) -> bool {
-        let serial = strip_leading_zeros(&cert.serial);
+        let serial = strip_leading_zeros(cert.serial());
         self.revoked_serials()
             .any(|s| strip_leading_zeros(s) == serial)
     }
@@ -1007,7 +1177,7 @@ fn check_revocation(
         if crl.revokes(cert) {
             return Err(CertError::Revoked {
                 subject: cert.subject(),
-                serial: hex::encode(&cert.serial),
+                serial: hex::encode(cert.serial()),
                 crl_issuer: crl.issuer(),
             });
         }
@@ -1047,7 +1217,7 @@ fn verify_signature(
     if signer.key_kind == KeyKind::Rsa {
         // Each RSA key (AMD's ARK and ASK) checks one signature per chain, and parsing one for
         // reuse costs more than the check's own parse.
-        return signature::UnparsedPublicKey::new(algorithm, &signer.public_key)
+        return signature::UnparsedPublicKey::new(algorithm, signer.public_key())
             .verify(message, sig)
             .map_err(|_| VerifyFail::Bad);
     }
@@ -1056,48 +1226,11 @@ fn verify_signature(
     {
         return key.verify_sig(message, sig).map_err(|_| VerifyFail::Bad);
     }
-    let key = signature::ParsedPublicKey::new(algorithm, &signer.public_key)
+    let key = signature::ParsedPublicKey::new(algorithm, signer.public_key())
         .map_err(|_| VerifyFail::Bad)?;
     let verified = key.verify_sig(message, sig).map_err(|_| VerifyFail::Bad);
     let _ = signer.parsed_key.0.set((alg, key));
     verified
-}
-
-fn key_kind(spki: &SubjectPublicKeyInfo<'_>) -> KeyKind {
-    let alg = &spki.algorithm.algorithm;
-    if *alg == OID_PKCS1_RSAENCRYPTION {
-        return KeyKind::Rsa;
-    }
-    if *alg != OID_KEY_TYPE_EC_PUBLIC_KEY {
-        return KeyKind::Other;
-    }
-    match spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-    {
-        Some(curve) if curve == OID_EC_P256 => KeyKind::EcP256,
-        Some(curve) if curve == OID_NIST_EC_P384 => KeyKind::EcP384,
-        _ => KeyKind::Other,
-    }
-}
-
-fn sig_alg(alg: &AlgorithmIdentifier<'_>) -> Option<SigAlg> {
-    let oid = &alg.algorithm;
-    if *oid == OID_SIG_ECDSA_WITH_SHA256 {
-        Some(SigAlg::EcdsaSha256)
-    } else if *oid == OID_SIG_ECDSA_WITH_SHA384 {
-        Some(SigAlg::EcdsaSha384)
-    } else if *oid == OID_PKCS1_SHA256WITHRSA {
-        Some(SigAlg::RsaPkcs1Sha256)
-    } else if *oid == OID_PKCS1_SHA384WITHRSA {
-        Some(SigAlg::RsaPkcs1Sha384)
-    } else if *oid == OID_PKCS1_RSASSAPSS {
-        pss_alg(alg)
-    } else {
-        None
-    }
 }
 
 /// Accept RSASSA-PSS only with matching hash and MGF1 hash and a salt as long as the hash,

@@ -223,8 +223,8 @@ fn snp(h: &Harness, p384: &Signed) -> Result<serde_json::Value> {
         1.0,
         floor,
     )?;
-    let ask_pem = attest::dcap::to_pem_string(&ask.der);
-    let ark_pem = attest::dcap::to_pem_string(&ark.der);
+    let ask_pem = attest::dcap::to_pem_string(ask.der());
+    let ark_pem = attest::dcap::to_pem_string(ark.der());
     let (sev_full, sev_report) = peers::sev(
         h,
         &report,

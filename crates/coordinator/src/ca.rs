@@ -85,7 +85,7 @@ fn first_der(pem: &str) -> Result<Vec<u8>, CaError> {
         .map_err(|e| CaError::Saved(e.to_string()))?
         .into_iter()
         .next()
-        .map(|c| c.der)
+        .map(attest::x509::Cert::into_der)
         .ok_or_else(|| CaError::Saved("no certificate".into()))
 }
 

@@ -72,7 +72,10 @@ pub fn certs_from_pem(what: &'static str, pem: &str) -> Result<Vec<Vec<u8>>, Cli
         what,
         reason: e.to_string(),
     })?;
-    Ok(certs.into_iter().map(|c| c.der).collect())
+    Ok(certs
+        .into_iter()
+        .map(attest::x509::Cert::into_der)
+        .collect())
 }
 
 /// A client identity: certificate chain (DER, leaf first) and PKCS#8 key.

@@ -141,7 +141,7 @@ async fn evidence_must_bind_the_tls_client_key() {
     let leaf =
         launcher::client::certs_from_pem("chain", &activation.certificate_chain_pem).unwrap();
     let leaf = attest::x509::Cert::from_der_or_pem(&leaf[0]).unwrap();
-    assert_eq!(leaf.spki_der, key.spki_der());
+    assert_eq!(leaf.spki_der(), key.spki_der());
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }

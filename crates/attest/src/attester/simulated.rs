@@ -167,8 +167,8 @@ impl SimulatedAttester {
             .map_err(|e| SimError::Cert(e.to_string()))?;
         let mut certs: Vec<(CertKind, &[u8])> = vec![(CertKind::Vcek, &vcek)];
         if let [ask, ark] = chain.as_slice() {
-            certs.push((CertKind::Ask, &ask.der));
-            certs.push((CertKind::Ark, &ark.der));
+            certs.push((CertKind::Ask, ask.der()));
+            certs.push((CertKind::Ark, ark.der()));
         }
         Ok((
             report,

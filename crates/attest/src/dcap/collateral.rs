@@ -167,9 +167,9 @@ impl Collateral {
             for signed in [&self.tcb_info, &self.qe_identity].into_iter().flatten() {
                 parts.extend([signed.text.as_bytes(), &signed.signature[..]]);
             }
-            parts.extend(self.crls.iter().map(|c| c.der.as_slice()));
+            parts.extend(self.crls.iter().map(|c| c.der()));
             for chain in &self.tcb_signing_chains {
-                parts.extend(chain.iter().map(|c| c.der.as_slice()));
+                parts.extend(chain.iter().map(|c| c.der()));
             }
             // Length-prefix each part so that different splits cannot collide.
             let mut data = Vec::new();
@@ -220,7 +220,7 @@ impl Collateral {
                 self.tcb_signing_chains.push(chain);
             }
         } else if leaf.subject_mentions("PCK") {
-            self.pck_crl_issuer_chain = chain.iter().map(|c| to_pem_string(&c.der)).collect();
+            self.pck_crl_issuer_chain = chain.iter().map(|c| to_pem_string(c.der())).collect();
         }
     }
 
@@ -303,11 +303,11 @@ impl Collateral {
             .iter()
             .find(|c| c.issuer().contains("PCK"))
             .ok_or_else(|| missing("PCK CRL"))?;
-        let chain: String = chain.iter().map(|c| to_pem_string(&c.der)).collect();
+        let chain: String = chain.iter().map(|c| to_pem_string(c.der())).collect();
         let combined = CombinedJson {
             pck_crl_issuer_chain: Text::Borrowed(&self.pck_crl_issuer_chain),
-            root_ca_crl: hex::encode(&root_crl.der).into(),
-            pck_crl: hex::encode(&pck_crl.der).into(),
+            root_ca_crl: hex::encode(root_crl.der()).into(),
+            pck_crl: hex::encode(pck_crl.der()).into(),
             tcb_info_issuer_chain: Text::Borrowed(&chain),
             tcb_info: Text::Borrowed(&tcb.text),
             tcb_info_signature: hex::encode(tcb.signature).into(),

@@ -6,8 +6,8 @@ use x509_parser::der_parser::asn1_rs::{Oid, oid};
 use super::DcapError;
 use crate::x509::{Cert, Element, Elements};
 
-const OID_SGX_EXTENSIONS: &str = "1.2.840.113741.1.13.1";
 // Compared as encoded bytes: PCK parsing is on the path of every uncached verification.
+const OID_SGX_EXTENSIONS: Oid<'static> = oid!(1.2.840.113741.1.13.1);
 const OID_PPID: Oid<'static> = oid!(1.2.840.113741.1.13.1.1);
 const OID_TCB: Oid<'static> = oid!(1.2.840.113741.1.13.1.2);
 const OID_PCESVN: Oid<'static> = oid!(1.2.840.113741.1.13.1.2.17);
@@ -89,9 +89,9 @@ impl PckExtensions {
     /// Read the SGX extension of `pck`.
     pub fn from_cert(pck: &Cert) -> Result<Self, DcapError> {
         let ext = pck
-            .extension(OID_SGX_EXTENSIONS)
+            .extension_encoded(OID_SGX_EXTENSIONS.as_bytes())
             .ok_or_else(|| bad("the certificate has no SGX extension; is it a PCK certificate?"))?;
-        let mut value = Elements::of_contents(&ext.value, "SGX extension");
+        let mut value = Elements::of_contents(ext.value, "SGX extension");
         let (_, root) = value.next().map_err(|e| bad(e.to_string()))?;
         value.finish().map_err(|e| bad(e.to_string()))?;
         let mut out = Self {

@@ -293,7 +293,7 @@ impl AmdPki {
                 .map_err(|e| persist(&e))?
                 .into_iter()
                 .next()
-                .map(|c| c.der)
+                .map(crate::x509::Cert::into_der)
                 .ok_or_else(|| SimError::Persist(format!("the saved {name} is empty")))
         };
         let key = zeroize::Zeroizing::new(

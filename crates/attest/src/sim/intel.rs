@@ -76,7 +76,7 @@ impl Ca {
             .into_iter()
             .next()
             .ok_or_else(|| SimError::Persist("a saved CA certificate is missing".into()))?
-            .der;
+            .into_der();
         let issuer =
             rcgen::Issuer::from_ca_cert_der(&der.as_slice().into(), key).map_err(persist_error)?;
         Ok(Self { der, issuer })
@@ -360,7 +360,7 @@ impl IntelPki {
             .into_iter()
             .next()
             .ok_or_else(|| SimError::Persist("the saved PCK certificate is missing".into()))?
-            .der;
+            .into_der();
         let pck_key = KeyPair::from_pem(&saved.pck_key).map_err(persist_error)?;
         Self::assemble(
             Ca::restore(&saved.root_cert, &saved.root_key)?,

@@ -64,7 +64,7 @@ impl Vek {
         Ok(Self {
             struct_version: integer_ext(&cert, OID_STRUCT_VERSION)?,
             product_name: string_ext(&cert, OID_PRODUCT_NAME),
-            hw_id: cert.extension(OID_HWID).map(|e| octets(&e.value)),
+            hw_id: cert.extension(OID_HWID).map(|e| octets(e.value)),
             csp_id: string_ext(&cert, OID_CSP_ID),
             tcb,
             cert,
@@ -89,7 +89,7 @@ fn integer_ext(cert: &Cert, oid: &str) -> Result<Option<u64>, SnpError> {
     let Some(ext) = cert.extension(oid) else {
         return Ok(None);
     };
-    let (_, obj) = parse_der(&ext.value).map_err(|e| SnpError::BadVek {
+    let (_, obj) = parse_der(ext.value).map_err(|e| SnpError::BadVek {
         reason: format!("extension {oid} is not DER: {e}"),
     })?;
     obj.as_u64().map(Some).map_err(|_| SnpError::BadVek {
@@ -99,7 +99,7 @@ fn integer_ext(cert: &Cert, oid: &str) -> Result<Option<u64>, SnpError> {
 
 fn string_ext(cert: &Cert, oid: &str) -> Option<String> {
     let ext = cert.extension(oid)?;
-    let (_, obj) = parse_der(&ext.value).ok()?;
+    let (_, obj) = parse_der(ext.value).ok()?;
     match obj.content {
         BerObjectContent::IA5String(s)
         | BerObjectContent::UTF8String(s)

@@ -85,7 +85,7 @@ impl SnpVerifier {
         check_key_type(report, vek)?;
         let product = check_product(report, vek)?;
         let signature = report.signature_rs()?;
-        verify_p384_point(&vek.cert.public_key, report.signed_bytes(), &signature)
+        verify_p384_point(vek.cert.public_key(), report.signed_bytes(), &signature)
             .map_err(|_| SnpError::BadSignature)?;
         check_binding(report, vek, product)?;
         Ok(claims(report, product, self.anchor.is_simulation()))

@@ -310,11 +310,11 @@ fn coco_snp_json_evidence_verifies_through_the_front_door() {
         },
         CertEntry {
             cert_type: "ASK".into(),
-            data: chain[0].der.clone(),
+            data: chain[0].der().to_vec(),
         },
         CertEntry {
             cert_type: "ARK".into(),
-            data: chain[1].der.clone(),
+            data: chain[1].der().to_vec(),
         },
     ];
     let json = coco::to_json(&report, attest::snp::Product::Genoa, certs).unwrap();

@@ -76,7 +76,7 @@ fn amd_chains_pin_to_the_right_ark() {
 #[test]
 fn a_tampered_certificate_fails_its_signature() {
     let chain = parse_pem_chain(&read("snp/amd_milan_ask_ark.pem")).unwrap();
-    let mut der = chain[0].der.clone();
+    let mut der = chain[0].der().to_vec();
     let last = der.len() - 300;
     der[last] ^= 1;
     if let Ok(cert) = Cert::from_der(&der) {
@@ -96,8 +96,8 @@ fn pem_chains_read_through_surrounding_text_and_refuse_broken_blocks() {
     let noisy = format!("Subject: Intel\n{}\n{key}\0", pem.replace('\n', "\r\n"));
     let read_back = parse_pem_chain(noisy.as_bytes()).unwrap();
     assert_eq!(
-        read_back.iter().map(|c| &c.der).collect::<Vec<_>>(),
-        plain.iter().map(|c| &c.der).collect::<Vec<_>>()
+        read_back.iter().map(|c| c.der()).collect::<Vec<_>>(),
+        plain.iter().map(|c| c.der()).collect::<Vec<_>>()
     );
     assert!(parse_pem_chain(b"no PEM here").unwrap().is_empty());
 
@@ -123,7 +123,7 @@ fn a_pem_crl_reads_as_its_der() {
         "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
         lines.join("\n")
     );
-    assert_eq!(Crl::parse(pem.as_bytes()).unwrap().der, der);
+    assert_eq!(Crl::parse(pem.as_bytes()).unwrap().der(), der);
     let wrong = pem.replace("X509 CRL", "CERTIFICATE");
     let err = Crl::parse(wrong.as_bytes()).unwrap_err();
     assert!(err.to_string().contains("no X509 CRL block"), "{err}");
@@ -306,10 +306,10 @@ fn certificates_read_as_x509_parser_reads_them() {
         let ours = Cert::from_der(&der).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (_, theirs) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
         let tbs = &theirs.tbs_certificate;
-        assert_eq!(ours.tbs, tbs.as_ref(), "{name}");
+        assert_eq!(ours.tbs(), tbs.as_ref(), "{name}");
         assert_eq!(ours.subject(), tbs.subject.to_string(), "{name}");
         assert_eq!(ours.issuer(), tbs.issuer.to_string(), "{name}");
-        assert_eq!(ours.serial, tbs.raw_serial(), "{name}");
+        assert_eq!(ours.serial(), tbs.raw_serial(), "{name}");
         assert_eq!(
             ours.not_before,
             tbs.validity.not_before.to_datetime(),
@@ -320,9 +320,9 @@ fn certificates_read_as_x509_parser_reads_them() {
             tbs.validity.not_after.to_datetime(),
             "{name}"
         );
-        assert_eq!(ours.spki_der, tbs.subject_pki.raw, "{name}");
+        assert_eq!(ours.spki_der(), tbs.subject_pki.raw, "{name}");
         assert_eq!(
-            ours.signature,
+            ours.signature(),
             theirs.signature_value.data.as_ref(),
             "{name}"
         );
@@ -334,9 +334,8 @@ fn certificates_read_as_x509_parser_reads_them() {
             .map(|e| (e.oid.to_id_string(), e.critical, e.value.to_vec()))
             .collect();
         let our_extensions: Vec<_> = ours
-            .extensions
-            .iter()
-            .map(|e| (e.oid.to_id_string(), e.critical, e.value.clone()))
+            .extensions()
+            .map(|e| (e.oid_text(), e.critical, e.value.to_vec()))
             .collect();
         assert_eq!(our_extensions, extensions, "{name}");
         extensions_seen += extensions.len();
@@ -348,19 +347,19 @@ fn certificates_read_as_x509_parser_reads_them() {
 fn malformed_certificates_are_errors() {
     let chain = read("intel/tcb_signing_chain_2025-2032.pem");
     let certs = parse_pem_chain(&chain).unwrap();
-    let (leaf, root) = (&certs[0].der, &certs[1]);
+    let (leaf, root) = (certs[0].der(), &certs[1]);
     for cut in [0, 1, 10, leaf.len() / 2, leaf.len() - 1] {
         assert!(Cert::from_der(&leaf[..cut]).is_err(), "cut at {cut}");
     }
-    let trailing = [leaf.as_slice(), &[0]].concat();
+    let trailing = [leaf, &[0]].concat();
     let err = Cert::from_der(&trailing).unwrap_err();
     assert!(err.to_string().contains("trailing"), "{err}");
     // A flipped bit anywhere, in the leaf or in the root (a CA, whose basicConstraints holds a
     // BOOLEAN), either fails to parse or leaves a certificate whose signature fails.
-    for good in [leaf, &root.der] {
+    for good in [leaf, root.der()] {
         for offset in 0..good.len() {
             for bit in [0x01, 0x80] {
-                let mut bad = good.clone();
+                let mut bad = good.to_vec();
                 bad[offset] ^= bit;
                 if let Ok(cert) = Cert::from_der(&bad) {
                     assert!(cert.verify_signed_by(root).is_err(), "flip at {offset}");

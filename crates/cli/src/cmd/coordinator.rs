@@ -78,7 +78,7 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
                 let bytes = std::fs::read(path)
                     .with_context(|| format!("reading --pcs-ca {}", path.display()))?;
                 attest::x509::Cert::from_der_or_pem(&bytes)
-                    .map(|cert| cert.der)
+                    .map(attest::x509::Cert::into_der)
                     .with_context(|| format!("--pcs-ca {} is not a certificate", path.display()))
             })
             .collect::<Result<_>>()?,
