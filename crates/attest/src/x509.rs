@@ -755,26 +755,36 @@ fn pem_malformed(what: &str, reason: String) -> CertError {
 
 /// The next PEM block in `rest`, advancing past it; `None` when no block begins. Text outside
 /// blocks (explanatory lines, the NUL that ends a quote's PCK chain) is ignored, as RFC 7468
-/// allows. Base64 is decoded with `base64-simd`: PEM framing is all that is read here.
+/// allows; the END line must name the BEGIN line's label. Base64 is decoded with `base64-simd`:
+/// PEM framing is all that is read here.
 fn next_pem_block<'a>(rest: &mut &'a [u8], what: &str) -> Result<Option<PemBlock<'a>>, CertError> {
-    const BEGIN: &[u8] = b"-----BEGIN ";
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: a quote's PCK chain and every collateral chain go through here.
+    static BEGIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----BEGIN "));
+    static END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----END "));
     const DASHES: &[u8] = b"-----";
-    let Some(start) = memchr::memmem::find(rest, BEGIN) else {
+    let Some(start) = BEGIN.find(rest) else {
         return Ok(None);
     };
-    let after_begin = &rest[start + BEGIN.len()..];
-    let label_len = memchr::memmem::find(after_begin, DASHES)
+    let after_begin = &rest[start + BEGIN.needle().len()..];
+    let label_len = memchr::memchr(b'-', after_begin)
+        .filter(|&at| after_begin[at..].starts_with(DASHES))
         .ok_or_else(|| pem_malformed(what, "unterminated BEGIN line".into()))?;
     let label = &after_begin[..label_len];
     let body_and_rest = &after_begin[label_len + DASHES.len()..];
-    let end_line = [b"-----END ", label, DASHES].concat();
-    let body_len = memchr::memmem::find(body_and_rest, &end_line).ok_or_else(|| {
+    let no_end = || {
         pem_malformed(
             what,
             format!("no END line for {}", String::from_utf8_lossy(label)),
         )
-    })?;
-    *rest = &body_and_rest[body_len + end_line.len()..];
+    };
+    let body_len = END.find(body_and_rest).ok_or_else(no_end)?;
+    let end_label = &body_and_rest[body_len + END.needle().len()..];
+    if !(end_label.starts_with(label) && end_label[label.len()..].starts_with(DASHES)) {
+        return Err(no_end());
+    }
+    *rest = &end_label[label.len() + DASHES.len()..];
     Ok(Some(PemBlock {
         label,
         body: &body_and_rest[..body_len],

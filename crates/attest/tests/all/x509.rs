@@ -104,6 +104,12 @@ fn pem_chains_read_through_surrounding_text_and_refuse_broken_blocks() {
     let cut = &pem[..pem.find("-----END").unwrap()];
     let err = parse_pem_chain(cut.as_bytes()).unwrap_err();
     assert!(err.to_string().contains("no END line"), "{err}");
+    let mislabelled = pem.replacen("-----END CERTIFICATE-----", "-----END CRL-----", 1);
+    let err = parse_pem_chain(mislabelled.as_bytes()).unwrap_err();
+    assert!(
+        err.to_string().contains("no END line for CERTIFICATE"),
+        "{err}"
+    );
     let corrupt = pem.replacen("MII", "M*I", 1);
     let err = parse_pem_chain(corrupt.as_bytes()).unwrap_err();
     assert!(err.to_string().contains("base64"), "{err}");
