@@ -329,7 +329,7 @@ impl Cert {
         let extensions = read_extensions(&mut fields)?;
         fields.finish()?;
         let span = |part: &[u8]| Span::of(der, part);
-        let mut cert = Self {
+        Ok(Self {
             der: der.to_vec(),
             tbs: span(signed.tbs),
             subject: span(subject),
@@ -351,11 +351,9 @@ impl Cert {
             not_after: validity.not_after.to_datetime(),
             key_kind,
             sig_alg: signed.sig_alg(),
-            is_ca: false,
+            is_ca: is_ca(&extensions)?,
             parsed_key: ParsedKey::default(),
-        };
-        cert.is_ca = is_ca(&cert)?;
-        Ok(cert)
+        })
     }
 
     /// The whole certificate, DER.
@@ -636,8 +634,9 @@ fn der_boolean(contents: &[u8]) -> Option<bool> {
 }
 
 /// basicConstraints cA, read from the raw extension (a malformed one is an error).
-fn is_ca(cert: &Cert) -> Result<bool, CertError> {
-    let Some(ext) = cert.extension_encoded(OID_X509_EXT_BASIC_CONSTRAINTS.as_bytes()) else {
+fn is_ca(extensions: &[Extension<'_>]) -> Result<bool, CertError> {
+    let basic_constraints = |e: &&Extension<'_>| e.oid == OID_X509_EXT_BASIC_CONSTRAINTS.as_bytes();
+    let Some(ext) = extensions.iter().find(basic_constraints) else {
         return Ok(false);
     };
     let (_, constraints) =
