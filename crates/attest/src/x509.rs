@@ -14,7 +14,7 @@ use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_HASH_SHA256,
     OID_NIST_HASH_SHA384, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA256WITHRSA,
     OID_PKCS1_SHA384WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
-    OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE,
 };
 use x509_parser::prelude::*;
 use x509_parser::signature_algorithm::SignatureAlgorithm;
@@ -148,6 +148,25 @@ pub enum CertError {
         /// The issuer whose CRL is needed.
         issuer: String,
     },
+    /// A certificate marks as critical an extension this verifier does not process, so it must
+    /// not be used (RFC 5280 §4.2).
+    #[error(
+        "certificate {subject:?} carries the critical extension {oid}, which this verifier does not process, so it cannot be used: supply the vendor's certificate"
+    )]
+    UnhandledCriticalExtension {
+        /// The certificate.
+        subject: String,
+        /// The extension's OID.
+        oid: String,
+    },
+    /// An issuer's keyUsage does not allow what it was used for.
+    #[error("{subject:?} signed {what}, but its keyUsage does not allow it to: wrong issuer")]
+    KeyUsage {
+        /// The issuer.
+        subject: String,
+        /// What it signed: `certificates` or `CRLs`.
+        what: &'static str,
+    },
     /// A simulation root was given where a production root is required.
     #[error("this is a simulation root: enable simulation explicitly to trust it")]
     SimulationNotEnabled,
@@ -271,6 +290,10 @@ pub struct Cert {
     pub sig_alg: Option<SigAlg>,
     /// basicConstraints cA.
     pub is_ca: bool,
+    /// What keyUsage lets this key sign (everything when the extension is absent).
+    rights: SigningRights,
+    /// The first critical extension not processed here, if any (its OID).
+    unhandled_critical: Option<Span>,
     /// The public key as last parsed for verification.
     parsed_key: ParsedKey,
 }
@@ -352,6 +375,11 @@ impl Cert {
             key_kind,
             sig_alg: signed.sig_alg(),
             is_ca: is_ca(&extensions)?,
+            rights: signing_rights(&extensions)?,
+            unhandled_critical: extensions
+                .iter()
+                .find(|e| e.critical && !is_handled(e.oid))
+                .map(|e| span(e.oid)),
             parsed_key: ParsedKey::default(),
         })
     }
@@ -462,6 +490,28 @@ impl Cert {
             });
         }
         Ok(())
+    }
+
+    /// Refuse a certificate that marks as critical an extension we do not process.
+    fn check_critical_extensions(&self) -> Result<(), CertError> {
+        match self.unhandled_critical {
+            None => Ok(()),
+            Some(oid) => Err(CertError::UnhandledCriticalExtension {
+                subject: self.subject(),
+                oid: Oid::new(oid.get(&self.der).into()).to_id_string(),
+            }),
+        }
+    }
+
+    /// Refuse this key as the signer of `what` unless keyUsage allows it (`allowed`).
+    fn check_may_sign(&self, allowed: bool, what: &'static str) -> Result<(), CertError> {
+        if allowed {
+            return Ok(());
+        }
+        Err(CertError::KeyUsage {
+            subject: self.subject(),
+            what,
+        })
     }
 
     /// Whether `issuer`'s subject is this certificate's issuer name.
@@ -634,6 +684,36 @@ fn der_boolean(contents: &[u8]) -> Option<bool> {
 }
 
 /// basicConstraints cA, read from the raw extension (a malformed one is an error).
+/// What a key may sign, from keyUsage (RFC 5280 §4.2.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SigningRights {
+    certificates: bool,
+    crls: bool,
+}
+
+/// keyUsage, read from the raw extension (a malformed one is an error).
+fn signing_rights(extensions: &[Extension<'_>]) -> Result<SigningRights, CertError> {
+    use der::Decode as _;
+    let key_usage = |e: &&Extension<'_>| e.oid == OID_X509_EXT_KEY_USAGE.as_bytes();
+    let Some(ext) = extensions.iter().find(key_usage) else {
+        return Ok(SigningRights {
+            certificates: true,
+            crls: true,
+        });
+    };
+    let usage = x509_cert::ext::pkix::KeyUsage::from_der(ext.value)
+        .map_err(|e| malformed_der("keyUsage extension", e))?;
+    Ok(SigningRights {
+        certificates: usage.key_cert_sign(),
+        crls: usage.crl_sign(),
+    })
+}
+
+/// The critical extensions chain verification processes: basicConstraints and keyUsage.
+fn is_handled(oid: &[u8]) -> bool {
+    oid == OID_X509_EXT_BASIC_CONSTRAINTS.as_bytes() || oid == OID_X509_EXT_KEY_USAGE.as_bytes()
+}
+
 fn is_ca(extensions: &[Extension<'_>]) -> Result<bool, CertError> {
     let basic_constraints = |e: &&Extension<'_>| e.oid == OID_X509_EXT_BASIC_CONSTRAINTS.as_bytes();
     let Some(ext) = extensions.iter().find(basic_constraints) else {
@@ -1139,6 +1219,7 @@ pub fn verify_chain(
     let root = chain.last().ok_or(CertError::EmptyChain)?;
     for cert in chain {
         cert.check_validity(now)?;
+        cert.check_critical_extensions()?;
     }
     for pair in chain.windows(2) {
         let (cert, issuer) = (&pair[0], &pair[1]);
@@ -1154,6 +1235,7 @@ pub fn verify_chain(
                 subject: issuer.subject(),
             });
         }
+        issuer.check_may_sign(issuer.rights.certificates, "certificates")?;
         cert.verify_signed_by(issuer)?;
         check_revocation(cert, issuer, crls, now, revocation)?;
     }
@@ -1181,6 +1263,7 @@ fn check_revocation(
 ) -> Result<(), CertError> {
     let mut covered = false;
     for crl in crls.iter().filter(|c| c.is_issued_by_name(issuer)) {
+        issuer.check_may_sign(issuer.rights.crls, "CRLs")?;
         crl.verify_signed_by(issuer)?;
         crl.check_current(now)?;
         if crl.revokes(cert) {

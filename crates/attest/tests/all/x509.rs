@@ -374,3 +374,93 @@ fn malformed_certificates_are_errors() {
         }
     }
 }
+
+/// A CA and a leaf it issues, built with rcgen: the CA's keyUsage and the leaf's extensions are
+/// the test's knobs. Also an (empty) CRL signed with the CA's key and name.
+fn ca_and_leaf(
+    ca_usages: Vec<rcgen::KeyUsagePurpose>,
+    leaf_extension: Option<rcgen::CustomExtension>,
+) -> (Vec<u8>, Vec<Cert>, Crl) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_params = |usages| {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "keyUsage test CA");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = usages;
+        ca
+    };
+    let ca_der = ca_params(ca_usages)
+        .self_signed(&ca_key)
+        .unwrap()
+        .der()
+        .to_vec();
+    // The same key and name without keyUsage: rcgen signs whatever such an issuer is asked to.
+    let issuer = rcgen::Issuer::new(ca_params(vec![]), ca_key);
+    let mut leaf = rcgen::CertificateParams::new(vec!["leaf.test".to_string()]).unwrap();
+    leaf.custom_extensions.extend(leaf_extension);
+    let leaf_der = leaf
+        .signed_by(&rcgen::KeyPair::generate().unwrap(), &issuer)
+        .unwrap()
+        .der()
+        .to_vec();
+    let now = time::OffsetDateTime::now_utc();
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::hours(1),
+        next_update: now + time::Duration::days(1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![],
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .unwrap();
+    let chain = [leaf_der, ca_der.clone()]
+        .iter()
+        .map(|der| Cert::from_der(der).unwrap())
+        .collect();
+    (ca_der, chain, Crl::from_der(crl.der()).unwrap())
+}
+
+#[test]
+fn an_issuer_must_be_allowed_to_sign_and_critical_extensions_must_be_known() {
+    use rcgen::KeyUsagePurpose::{CrlSign, DigitalSignature, KeyCertSign};
+    let now = time::OffsetDateTime::now_utc();
+    let verify = |(root, chain, crl): (Vec<u8>, Vec<Cert>, Crl)| {
+        let anchor = TrustAnchor::from_root(&root).unwrap();
+        verify_chain(&chain, &anchor, now, &[crl], Revocation::Required)
+    };
+    // A CA that may sign certificates and CRLs, or one without keyUsage at all, issues both.
+    verify(ca_and_leaf(vec![KeyCertSign, CrlSign], None)).unwrap();
+    verify(ca_and_leaf(vec![], None)).unwrap();
+    // A CA key limited to other uses does not.
+    let err = verify(ca_and_leaf(vec![DigitalSignature, CrlSign], None)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CertError::KeyUsage {
+                what: "certificates",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = verify(ca_and_leaf(vec![KeyCertSign], None)).unwrap_err();
+    assert!(
+        matches!(&err, CertError::KeyUsage { what: "CRLs", .. }),
+        "{err}"
+    );
+    // An extension the verifier does not process is fine unless it is critical.
+    let extension = |critical| {
+        let mut e =
+            rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 57264, 9], vec![5, 0]);
+        e.set_criticality(critical);
+        Some(e)
+    };
+    verify(ca_and_leaf(vec![KeyCertSign, CrlSign], extension(false))).unwrap();
+    let err = verify(ca_and_leaf(vec![KeyCertSign, CrlSign], extension(true))).unwrap_err();
+    assert!(
+        matches!(&err, CertError::UnhandledCriticalExtension { oid, .. } if oid == "1.3.6.1.4.1.57264.9"),
+        "{err}"
+    );
+}
