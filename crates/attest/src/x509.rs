@@ -227,12 +227,17 @@ pub struct Extension<'a> {
 impl Extension<'_> {
     /// The extnID in dotted form.
     pub fn oid_text(&self) -> String {
-        Oid::new(self.oid.into()).to_id_string()
+        oid_text(self.oid)
     }
 }
 
+/// An OID given as encoded, in dotted form.
+fn oid_text(encoded: &[u8]) -> String {
+    Oid::new(encoded.into()).to_id_string()
+}
+
 /// Where a field lies in a certificate's DER.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
     start: u32,
     end: u32,
@@ -498,7 +503,7 @@ impl Cert {
             None => Ok(()),
             Some(oid) => Err(CertError::UnhandledCriticalExtension {
                 subject: self.subject(),
-                oid: Oid::new(oid.get(&self.der).into()).to_id_string(),
+                oid: oid_text(oid.get(&self.der)),
             }),
         }
     }
@@ -519,8 +524,10 @@ impl Cert {
         self.issuer.get(&self.der) == issuer.subject.get(&issuer.der)
     }
 
-    /// Check the signature on this certificate with `issuer`'s key.
+    /// Check the signature on this certificate with `issuer`'s key, which keyUsage must allow
+    /// to sign certificates.
     pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), CertError> {
+        issuer.check_may_sign(issuer.rights.certificates, "certificates")?;
         let alg = self
             .sig_alg
             .ok_or_else(|| CertError::UnsupportedAlgorithm {
@@ -653,7 +660,6 @@ fn read_extensions<'a>(fields: &mut Elements<'a>) -> Result<Vec<Extension<'a>>, 
             if id.data.is_empty() {
                 return Err(parts.malformed("an empty extnID".into()));
             }
-            let oid = Oid::new(id.data.into());
             let critical = match parts.next_tag() {
                 Some(Tag::Boolean) => der_boolean(parts.next()?.1.data)
                     .ok_or_else(|| parts.malformed("critical is not a DER BOOLEAN".into()))?,
@@ -662,6 +668,7 @@ fn read_extensions<'a>(fields: &mut Elements<'a>) -> Result<Vec<Extension<'a>>, 
             let (_, value) = parts.next_tagged(Tag::OctetString, "extnValue")?;
             parts.finish()?;
             if out.iter().any(|e| e.oid == id.data) {
+                let oid = oid_text(id.data);
                 return Err(list.malformed(format!("extension {oid} appears twice")));
             }
             out.push(Extension {
@@ -683,7 +690,6 @@ fn der_boolean(contents: &[u8]) -> Option<bool> {
     }
 }
 
-/// basicConstraints cA, read from the raw extension (a malformed one is an error).
 /// What a key may sign, from keyUsage (RFC 5280 §4.2.1.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct SigningRights {
@@ -693,9 +699,7 @@ struct SigningRights {
 
 /// keyUsage, read from the raw extension (a malformed one is an error).
 fn signing_rights(extensions: &[Extension<'_>]) -> Result<SigningRights, CertError> {
-    use der::Decode as _;
-    let key_usage = |e: &&Extension<'_>| e.oid == OID_X509_EXT_KEY_USAGE.as_bytes();
-    let Some(ext) = extensions.iter().find(key_usage) else {
+    let Some(ext) = find_extension(extensions, &OID_X509_EXT_KEY_USAGE) else {
         return Ok(SigningRights {
             certificates: true,
             crls: true,
@@ -714,9 +718,17 @@ fn is_handled(oid: &[u8]) -> bool {
     oid == OID_X509_EXT_BASIC_CONSTRAINTS.as_bytes() || oid == OID_X509_EXT_KEY_USAGE.as_bytes()
 }
 
+/// The extension with this OID among those just read.
+fn find_extension<'e, 'a>(
+    extensions: &'e [Extension<'a>],
+    oid: &Oid<'_>,
+) -> Option<&'e Extension<'a>> {
+    extensions.iter().find(|e| e.oid == oid.as_bytes())
+}
+
+/// basicConstraints cA, read from the raw extension (a malformed one is an error).
 fn is_ca(extensions: &[Extension<'_>]) -> Result<bool, CertError> {
-    let basic_constraints = |e: &&Extension<'_>| e.oid == OID_X509_EXT_BASIC_CONSTRAINTS.as_bytes();
-    let Some(ext) = extensions.iter().find(basic_constraints) else {
+    let Some(ext) = find_extension(extensions, &OID_X509_EXT_BASIC_CONSTRAINTS) else {
         return Ok(false);
     };
     let (_, constraints) =
@@ -985,8 +997,9 @@ impl Crl {
         self.issuer.get(&self.der) == ca.subject.get(&ca.der)
     }
 
-    /// Check the CRL's signature with its issuer's key.
+    /// Check the CRL's signature with its issuer's key, which keyUsage must allow to sign CRLs.
     pub fn verify_signed_by(&self, ca: &Cert) -> Result<(), CertError> {
+        ca.check_may_sign(ca.rights.crls, "CRLs")?;
         if self.verified_by.get().map(Vec::as_slice) == Some(ca.spki_der()) {
             return Ok(());
         }
@@ -1235,7 +1248,6 @@ pub fn verify_chain(
                 subject: issuer.subject(),
             });
         }
-        issuer.check_may_sign(issuer.rights.certificates, "certificates")?;
         cert.verify_signed_by(issuer)?;
         check_revocation(cert, issuer, crls, now, revocation)?;
     }
@@ -1263,7 +1275,6 @@ fn check_revocation(
 ) -> Result<(), CertError> {
     let mut covered = false;
     for crl in crls.iter().filter(|c| c.is_issued_by_name(issuer)) {
-        issuer.check_may_sign(issuer.rights.crls, "CRLs")?;
         crl.verify_signed_by(issuer)?;
         crl.check_current(now)?;
         if crl.revokes(cert) {
