@@ -9,6 +9,36 @@ pub enum ManifestError {
     /// The input is empty or blank.
     #[error("the manifest is empty")]
     Empty,
+    /// The input is larger than a manifest may be.
+    #[error("the manifest is {size} bytes; at most {limit} are accepted")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Lists and mappings are nested deeper than a manifest may nest them.
+    #[error("the manifest nests lists and mappings deeper than {limit} levels (line {line})")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+        /// Where the limit was passed.
+        line: usize,
+    },
+    /// The document has more values than a manifest may have.
+    #[error("the manifest has more than {limit} values (line {line})")]
+    TooManyValues {
+        /// The limit.
+        limit: usize,
+        /// Where the limit was passed.
+        line: usize,
+    },
+    /// The YAML does not scan.
+    #[error("the manifest is not valid YAML: {reason}")]
+    YamlSyntax {
+        /// What is wrong, and where.
+        reason: String,
+    },
     /// The input starts like JSON but is not valid JSON.
     #[error("the manifest is not valid JSON: {source}")]
     Json {

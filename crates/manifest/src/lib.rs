@@ -16,6 +16,7 @@
 
 mod access;
 mod appraise;
+mod bounds;
 mod error;
 mod hex;
 mod normalize;
@@ -26,6 +27,7 @@ mod validate;
 
 pub use access::{Action, Resource, ResourceType};
 pub use appraise::Mismatch;
+pub use bounds::{MAX_DEPTH, MAX_MANIFEST_BYTES, MAX_VALUES};
 pub use error::{ManifestError, ValidationError, ValidationErrors};
 pub use hex::{Hex, Hex8, Hex16, Hex32, Hex48};
 pub use render::RenderedParameters;
@@ -77,7 +79,9 @@ pub struct Parsed {
 }
 
 impl Manifest {
-    /// Parse a JSON or YAML manifest (detected from the first non-blank character).
+    /// Parse a JSON or YAML manifest (detected from the first non-blank character), within
+    /// [`MAX_MANIFEST_BYTES`], [`MAX_DEPTH`] and [`MAX_VALUES`] (checked before a tree is
+    /// built).
     ///
     /// This checks the shape only; call [`Manifest::validate`] for the rules.
     pub fn parse(bytes: &[u8]) -> Result<Parsed, ManifestError> {
@@ -123,10 +127,14 @@ fn read_document(bytes: &[u8]) -> Result<(serde_json::Value, Format), ManifestEr
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         None => Err(ManifestError::Empty),
-        Some(b'{') => serde_json::from_slice(bytes)
-            .map(|v| (v, Format::Json))
-            .map_err(|source| ManifestError::Json { source }),
+        Some(b'{') => {
+            bounds::check_json(bytes)?;
+            serde_json::from_slice(bytes)
+                .map(|v| (v, Format::Json))
+                .map_err(|source| ManifestError::Json { source })
+        }
         Some(_) => {
+            bounds::check_yaml(bytes)?;
             let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_slice(bytes)
                 .map_err(|source| ManifestError::Yaml { source })?;
             yaml_to_json(yaml).map(|v| (v, Format::Yaml))

@@ -438,11 +438,17 @@ fn check_secret(path: &str, secret: &SecretSpec, errors: &mut ValidationErrors) 
     }
 }
 
+/// The largest symmetric or plain secret the coordinator generates, in bits (8 KiB).
+const MAX_GENERATED_BITS: u32 = 65_536;
+
 fn check_secret_size(kind: SecretKind, size: Option<u32>) -> Result<(), String> {
     let bits = size.unwrap_or(0);
     match kind {
         SecretKind::SymmetricKey if bits == 0 || !bits.is_multiple_of(8) => Err(format!(
             "a symmetric key needs a size in bits, a positive multiple of 8 (got {bits})"
+        )),
+        SecretKind::SymmetricKey | SecretKind::Plain if bits > MAX_GENERATED_BITS => Err(format!(
+            "at most {MAX_GENERATED_BITS} bits are generated (got {bits})"
         )),
         SecretKind::CertEcdsa if bits == 224 => {
             Err("ECDSA P-224 is not supported: use 256 or 384".to_owned())
@@ -450,8 +456,8 @@ fn check_secret_size(kind: SecretKind, size: Option<u32>) -> Result<(), String> 
         SecretKind::CertEcdsa if ![256, 384, 521].contains(&bits) => Err(format!(
             "an ECDSA size must be 256, 384 or 521 (got {bits})"
         )),
-        SecretKind::CertRsa if bits < 2048 => Err(format!(
-            "an RSA size must be at least 2048 bits (got {bits})"
+        SecretKind::CertRsa if ![0, 2048, 3072, 4096].contains(&bits) => Err(format!(
+            "an RSA size must be 2048, 3072 or 4096 bits (got {bits})"
         )),
         SecretKind::CertEd25519 if bits != 0 => {
             Err("an Ed25519 key has a fixed size: leave size out".to_owned())

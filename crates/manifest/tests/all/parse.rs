@@ -335,7 +335,7 @@ fn unparseable_inputs_are_typed_errors() {
     ));
     assert!(matches!(
         Manifest::parse(b"a: [\n"),
-        Err(ManifestError::Yaml { .. })
+        Err(ManifestError::YamlSyntax { .. })
     ));
     let bad_b64 = br#"{"workloads": {"w": {"parameters": {"env": {"E": {"data": "%%", "encoding": "base64"}}}}}}"#;
     match Manifest::parse(bad_b64) {
@@ -355,4 +355,42 @@ fn fuzz_seeds_are_valid_manifests() {
         let parsed = Manifest::parse(seed.as_bytes()).unwrap();
         parsed.manifest.validate().unwrap();
     }
+}
+
+#[test]
+fn pathological_documents_are_refused_before_a_tree_is_built() {
+    let megabyte_of_brackets = vec![b'['; manifest::MAX_MANIFEST_BYTES];
+    for (what, doc) in [
+        ("yaml flow", megabyte_of_brackets.clone()),
+        (
+            "json",
+            [b"{\"a\": ".as_slice(), &megabyte_of_brackets[6..]].concat(),
+        ),
+        (
+            "yaml block",
+            "- ".repeat(manifest::MAX_MANIFEST_BYTES / 2).into_bytes(),
+        ),
+    ] {
+        // The YAML scanner stops flow collections at its own recursion limit first.
+        match Manifest::parse(&doc) {
+            Err(ManifestError::TooDeep { limit, line: 1 }) => {
+                assert_eq!(limit, manifest::MAX_DEPTH)
+            }
+            Err(ManifestError::YamlSyntax { reason }) if reason.contains("recursion limit") => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    let too_large = vec![b'a'; manifest::MAX_MANIFEST_BYTES + 1];
+    assert!(matches!(
+        Manifest::parse(&too_large),
+        Err(ManifestError::TooLarge { .. })
+    ));
+    // A billion laughs: aliases count as values.
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 0..12 {
+        let prev = (b'a' + level) as char;
+        let next = (b'a' + level + 1) as char;
+        bomb.push_str(&format!("{next}: &{next} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+    }
+    assert!(Manifest::parse(bomb.as_bytes()).is_err());
 }
