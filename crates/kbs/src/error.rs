@@ -53,18 +53,44 @@ pub enum KbsError {
     /// The resource policy could not be evaluated.
     #[error("resource policy: {0}")]
     Policy(String),
+    /// An uploaded policy is refused: too large or deep for the engine, or it does not compile.
+    #[error("policy refused: {0}")]
+    InvalidPolicy(String),
     /// No such resource.
     #[error("resource {0} not found")]
     ResourceNotFound(String),
     /// The path is not `<repo>/<type>/<tag>` or no such endpoint exists.
     #[error("invalid request path {0}")]
     InvalidPath(String),
+    /// The endpoint exists, but not for this method.
+    #[error("{path} does not take {method}")]
+    MethodNotAllowed {
+        /// The method.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// The request body is larger than the endpoint takes.
+    #[error("the request body is larger than the {limit} bytes this endpoint takes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout {
+        /// The time allowed.
+        seconds: u64,
+    },
     /// The admin call is not authorized.
     #[error("admin authentication: {0}")]
     AdminAuth(String),
     /// Init-data is malformed or does not match the evidence.
     #[error("init-data: {0}")]
     InitData(String),
+    /// The broker is too busy for this now.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed on the broker's side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -75,7 +101,9 @@ impl KbsError {
     pub fn variant(&self) -> &'static str {
         match self {
             Self::ProtocolVersion { .. } | Self::Session | Self::NotAttested => "RcarAuthFailed",
-            Self::Serde(_) => "SerdeError",
+            Self::Serde(_) | Self::PayloadTooLarge { .. } | Self::RequestTimeout { .. } => {
+                "SerdeError"
+            }
             Self::UnsupportedTee(_)
             | Self::Binding
             | Self::Nonce
@@ -84,11 +112,11 @@ impl KbsError {
             Self::TeeKey(_) | Self::Jwe(_) => "JweError",
             Self::Token(_) => "TokenVerifierError",
             Self::PolicyDeny(_) => "PolicyDeny",
-            Self::Policy(_) => "PolicyEngine",
+            Self::Policy(_) | Self::InvalidPolicy(_) => "PolicyEngine",
             Self::ResourceNotFound(_) => "ResourceNotFound",
-            Self::InvalidPath(_) => "InvalidRequestPath",
+            Self::InvalidPath(_) | Self::MethodNotAllowed { .. } => "InvalidRequestPath",
             Self::AdminAuth(_) => "AdminAuth",
-            Self::Internal(_) => "PluginInternalError",
+            Self::Internal(_) | Self::Unavailable(_) => "PluginInternalError",
         }
     }
 
@@ -97,8 +125,12 @@ impl KbsError {
     pub fn status(&self) -> u16 {
         match self {
             Self::ResourceNotFound(_) | Self::InvalidPath(_) => 404,
-            Self::Serde(_) => 400,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::RequestTimeout { .. } => 408,
+            Self::Serde(_) | Self::InvalidPolicy(_) => 400,
             Self::Internal(_) => 500,
+            Self::Unavailable(_) => 503,
             Self::AdminAuth(_) => 403,
             _ => 401,
         }

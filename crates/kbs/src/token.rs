@@ -38,6 +38,8 @@ pub struct Appraisal {
     pub tee_claims: Value,
     /// The manifest package the evidence matched.
     pub package: String,
+    /// SHA-256 (hex) of that package's spec: the token holds while the package is unchanged.
+    pub package_digest: String,
     /// The runtime data the evidence binds.
     pub runtime_data: Value,
     /// The init-data digest (hex) and its claims, when the client sent init-data.
@@ -96,6 +98,7 @@ impl TokenSigner {
             appraisal.tee.as_str(): appraisal.tee_claims,
             "runtime_data_claims": appraisal.runtime_data,
             "package": appraisal.package,
+            "package_digest": appraisal.package_digest,
             "simulated": appraisal.simulated,
         });
         if let Some((digest, claims)) = &appraisal.init_data {
@@ -152,30 +155,113 @@ pub fn tee_pubkey(claims: &Value) -> Result<TeePubKey, KbsError> {
         .and_then(|v| serde_json::from_value(v.clone()).map_err(token_error))
 }
 
+/// The audience an admin JWT may name: tokens for other services are refused.
+pub const ADMIN_AUDIENCE: &str = "cloister";
+/// How far `nbf` and `iat` may lie in the future (clock skew between the admin and us).
+const CLOCK_SKEW_SECS: u64 = 60;
+
+/// What an admin JWT's claims must satisfy.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminTokenRules {
+    /// The verification time, seconds since the epoch.
+    pub now: u64,
+    /// The longest lifetime accepted: `exp` − `iat`, or `exp` − now without `iat`.
+    pub max_lifetime_secs: u64,
+}
+
+/// Why an admin JWT was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminTokenError {
+    /// It is not a JWT this key signed.
+    #[error("the admin token is not signed by this key: {0}")]
+    Signature(String),
+    /// This key signed it, but its claims do not hold.
+    #[error("the admin token {0}")]
+    Claims(String),
+}
+
 /// Verify an admin's Bearer JWT (EdDSA or ES256) against their registered public key (PEM
-/// SubjectPublicKeyInfo), requiring an `exp` after `now`.
-pub fn verify_admin(token: &str, public_key_pem: &str, now: u64) -> Result<Value, KbsError> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|e| KbsError::AdminAuth(format!("not a JWT: {e}")))?;
+/// SubjectPublicKeyInfo).
+///
+/// The claims must hold at `rules.now`: `exp` after it; `nbf` and `iat`, where present, not
+/// after it (give or take a minute of clock skew); a lifetime of at most
+/// `rules.max_lifetime_secs`; and an `aud`, where present, that names [`ADMIN_AUDIENCE`].
+/// A token is a bearer credential until it expires (CoCo's tools reuse one for many calls, so
+/// there is no one-time use); the lifetime bound is what limits a leaked one.
+pub fn verify_admin(
+    token: &str,
+    public_key_pem: &str,
+    rules: &AdminTokenRules,
+) -> Result<Value, AdminTokenError> {
+    let unsigned = |why: String| AdminTokenError::Signature(why);
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| unsigned(format!("not a JWT: {e}")))?;
     let key = match header.alg {
         Algorithm::EdDSA => DecodingKey::from_ed_pem(public_key_pem.as_bytes()),
         Algorithm::ES256 => DecodingKey::from_ec_pem(public_key_pem.as_bytes()),
         other => {
-            return Err(KbsError::AdminAuth(format!(
+            return Err(unsigned(format!(
                 "{other:?} admin tokens are not accepted (EdDSA, ES256)"
             )));
         }
     }
-    .map_err(|e| KbsError::AdminAuth(format!("the user's key: {e}")))?;
+    .map_err(|e| unsigned(format!("the user's key: {e}")))?;
     let mut validation = Validation::new(header.alg);
+    // Every claim is checked below against the explicit time.
     validation.validate_exp = false;
+    validation.validate_nbf = false;
     validation.validate_aud = false;
     validation.required_spec_claims.clear();
-    let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .map_err(|e| KbsError::AdminAuth(format!("the token does not verify: {e}")))?;
-    match data.claims["exp"].as_u64() {
-        Some(exp) if exp > now => Ok(data.claims),
-        Some(_) => Err(KbsError::AdminAuth("the admin token has expired".into())),
-        None => Err(KbsError::AdminAuth("the admin token has no exp".into())),
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map_err(|e| unsigned(format!("{e}")))?
+        .claims;
+    check_admin_claims(&claims, rules).map_err(AdminTokenError::Claims)?;
+    Ok(claims)
+}
+
+fn check_admin_claims(claims: &Value, rules: &AdminTokenRules) -> Result<(), String> {
+    let time = |name: &str| match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("has a malformed {name} (seconds since the epoch)")),
+    };
+    let now = rules.now;
+    let exp = time("exp")?.ok_or("has no exp")?;
+    if exp <= now {
+        return Err("has expired".into());
     }
+    if let Some(nbf) = time("nbf")?
+        && nbf > now + CLOCK_SKEW_SECS
+    {
+        return Err(format!("is not valid before {nbf} (now is {now})"));
+    }
+    let issued = match time("iat")? {
+        Some(iat) if iat > now + CLOCK_SKEW_SECS => {
+            return Err(format!("was issued in the future ({iat}, now is {now})"));
+        }
+        Some(iat) => iat,
+        None => now,
+    };
+    let lifetime = exp.saturating_sub(issued);
+    if lifetime > rules.max_lifetime_secs {
+        return Err(format!(
+            "lives {lifetime} s, longer than the {} s this coordinator accepts: mint a shorter one",
+            rules.max_lifetime_secs
+        ));
+    }
+    let names_us = match claims.get("aud") {
+        None => true,
+        Some(Value::String(aud)) => aud == ADMIN_AUDIENCE,
+        Some(Value::Array(auds)) => auds.iter().any(|a| a == ADMIN_AUDIENCE),
+        Some(_) => false,
+    };
+    if !names_us {
+        return Err(format!(
+            "is for another audience: its aud must be {ADMIN_AUDIENCE:?} or absent"
+        ));
+    }
+    Ok(())
 }

@@ -6,7 +6,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use kbs::jwe::{Curve, TeeKeyPair, encrypt};
 use kbs::policy::{AttestationPolicy, EarStatus, ReferenceValues, Trust};
-use kbs::token::{Appraisal, TokenSigner, tee_pubkey, verify_admin};
+use kbs::token::{
+    AdminTokenError, AdminTokenRules, Appraisal, TokenSigner, tee_pubkey, verify_admin,
+};
 use kbs::{KbsError, TeePubKey};
 use serde_json::{Value, json};
 
@@ -176,6 +178,7 @@ fn tokens_carry_the_tee_key_and_expire() {
         tee: "sgx".into(),
         tee_claims: json!({"mr_enclave": "00"}),
         package: "app".into(),
+        package_digest: "00".into(),
         runtime_data: json!({"nonce": "n", "tee-pubkey": key}),
         init_data: None,
         simulated: true,
@@ -220,22 +223,54 @@ fn tokens_carry_the_tee_key_and_expire() {
 fn admin_tokens_are_checked_against_the_users_key() {
     let user = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let now = 1_800_000_000u64;
-    let sign = |exp: u64| {
+    let rules = AdminTokenRules {
+        now,
+        max_lifetime_secs: 3600,
+    };
+    let sign = |claims: Value| {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
-            &json!({"sub": "admin", "role": "admin", "exp": exp}),
+            &claims,
             &jsonwebtoken::EncodingKey::from_ed_der(&user.serialize_der()),
         )
         .unwrap()
     };
-    assert_eq!(
-        verify_admin(&sign(now + 60), &user.public_key_pem(), now).unwrap()["sub"],
-        "admin"
-    );
-    assert!(verify_admin(&sign(now - 1), &user.public_key_pem(), now).is_err());
+    let pem = user.public_key_pem();
+    let verify = |claims: Value| verify_admin(&sign(claims), &pem, &rules);
+    let accepted = verify(json!({"sub": "admin", "exp": now + 60})).unwrap();
+    assert_eq!(accepted["sub"], "admin");
+    verify(json!({"exp": now + 60, "iat": now - 10, "nbf": now - 10, "aud": "cloister"})).unwrap();
+    verify(json!({"exp": now + 60, "aud": ["other", "cloister"]})).unwrap();
+    // Issued an hour ago for two: its lifetime, not what is left of it, counts.
+    let refusals = [
+        (json!({"exp": now - 1}), "expired"),
+        (json!({"sub": "admin"}), "no exp"),
+        (
+            json!({"exp": now + 60, "nbf": now + 600}),
+            "not valid before",
+        ),
+        (json!({"exp": now + 7200}), "longer than"),
+        (json!({"exp": now + 3600, "iat": now - 3600}), "longer than"),
+        (json!({"exp": now + 60, "iat": now + 600}), "in the future"),
+        (json!({"exp": now + 60, "aud": "trustee"}), "audience"),
+        (json!({"exp": "soon"}), "malformed exp"),
+    ];
+    for (claims, why) in refusals {
+        match verify(claims.clone()) {
+            Err(e @ AdminTokenError::Claims(_)) => assert!(e.to_string().contains(why), "{e}"),
+            other => panic!("{claims}: {other:?}"),
+        }
+    }
     let stranger = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    assert!(verify_admin(&sign(now + 60), &stranger.public_key_pem(), now).is_err());
-    assert!(verify_admin("not.a.jwt", &user.public_key_pem(), now).is_err());
+    let signed = sign(json!({"exp": now + 60}));
+    assert!(matches!(
+        verify_admin(&signed, &stranger.public_key_pem(), &rules),
+        Err(AdminTokenError::Signature(_))
+    ));
+    assert!(matches!(
+        verify_admin("not.a.jwt", &pem, &rules),
+        Err(AdminTokenError::Signature(_))
+    ));
 }
 
 #[test]
@@ -366,6 +401,7 @@ extensions := [
         tee: "sample".into(),
         tee_claims: input["sample"].clone(),
         package: "pod".into(),
+        package_digest: "00".into(),
         runtime_data: json!({"nonce": "n"}),
         init_data: None,
         simulated: true,
@@ -444,14 +480,11 @@ fn errors_use_cocos_shape_and_statuses() {
 #[test]
 fn sessions_expire() {
     use kbs::session::{Sessions, State};
-    let sessions = Sessions::new(std::time::Duration::from_millis(30));
-    let request: kbs::Request =
-        serde_json::from_value(json!({"version": "0.4.0", "tee": "sample", "extra-params": ""}))
-            .unwrap();
+    let sessions = Sessions::new(std::time::Duration::from_millis(30), 1024);
     sessions.put(
         "a",
         State::Authed {
-            request,
+            tee: kbs::Tee::Sample,
             nonce: "n".into(),
         },
     );
