@@ -16,28 +16,64 @@ pub const PREFIX: &str = "/api/v1";
 
 /// The domain string mixed into the coordinator's report data, so its evidence cannot be
 /// mistaken for evidence bound to anything else.
-pub const ATTESTATION_DOMAIN: &[u8] = b"cloister coordinator attestation v1\0";
+pub const ATTESTATION_DOMAIN: &[u8] = b"cloister coordinator attestation v2\0";
 
 /// The longest nonce `GET /attestation` accepts, in bytes.
 pub const MAX_NONCE_LEN: usize = 64;
 
 /// What the coordinator's evidence binds in its 64-byte report data: the first 32 bytes are
-/// `SHA-256(domain ‖ SHA-256(root certificate DER) ‖ manifest hash or 32 zero bytes ‖ nonce)`,
-/// the rest zero. Anyone holding the root, the manifest and the nonce recomputes it.
+/// `SHA-256(domain ‖ SHA-256(root certificate DER) ‖ manifest hash or 32 zero bytes ‖
+/// state version (u64 LE) ‖ audit entries (u64 LE) ‖ audit head ‖ nonce)`, with zeros for the
+/// state where none is bound (the cached, nonce-less evidence); the rest is zero. Anyone holding
+/// the root, the manifest, the state head and the nonce recomputes it.
 pub fn coordinator_report_data(
     root_sha256: &[u8; 32],
     manifest_hash: Option<&[u8; 32]>,
+    state: Option<&StateHead>,
     nonce: &[u8],
     sha256: impl Fn(&[u8]) -> [u8; 32],
-) -> [u8; 64] {
-    let mut input = Vec::with_capacity(ATTESTATION_DOMAIN.len() + 64 + nonce.len());
+) -> Result<[u8; 64], StateHeadError> {
+    let (version, entries, head) = match state {
+        Some(s) => (s.version, s.audit_entries, s.head_bytes()?),
+        None => (0, 0, [0; 32]),
+    };
+    let mut input = Vec::with_capacity(ATTESTATION_DOMAIN.len() + 112 + nonce.len());
     input.extend_from_slice(ATTESTATION_DOMAIN);
     input.extend_from_slice(root_sha256);
     input.extend_from_slice(manifest_hash.unwrap_or(&[0; 32]));
+    input.extend_from_slice(&version.to_le_bytes());
+    input.extend_from_slice(&entries.to_le_bytes());
+    input.extend_from_slice(&head);
     input.extend_from_slice(nonce);
     let mut out = [0u8; 64];
     out[..32].copy_from_slice(&sha256(&input));
-    out
+    Ok(out)
+}
+
+/// Where the coordinator's sealed state stands: what its fresh evidence binds, so that a user
+/// who remembers a version notices a coordinator restarted on an older copy of its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateHead {
+    /// How many transactions the state has committed; it only grows.
+    pub version: u64,
+    /// How many entries the audit log holds.
+    pub audit_entries: u64,
+    /// The last audit entry's hash, hex (zeros for an empty log).
+    pub audit_head: String,
+}
+
+/// A state head whose audit hash is not 32 bytes of hex.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the state head's audit hash is not 32 bytes of hex")]
+pub struct StateHeadError;
+
+impl StateHead {
+    /// The audit head's bytes.
+    pub fn head_bytes(&self) -> Result<[u8; 32], StateHeadError> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.audit_head, &mut out).map_err(|_| StateHeadError)?;
+        Ok(out)
+    }
 }
 
 /// The coordinator's lifecycle state.
@@ -186,6 +222,9 @@ pub struct AttestationResponse {
     /// The nonce the evidence binds, hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce_hex: Option<String>,
+    /// The state head the evidence binds (fresh evidence only, asked for with a nonce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateHead>,
     /// Whether the evidence is simulated.
     pub simulated: bool,
 }
@@ -238,8 +277,8 @@ pub struct ActivationResponse {
     pub simulated: bool,
 }
 
-/// A workload's rendered parameters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A workload's rendered parameters. They may carry secrets: `Debug` shows names only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Parameters {
     /// Path → contents (base64).
     pub files: BTreeMap<String, String>,
@@ -249,8 +288,8 @@ pub struct Parameters {
     pub argv: Vec<String>,
 }
 
-/// A secret as `GET /secrets` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A secret as `GET /secrets` returns it. `Debug` redacts the key material.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretValue {
     /// The secret's type (`symmetric-key`, `cert-ecdsa`, …); uploads may leave it out (the
     /// manifest decides it).
@@ -265,6 +304,28 @@ pub struct SecretValue {
     /// The private key (PKCS#8), PEM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_pem: Option<String>,
+}
+
+impl std::fmt::Debug for Parameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parameters")
+            .field("files", &self.files.keys().collect::<Vec<_>>())
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("argv", &format_args!("[{} redacted]", self.argv.len()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |present: bool| if present { "<redacted>" } else { "-" };
+        f.debug_struct("SecretValue")
+            .field("kind", &self.kind)
+            .field("key", &redacted(self.key.is_some()))
+            .field("cert_pem", &self.cert_pem)
+            .field("private_pem", &redacted(self.private_pem.is_some()))
+            .finish()
+    }
 }
 
 /// `GET /secrets?name=…` response and `POST /secrets` body.
@@ -293,11 +354,19 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-/// `GET /audit`.
+/// The most entries one `GET /audit` returns.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+
+/// `GET /audit?from=SEQ&limit=N`: one page of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditLog {
-    /// Entries, oldest first.
+    /// Entries from `from` on, oldest first.
     pub entries: Vec<AuditEntry>,
+    /// How many entries the log holds (durably committed ones).
+    pub total: u64,
+    /// The `from` of the next page, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// An RFC 9457 problem detail, the body of every error response.
@@ -347,3 +416,53 @@ pub mod env {
 /// (`.Cloister.WorkloadCert.Private`): the key never leaves the workload's TEE, so the launcher
 /// replaces every encoding of these bytes (PEM, hex, base64, raw) with its key (PKCS#8).
 pub const WORKLOAD_KEY_PLACEHOLDER: &[u8] = b"cloister: the workload's own key goes here";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_secret_material() {
+        let secret = SecretValue {
+            kind: "symmetric-key".into(),
+            key: Some("aHVudGVyMg==".into()),
+            cert_pem: None,
+            private_pem: Some("-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n".into()),
+        };
+        let parameters = Parameters {
+            files: [("/etc/key".to_string(), "aHVudGVyMg==".to_string())].into(),
+            env: [("TOKEN".to_string(), "hunter2".to_string())].into(),
+            argv: vec!["--password=hunter2".into()],
+        };
+        let shown = format!("{secret:?} {parameters:?}");
+        for leaked in ["aHVudGVyMg", "hunter2", "c2VjcmV0"] {
+            assert!(!shown.contains(leaked), "{leaked} in {shown}");
+        }
+        assert!(
+            shown.contains("/etc/key") && shown.contains("TOKEN"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_report_data_binds_the_state_head() {
+        let sha = attest::crypto::sha256;
+        let head = StateHead {
+            version: 3,
+            audit_entries: 5,
+            audit_head: "11".repeat(32),
+        };
+        let with = coordinator_report_data(&[1; 32], None, Some(&head), b"n", sha).unwrap();
+        let older = StateHead {
+            version: 2,
+            ..head.clone()
+        };
+        let with_older = coordinator_report_data(&[1; 32], None, Some(&older), b"n", sha).unwrap();
+        assert_ne!(with, with_older);
+        let bad = StateHead {
+            audit_head: "zz".into(),
+            ..head
+        };
+        assert!(coordinator_report_data(&[1; 32], None, Some(&bad), b"n", sha).is_err());
+    }
+}

@@ -53,6 +53,7 @@ pub(crate) fn serve_child(dir: &Path) -> Result<()> {
             pcs_url: pcs::INTEL_PCS.into(),
             pcs_roots: vec![],
             kds_url: pcs::AMD_KDS.into(),
+            limits: coordinator::Limits::default(),
         };
         let running = coordinator::serve(&config, "127.0.0.1:0".parse()?).await?;
         println!("{}", running.addr);
@@ -123,6 +124,7 @@ pub(crate) async fn attested_root(url: &str, dir: &Path) -> Result<Vec<u8>> {
         verifiers: &verifiers,
         package: None,
         simulation: true,
+        min_version: None,
         now,
     };
     let (_, root, _) = launcher::verify::verify_online(url, &expect).await?;

@@ -50,6 +50,8 @@ enum Command {
     Manifest(cmd::deploy::ManifestCommand),
     /// The coordinator's state.
     Status(cmd::conn::Conn),
+    /// Read the coordinator's audit log (needs a manifest user's certificate).
+    Audit(cmd::deploy::AuditArgs),
     /// Print one of the deployment's CA certificates.
     Certificate {
         /// Which certificate.
@@ -81,6 +83,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::deploy::verify(a, cli.output),
         Command::Manifest(c) => cmd::deploy::manifest(c, cli.output),
         Command::Status(conn) => cmd::deploy::status(conn, cli.output),
+        Command::Audit(a) => cmd::deploy::audit(a, cli.output),
         Command::Certificate { which, conn } => cmd::deploy::certificate(which, conn),
         Command::Secret(c) => cmd::deploy::secret(c, cli.output),
         Command::Example(c) => cmd::example::run(c),

@@ -52,22 +52,59 @@ pub(crate) fn print_json<T: Serialize>(value: &T) {
     }
 }
 
+/// An error and its causes, `: `-separated, each said once: a cause whose words its effect
+/// already quotes (many errors embed their source's text) is not repeated.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    join_causes(std::iter::successors(Some(err), |e| e.source()))
+}
+
+fn join_causes<'a>(causes: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>) -> String {
+    let mut out = String::new();
+    for cause in causes {
+        let text = cause.to_string();
+        if out.contains(text.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Report a usage or I/O error (exit status 2): JSON on stdout with `-o json`, text on stderr.
 pub(crate) fn print_usage_error(err: &anyhow::Error, format: Format) {
+    let message = join_causes(err.chain());
     match format {
         Format::Json | Format::Yaml => print_data(
             format,
             &serde_json::json!({
                 "accepted": false,
-                "error": format!("{err:#}"),
+                "error": message,
                 "error_kind": "usage",
             }),
         ),
-        Format::Text => eprintln!("error: {err:#}"),
+        Format::Text => eprintln!("error: {message}"),
     }
 }
 
 /// Write `label  value` lines aligned for reading.
 pub(crate) fn field(label: &str, value: impl std::fmt::Display) {
     outln!("  {label:<18} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = std::io::Error::other("connection refused");
+        let err = anyhow::Error::new(inner)
+            .context("error sending request for url (https://127.0.0.1:9/x): connection refused")
+            .context("reaching the coordinator at https://127.0.0.1:9");
+        let text = super::join_causes(err.chain());
+        assert_eq!(text.matches("connection refused").count(), 1, "{text}");
+        assert_eq!(text.matches("https://127.0.0.1:9").count(), 2, "{text}");
+        assert!(text.starts_with("reaching the coordinator"), "{text}");
+    }
 }

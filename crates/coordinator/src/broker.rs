@@ -68,7 +68,10 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// Restore (or create) the broker's state from the store.
-    pub(crate) async fn open(store: &crate::store::Store) -> Result<Self, crate::core::StartError> {
+    pub(crate) async fn open(
+        store: &crate::store::Store,
+        max_sessions: usize,
+    ) -> Result<Self, crate::core::StartError> {
         let key = match store.get(TOKEN_KEY_RECORD)? {
             Some(key) => key,
             None => {
@@ -76,14 +79,14 @@ impl Broker {
                     .map_err(crate::ca::CaError::from)?;
                 let der = Zeroizing::new(key.serialize_der());
                 store
-                    .commit(Change {
-                        puts: vec![(TOKEN_KEY_RECORD.into(), der.clone())],
-                        audit: AuditEvent {
+                    .commit(
+                        Change::new(AuditEvent {
                             event: "kbs-initialized",
                             actor: "coordinator".into(),
                             details: json!({}),
-                        },
-                    })
+                        })
+                        .put(TOKEN_KEY_RECORD, der.clone()),
+                    )
                     .await?;
                 der
             }
@@ -117,7 +120,7 @@ impl Broker {
             }
         }
         Ok(Self {
-            sessions: Sessions::new(LIFETIME),
+            sessions: Sessions::new(LIFETIME, max_sessions),
             signer,
             uploaded_policy: ArcSwapOption::from(uploaded_policy),
             default_policy: ResourcePolicy::new(DEFAULT_POLICY)
@@ -134,11 +137,12 @@ impl Broker {
         let request: Request =
             serde_json::from_slice(body).map_err(|e| KbsError::Serde(e.to_string()))?;
         kbs::check_version(&request.version)?;
+        let tee = request.tee;
         if !matches!(
-            request.tee,
+            tee,
             Tee::Sgx | Tee::Tdx | Tee::Snp | Tee::AzSnpVtpm | Tee::AzTdxVtpm | Tee::Sample
         ) {
-            return Err(KbsError::UnsupportedTee(request.tee.to_string()));
+            return Err(KbsError::UnsupportedTee(tee.to_string()));
         }
         let mut nonce = [0u8; 32];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| internal("no randomness"))?;
@@ -147,7 +151,7 @@ impl Broker {
         self.sessions.put(
             &id,
             State::Authed {
-                request,
+                tee,
                 nonce: nonce.clone(),
             },
         );
@@ -178,8 +182,8 @@ impl Broker {
         body: &[u8],
     ) -> Result<String, KbsError> {
         let id = session.ok_or(KbsError::Session)?;
-        let (request, nonce) = match self.sessions.get(id) {
-            Some(State::Authed { request, nonce }) => (request, nonce),
+        let (tee, nonce) = match self.sessions.get(id) {
+            Some(State::Authed { tee, nonce }) => (tee, nonce),
             Some(State::Attested { token, .. }) => return Ok(token),
             None => return Err(KbsError::Session),
         };
@@ -200,13 +204,13 @@ impl Broker {
             KbsError::Attestation("no manifest is set on this coordinator".into())
         })?;
         let evidence = &attestation.tee_evidence.primary_evidence;
-        let (tee_claims, package, simulated) = if request.tee == Tee::Sample {
+        let (tee_claims, package, simulated) = if tee == Tee::Sample {
             self.appraise_sample(coordinator, &deployment, evidence, &digest)?
         } else {
             self.appraise_hardware(
                 coordinator,
                 &deployment,
-                request.tee,
+                tee,
                 evidence,
                 &digest,
                 init_data.as_ref(),
@@ -219,11 +223,13 @@ impl Broker {
         }
         let init_data = init_data.map(|i| (hex::encode(&i.digest), i.claims));
         let (trust, policy_id) =
-            self.appraise_trust(request.tee, &tee_claims, &runtime_data, init_data.as_ref())?;
+            self.appraise_trust(tee, &tee_claims, &runtime_data, init_data.as_ref())?;
+        let package_digest = package_digest(&deployment, &package).unwrap_or_default();
         let appraisal = Appraisal {
-            tee: request.tee.to_string(),
+            tee: tee.to_string(),
             tee_claims,
             package: package.clone(),
+            package_digest,
             runtime_data,
             init_data,
             simulated,
@@ -244,7 +250,7 @@ impl Broker {
             .record(AuditEvent {
                 event: "kbs-attestation",
                 actor: format!("kbs/{package}"),
-                details: json!({ "tee": request.tee.to_string(), "package": package, "simulated": simulated }),
+                details: json!({ "tee": tee.to_string(), "package": package, "simulated": simulated }),
             })
             .map_err(internal)?;
         Ok(token)
@@ -407,6 +413,15 @@ impl Broker {
             .ok_or_else(|| KbsError::ResourceNotFound(path.to_string()))?;
         let annotated = &claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"];
         let package = annotated["package"].as_str().unwrap_or_default();
+        // The token holds only while its package is the one it was appraised against: after a
+        // manifest update removed or changed it, the client attests again (CoCo's clients do on
+        // a 401) and is appraised against the manifest in force.
+        if annotated["package_digest"].as_str() != package_digest(&deployment, package).as_deref() {
+            return Err(KbsError::Token(format!(
+                "the manifest in force changed or removed package {package:?} since this token \
+                 was issued: attest again"
+            )));
+        }
         let mapped = deployment.manifest.kbs.resources.get(path);
         let value = match mapped {
             Some(resource) => {
@@ -468,14 +483,21 @@ impl Broker {
         if !manifest::is_kbs_path(path) {
             return Err(KbsError::InvalidPath(path.to_string()));
         }
+        if bytes.is_empty() {
+            return Err(KbsError::Serde(
+                "the resource is empty: send its bytes as the body (DELETE removes a resource)"
+                    .into(),
+            ));
+        }
         let value = Zeroizing::new(bytes.to_vec());
+        // No digest of the value in the (readable) audit log: it would confirm guesses of it.
         save(
             coordinator,
             admin,
             resource_record(path),
             value.clone(),
             "kbs-resource-set",
-            json!({ "path": path, "sha256": hex::encode(sha256(bytes)) }),
+            json!({ "path": path }),
         )
         .await?;
         self.resources
@@ -524,7 +546,7 @@ impl Broker {
         body: &[u8],
     ) -> Result<(), KbsError> {
         let text = decode_policy(body)?;
-        let policy = ResourcePolicy::new(&text)?;
+        let policy = compile(coordinator, &text, ResourcePolicy::new).await?;
         save(
             coordinator,
             admin,
@@ -561,12 +583,12 @@ impl Broker {
             .ok()
             .and_then(|b| b["policy_id"].as_str().map(str::to_string));
         if let Some(id) = id.filter(|id| id != ATTESTATION_POLICY_ID) {
-            return Err(KbsError::Serde(format!(
+            return Err(KbsError::InvalidPolicy(format!(
                 "policy_id {id:?}: this broker evaluates only {ATTESTATION_POLICY_ID:?} (kbs-client's default)"
             )));
         }
         let text = decode_policy(body)?;
-        let policy = AttestationPolicy::new(&text)?;
+        let policy = compile(coordinator, &text, AttestationPolicy::new).await?;
         save(
             coordinator,
             admin,
@@ -646,6 +668,31 @@ fn sample_package(simulation: bool, manifest: &manifest::Manifest) -> Result<Str
         })
 }
 
+/// Compile an uploaded policy on the heavy pool.
+async fn compile<P: Send + 'static>(
+    coordinator: &Coordinator,
+    text: &str,
+    new: fn(&str) -> Result<P, KbsError>,
+) -> Result<P, KbsError> {
+    let text = text.to_string();
+    coordinator
+        .heavy
+        .run("policy compilation", move |_| new(&text))
+        .await
+        .map_err(|e| match e {
+            crate::heavy::HeavyError::Busy { .. } => KbsError::Unavailable(e.to_string()),
+            other => KbsError::InvalidPolicy(other.to_string()),
+        })?
+}
+
+/// The digest of package `name`'s spec in `deployment` (none if it has no such package).
+fn package_digest(deployment: &Deployment, name: &str) -> Option<String> {
+    let spec = deployment.manifest.packages.get(name)?;
+    serde_json::to_vec(spec)
+        .ok()
+        .map(|bytes| hex::encode(sha256(&bytes)))
+}
+
 /// Write one sealed record and its audit entry, durably, on behalf of `admin`.
 async fn save(
     coordinator: &Coordinator,
@@ -656,14 +703,14 @@ async fn save(
     details: Value,
 ) -> Result<(), KbsError> {
     coordinator
-        .commit(Change {
-            puts: vec![(name.into(), value)],
-            audit: AuditEvent {
+        .commit(
+            Change::new(AuditEvent {
                 event,
                 actor: admin.to_string(),
                 details,
-            },
-        })
+            })
+            .put(name, value),
+        )
         .await
         .map(|_| ())
         .map_err(internal)

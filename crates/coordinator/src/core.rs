@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use attest::attester::{Attester, SimulatedAttester};
@@ -20,6 +21,7 @@ use zeroize::Zeroizing;
 use crate::ca::Ca;
 use crate::collateral::CollateralSource;
 use crate::error::ApiError;
+use crate::heavy::Heavy;
 use crate::metrics::Metrics;
 use crate::seal::{SealSource, Sealer};
 use crate::secrets::{self, Instance, StoredSecret, spki_of};
@@ -46,6 +48,42 @@ pub struct Config {
     pub pcs_roots: Vec<Vec<u8>>,
     /// Where AMD's ASK/ARK chains come from without simulation: AMD's KDS or a mirror.
     pub kds_url: String,
+    /// What any one caller may spend.
+    pub limits: Limits,
+}
+
+/// Bounds on what callers may spend: connections, time, sessions, token lifetimes.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this; it is also how long an idle keep-alive
+    /// connection is kept.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this.
+    pub body_timeout: Duration,
+    /// A response write that makes no progress for this long ends the connection.
+    pub write_stall_timeout: Duration,
+    /// Key-broker sessions kept at once; the oldest go first.
+    pub kbs_sessions: usize,
+    /// The longest lifetime (`exp` − `iat`, or `exp` − now) of an admin JWT.
+    pub admin_token_lifetime: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_stall_timeout: Duration::from_secs(30),
+            kbs_sessions: 16_384,
+            admin_token_lifetime: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// Why the coordinator cannot start.
@@ -89,6 +127,11 @@ pub enum StartError {
 /// A TLS certificate chain (DER, leaf first) and its PKCS#8 key.
 pub type ServerIdentity = (Vec<Vec<u8>>, Zeroizing<Vec<u8>>);
 
+/// A workload type's activation count. One per workload name for the coordinator's whole life,
+/// shared by every deployment that names it: an activation in flight on a deployment that was
+/// just replaced takes its slot from the same count as the next one.
+type Counter = Arc<AtomicU64>;
+
 /// The manifest in force and what was generated for it.
 pub(crate) struct Deployment {
     pub(crate) manifest: Manifest,
@@ -96,7 +139,7 @@ pub(crate) struct Deployment {
     pub(crate) hash: [u8; 32],
     secrets: BTreeMap<String, StoredSecret>,
     root_secret: Zeroizing<[u8; 32]>,
-    counters: HashMap<String, AtomicU64>,
+    counters: HashMap<String, Counter>,
     /// The manifest's key-broker resource policy, compiled.
     kbs_policy: Option<Arc<kbs::policy::ResourcePolicy>>,
 }
@@ -120,6 +163,23 @@ impl Deployment {
     pub(crate) fn kbs_policy(&self) -> Option<Arc<kbs::policy::ResourcePolicy>> {
         self.kbs_policy.clone()
     }
+}
+
+/// A manifest read, validated and with its resource policy compiled: the CPU-heavy part of
+/// setting one, done on the heavy pool.
+struct Prepared {
+    parsed: manifest::Parsed,
+    kbs_policy: Option<Arc<kbs::policy::ResourcePolicy>>,
+}
+
+fn prepare_manifest(raw: &[u8]) -> Result<Prepared, ApiError> {
+    let parsed = Manifest::parse(raw).map_err(ApiError::MalformedManifest)?;
+    parsed
+        .manifest
+        .validate()
+        .map_err(ApiError::InvalidManifest)?;
+    let kbs_policy = compile_kbs_policy(&parsed.manifest)?;
+    Ok(Prepared { parsed, kbs_policy })
 }
 
 /// Compile the manifest's resource policy, refusing the manifest if it does not compile.
@@ -207,7 +267,7 @@ impl Platform {
 
 /// A running coordinator's state.
 pub struct Coordinator {
-    pub(crate) ca: Ca,
+    pub(crate) ca: Arc<Ca>,
     store: Store,
     simulation: bool,
     sealing: &'static str,
@@ -221,6 +281,13 @@ pub struct Coordinator {
     pub(crate) broker: crate::broker::Broker,
     /// Serializes manifest and secret updates (admin calls only, never activations).
     admin: tokio::sync::Mutex<()>,
+    /// Every workload type's activation count, for the coordinator's whole life (changed only
+    /// under `admin`; activations use the deployment's copies of the same counters).
+    counters: Mutex<HashMap<String, Counter>>,
+    /// Where manifests are parsed, policies compiled and keys generated.
+    pub(crate) heavy: Heavy,
+    /// What callers may spend.
+    pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
 }
 
@@ -236,9 +303,26 @@ const CA_RECORD: &str = "ca";
 const MANIFEST_RECORD: &str = "manifest";
 const SECRETS_RECORD: &str = "secrets";
 const ROOT_SECRET_RECORD: &str = "root-secret";
+const COUNTER_PREFIX: &str = "activations/";
 
 fn counter_record(workload: &str) -> String {
-    format!("activations/{workload}")
+    format!("{COUNTER_PREFIX}{workload}")
+}
+
+/// At most this many heavy jobs at once (a manifest, a policy, key generation) ...
+const HEAVY_SLOTS: usize = 2;
+/// ... each answered within this time.
+const HEAVY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Who set the first manifest: anyone may, so the record says what is known of them.
+fn first_setter(peer: Option<&[u8]>) -> String {
+    match peer {
+        Some(der) => format!(
+            "first manifest, client certificate sha256:{}",
+            hex::encode(sha256(der))
+        ),
+        None => "first manifest, anonymous".to_string(),
+    }
 }
 
 impl Coordinator {
@@ -262,22 +346,23 @@ impl Coordinator {
             None => {
                 let ca = Ca::generate(now)?;
                 store
-                    .commit(Change {
-                        puts: vec![(CA_RECORD.into(), ca.to_saved()?)],
-                        audit: AuditEvent {
+                    .commit(
+                        Change::new(AuditEvent {
                             event: "coordinator-initialized",
                             actor: "coordinator".into(),
                             details: json!({ "root_sha256": hex::encode(sha256(ca.root_der())) }),
-                        },
-                    })
+                        })
+                        .put(CA_RECORD, ca.to_saved()?),
+                    )
                     .await?;
                 ca
             }
         };
-        let deployment = load_deployment(&store)?;
-        let broker = crate::broker::Broker::open(&store).await?;
+        let mut counters = load_counters(&store)?;
+        let deployment = load_deployment(&store, &mut counters)?;
+        let broker = crate::broker::Broker::open(&store, config.limits.kbs_sessions).await?;
         let coordinator = Self {
-            ca,
+            ca: Arc::new(ca),
             store,
             simulation: config.simulation,
             sealing,
@@ -288,6 +373,9 @@ impl Coordinator {
             cached_attestation: ArcSwap::from_pointee(api::EvidenceBundle::default()),
             broker,
             admin: tokio::sync::Mutex::new(()),
+            counters: Mutex::new(counters),
+            heavy: Heavy::new(HEAVY_SLOTS, HEAVY_DEADLINE),
+            limits: config.limits.clone(),
             metrics: Metrics::default(),
         };
         coordinator.refresh_cached_attestation().await?;
@@ -352,17 +440,7 @@ impl Coordinator {
         let m = &d.manifest;
         let user = match (peer.and_then(|der| m.find_user_by_cert(der)), bearer) {
             (Some((user, _)), _) => user.to_string(),
-            (None, Some(token)) => {
-                let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
-                m.users_with_public_keys()
-                    .find(|(_, pem)| kbs::token::verify_admin(token, pem, now).is_ok())
-                    .map(|(name, _)| name.to_string())
-                    .ok_or_else(|| {
-                        kbs::KbsError::AdminAuth(
-                            "the Bearer token is not signed by a key registered for a manifest user, or it expired".into(),
-                        )
-                    })?
-            }
+            (None, Some(token)) => self.admin_token_user(m, token)?,
             (None, None) => {
                 return Err(kbs::KbsError::AdminAuth(
                     "admin calls need a manifest user's client certificate or Bearer JWT".into(),
@@ -377,6 +455,27 @@ impl Coordinator {
                 action.as_str()
             )))
         }
+    }
+
+    /// The user whose registered key signed `token`, if its claims hold now.
+    fn admin_token_user(&self, m: &Manifest, token: &str) -> Result<String, kbs::KbsError> {
+        let rules = kbs::token::AdminTokenRules {
+            now: u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0),
+            max_lifetime_secs: self.limits.admin_token_lifetime.as_secs(),
+        };
+        let mut refused = None;
+        for (name, pem) in m.users_with_public_keys() {
+            match kbs::token::verify_admin(token, pem, &rules) {
+                Ok(_) => return Ok(name.to_string()),
+                // Signed by this user, but its claims do not hold: say why.
+                Err(e @ kbs::token::AdminTokenError::Claims(_)) => refused = Some(e),
+                Err(_) => {}
+            }
+        }
+        Err(kbs::KbsError::AdminAuth(refused.map_or_else(
+            || "the Bearer token is not signed by a key registered for a manifest user".into(),
+            |e| e.to_string(),
+        )))
     }
 
     fn current(&self) -> Result<Arc<Deployment>, ApiError> {
@@ -399,22 +498,29 @@ impl Coordinator {
         }
     }
 
-    /// `GET /attestation[?nonce]`.
+    /// `GET /attestation[?nonce]`. Fresh evidence (with a nonce) also binds the state head.
     pub async fn attestation(
         &self,
         nonce: Option<&[u8]>,
     ) -> Result<api::AttestationResponse, ApiError> {
         let deployment = self.deployment.load();
         let manifest_hash = deployment.as_ref().map(|d| d.hash);
-        let evidence = match nonce {
-            None => (**self.cached_attestation.load()).clone(),
-            Some(nonce) => self.attest(manifest_hash.as_ref(), nonce).await?,
+        let (evidence, state) = match nonce {
+            None => ((**self.cached_attestation.load()).clone(), None),
+            Some(nonce) => {
+                let state = self.store.head();
+                let evidence = self
+                    .attest(manifest_hash.as_ref(), Some(&state), nonce)
+                    .await?;
+                (evidence, Some(state))
+            }
         };
         Ok(api::AttestationResponse {
             evidence,
             certificate_chain_pem: format!("{}{}", self.ca.root_pem(), self.ca.intermediate_pem()),
             manifest_hash: manifest_hash.map(hex::encode),
             nonce_hex: nonce.map(hex::encode),
+            state,
             simulated: self.simulation,
         })
     }
@@ -424,10 +530,17 @@ impl Coordinator {
     async fn attest(
         &self,
         manifest_hash: Option<&[u8; 32]>,
+        state: Option<&api::StateHead>,
         nonce: &[u8],
     ) -> Result<api::EvidenceBundle, ApiError> {
-        let report_data =
-            api::coordinator_report_data(&sha256(self.ca.root_der()), manifest_hash, nonce, sha256);
+        let report_data = api::coordinator_report_data(
+            &sha256(self.ca.root_der()),
+            manifest_hash,
+            state,
+            nonce,
+            sha256,
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
         let evidence = self
             .attester
             .evidence(&report_data)
@@ -449,7 +562,7 @@ impl Coordinator {
     async fn refresh_cached_attestation(&self) -> Result<(), StartError> {
         let hash = self.deployment.load().as_ref().map(|d| d.hash);
         let bundle = self
-            .attest(hash.as_ref(), &[])
+            .attest(hash.as_ref(), None, &[])
             .await
             .map_err(|e| StartError::Attest(e.to_string()))?;
         self.cached_attestation.store(Arc::new(bundle));
@@ -465,30 +578,40 @@ impl Coordinator {
         })
     }
 
+    /// Who may set a manifest now: anyone when none is set (the record names them as far as
+    /// they are known), else a user with `UpdateManifest` in the manifest in force. Asked
+    /// before the manifest is read.
+    pub fn manifest_setter(&self, peer: Option<&[u8]>) -> Result<String, ApiError> {
+        match self.deployment.load().as_ref() {
+            None => Ok(first_setter(peer)),
+            Some(d) => authorize(
+                &d.manifest,
+                peer,
+                manifest::Action::UpdateManifest,
+                manifest::Resource::Manifest,
+            ),
+        }
+    }
+
     /// `POST /manifest`: the first set needs no identity; a replacement needs a user with
-    /// `UpdateManifest` in the manifest in force.
+    /// `UpdateManifest` in the manifest in force. The caller is authorized before anything of
+    /// the manifest is read; parsing, validation, policy compilation and key generation run on
+    /// the heavy pool.
     pub async fn set_manifest(
         &self,
         raw: &[u8],
         peer: Option<&[u8]>,
     ) -> Result<api::ManifestSetResponse, ApiError> {
-        let parsed = Manifest::parse(raw).map_err(ApiError::MalformedManifest)?;
-        parsed
-            .manifest
-            .validate()
-            .map_err(ApiError::InvalidManifest)?;
-        let kbs_policy = compile_kbs_policy(&parsed.manifest)?;
+        self.manifest_setter(peer)?;
+        let owned = raw.to_vec();
+        let Prepared { parsed, kbs_policy } = self
+            .heavy
+            .run("manifest parsing", move |_| prepare_manifest(&owned))
+            .await??;
         let _admin = self.admin.lock().await;
+        // The manifest in force may have changed while this one was read: authorize again.
+        let actor = self.manifest_setter(peer)?;
         let old = self.deployment.load_full();
-        let actor = match &old {
-            None => "initial".to_string(),
-            Some(old) => authorize(
-                &old.manifest,
-                peer,
-                manifest::Action::UpdateManifest,
-                manifest::Resource::Manifest,
-            )?,
-        };
         let now = OffsetDateTime::now_utc();
         // An update keeps what it does not change: secrets whose spec is the same (generated or
         // uploaded), the root secret (so per-instance keys stay the same), activation counts.
@@ -507,7 +630,14 @@ impl Coordinator {
             .filter(|(name, _)| !secrets.contains_key(*name))
             .map(|(name, spec)| (name.clone(), spec.clone()))
             .collect();
-        secrets.extend(secrets::generate_shared(&missing, &self.ca, now)?);
+        let ca = Arc::clone(&self.ca);
+        secrets.extend(
+            self.heavy
+                .run("secret generation", move |deadline| {
+                    secrets::generate_shared(&missing, &ca, now, deadline)
+                })
+                .await??,
+        );
         let root_secret = match &old {
             Some(old) => old.root_secret.clone(),
             None => {
@@ -517,42 +647,20 @@ impl Coordinator {
                 fresh
             }
         };
-        let count = |workload: &str| {
-            old.as_ref()
-                .and_then(|o| o.counters.get(workload))
-                .map_or(0, |c| c.load(Ordering::SeqCst))
-        };
         let hash = sha256(raw);
-        let mut puts = vec![
-            (MANIFEST_RECORD.to_string(), Zeroizing::new(raw.to_vec())),
-            (SECRETS_RECORD.to_string(), encode_secrets(&secrets)?),
-            (
-                ROOT_SECRET_RECORD.to_string(),
-                Zeroizing::new(root_secret.to_vec()),
-            ),
-        ];
-        for name in parsed.manifest.workloads.keys() {
-            puts.push((
-                counter_record(name),
-                Zeroizing::new(count(name).to_le_bytes().to_vec()),
-            ));
-        }
         self.store
-            .commit(Change {
-                puts,
-                audit: AuditEvent {
+            .commit(
+                Change::new(AuditEvent {
                     event: "manifest-set",
                     actor,
                     details: json!({ "manifest_hash": hex::encode(hash) }),
-                },
-            })
+                })
+                .put(MANIFEST_RECORD, Zeroizing::new(raw.to_vec()))
+                .put(SECRETS_RECORD, encode_secrets(&secrets)?)
+                .put(ROOT_SECRET_RECORD, Zeroizing::new(root_secret.to_vec())),
+            )
             .await?;
-        let counters = parsed
-            .manifest
-            .workloads
-            .keys()
-            .map(|k| (k.clone(), AtomicU64::new(count(k))))
-            .collect();
+        let counters = self.counters_for(&parsed.manifest);
         self.deployment.store(Some(Arc::new(Deployment {
             manifest: parsed.manifest,
             raw: raw.to_vec(),
@@ -571,10 +679,41 @@ impl Coordinator {
         })
     }
 
-    /// `GET /audit`.
-    pub fn audit(&self) -> Result<api::AuditLog, ApiError> {
+    /// The activation counters of `manifest`'s workloads: the ones every earlier deployment
+    /// counted on, shared, or new ones at zero.
+    fn counters_for(&self, manifest: &Manifest) -> HashMap<String, Counter> {
+        let mut all = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        manifest
+            .workloads
+            .keys()
+            .map(|name| {
+                (
+                    name.clone(),
+                    Arc::clone(all.entry(name.clone()).or_default()),
+                )
+            })
+            .collect()
+    }
+
+    /// `GET /audit?from&limit`, for any user the manifest names.
+    pub fn audit(
+        &self,
+        peer: Option<&[u8]>,
+        from: u64,
+        limit: usize,
+    ) -> Result<api::AuditLog, ApiError> {
+        let d = self.current()?;
+        authenticate(&d.manifest, peer)?;
+        let limit = limit.clamp(1, api::MAX_AUDIT_PAGE);
+        let (entries, total) = self.store.audit(from, limit)?;
+        let next = entries.last().map(|e| e.seq + 1).filter(|n| *n < total);
         Ok(api::AuditLog {
-            entries: self.store.audit()?,
+            entries,
+            total,
+            next,
         })
     }
 
@@ -653,13 +792,7 @@ impl Coordinator {
         // activation changes nothing and is only recorded.
         let stored = if workload.max_activations > 0 {
             self.store
-                .commit(Change {
-                    puts: vec![(
-                        counter_record(&request.workload),
-                        Zeroizing::new(count.to_le_bytes().to_vec()),
-                    )],
-                    audit,
-                })
+                .commit(Change::new(audit).raise(counter_record(&request.workload), count))
                 .await
                 .map(|_| ())
         } else {
@@ -759,31 +892,58 @@ impl Coordinator {
         Ok(out)
     }
 
+    /// The user `peer` authenticates as, if they may write some secret: asked before a
+    /// `POST /secrets` body is read.
+    pub fn secret_writer(&self, peer: Option<&[u8]>) -> Result<String, ApiError> {
+        let d = self.current()?;
+        let user = authenticate(&d.manifest, peer)?;
+        let may_write_any = d.manifest.secrets.keys().any(|name| {
+            d.manifest.user_may(
+                &user,
+                manifest::Action::WriteSecret,
+                manifest::Resource::Secret(name),
+            )
+        });
+        if may_write_any {
+            Ok(user)
+        } else {
+            Err(ApiError::Forbidden {
+                user,
+                action: "WriteSecret on any secret".into(),
+            })
+        }
+    }
+
     /// `POST /secrets`: set user-defined secrets, for users holding `WriteSecret`.
     pub async fn set_secrets(
         &self,
         request: api::Secrets,
         peer: Option<&[u8]>,
     ) -> Result<(), ApiError> {
+        self.secret_writer(peer)?;
+        if request.secrets.is_empty() {
+            return Err(ApiError::BadRequest(
+                "no secrets to set: name at least one under \"secrets\"".into(),
+            ));
+        }
         let _admin = self.admin.lock().await;
         let d = self.current()?;
-        let mut user = String::new();
+        let user = authenticate(&d.manifest, peer)?;
         let mut secrets = d.secrets.clone();
         for (name, value) in &request.secrets {
-            let (who, spec) =
+            let (_, spec) =
                 authorize_secret(&d.manifest, peer, manifest::Action::WriteSecret, name)?;
-            user = who;
             secrets.insert(name.clone(), crate::usersecret::accept(name, spec, value)?);
         }
         self.store
-            .commit(Change {
-                puts: vec![(SECRETS_RECORD.to_string(), encode_secrets(&secrets)?)],
-                audit: AuditEvent {
+            .commit(
+                Change::new(AuditEvent {
                     event: "secret-set",
                     actor: user,
                     details: json!({ "secrets": request.secrets.keys().collect::<Vec<_>>() }),
-                },
-            })
+                })
+                .put(SECRETS_RECORD, encode_secrets(&secrets)?),
+            )
             .await?;
         let next = Deployment {
             manifest: d.manifest.clone(),
@@ -791,16 +951,19 @@ impl Coordinator {
             hash: d.hash,
             secrets,
             root_secret: d.root_secret.clone(),
-            counters: d
-                .counters
-                .iter()
-                .map(|(k, v)| (k.clone(), AtomicU64::new(v.load(Ordering::SeqCst))))
-                .collect(),
+            counters: d.counters.clone(),
             kbs_policy: d.kbs_policy.clone(),
         };
         self.deployment.store(Some(Arc::new(next)));
         Ok(())
     }
+}
+
+/// The manifest user `peer` (a client certificate) is.
+fn authenticate(manifest: &Manifest, peer: Option<&[u8]>) -> Result<String, ApiError> {
+    peer.and_then(|der| manifest.find_user_by_cert(der))
+        .map(|(user, _)| user.to_string())
+        .ok_or(ApiError::Unauthenticated)
 }
 
 /// The user `peer` authenticates as, if the manifest lets them do `action`.
@@ -810,14 +973,12 @@ fn authorize(
     action: manifest::Action,
     resource: manifest::Resource<'_>,
 ) -> Result<String, ApiError> {
-    let (user, _) = peer
-        .and_then(|der| manifest.find_user_by_cert(der))
-        .ok_or(ApiError::Unauthenticated)?;
-    if manifest.user_may(user, action, resource) {
-        Ok(user.to_string())
+    let user = authenticate(manifest, peer)?;
+    if manifest.user_may(&user, action, resource) {
+        Ok(user)
     } else {
         Err(ApiError::Forbidden {
-            user: user.to_string(),
+            user,
             action: format!("{} {resource:?}", action.as_str()),
         })
     }
@@ -873,7 +1034,28 @@ fn pem(label: &str, der: &[u8]) -> String {
     )
 }
 
-fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
+/// Every activation counter the state holds, whether or not the manifest in force names its
+/// workload (a later manifest may name it again; its count goes on).
+fn load_counters(store: &Store) -> Result<HashMap<String, Counter>, StartError> {
+    store
+        .list(COUNTER_PREFIX)?
+        .into_iter()
+        .map(|(record, value)| {
+            let count = <[u8; 8]>::try_from(value.as_slice())
+                .map_err(|_| StartError::Corrupt("activation counter"))?;
+            let name = record.strip_prefix(COUNTER_PREFIX).unwrap_or(&record);
+            Ok((
+                name.to_string(),
+                Arc::new(AtomicU64::new(u64::from_le_bytes(count))),
+            ))
+        })
+        .collect()
+}
+
+fn load_deployment(
+    store: &Store,
+    counters: &mut HashMap<String, Counter>,
+) -> Result<Option<Deployment>, StartError> {
     let Some(raw) = store.get(MANIFEST_RECORD)? else {
         return Ok(None);
     };
@@ -890,18 +1072,6 @@ fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
         .get(ROOT_SECRET_RECORD)?
         .and_then(|b| b.as_slice().try_into().ok())
         .ok_or(StartError::Corrupt(ROOT_SECRET_RECORD))?;
-    let mut counters = HashMap::new();
-    for name in manifest.workloads.keys() {
-        let count = match store.get(&counter_record(name))? {
-            Some(b) => u64::from_le_bytes(
-                b.as_slice()
-                    .try_into()
-                    .map_err(|_| StartError::Corrupt("activation counter"))?,
-            ),
-            None => 0,
-        };
-        counters.insert(name.clone(), AtomicU64::new(count));
-    }
     let kbs_policy = manifest
         .kbs
         .resource_policy
@@ -912,10 +1082,19 @@ fn load_deployment(store: &Store) -> Result<Option<Deployment>, StartError> {
     Ok(Some(Deployment {
         hash: sha256(&raw),
         raw: raw.to_vec(),
+        counters: manifest
+            .workloads
+            .keys()
+            .map(|name| {
+                (
+                    name.clone(),
+                    Arc::clone(counters.entry(name.clone()).or_default()),
+                )
+            })
+            .collect(),
         manifest,
         secrets,
         root_secret: Zeroizing::new(root_secret),
-        counters,
         kbs_policy,
     }))
 }

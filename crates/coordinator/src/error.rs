@@ -85,6 +85,24 @@ pub enum ApiError {
         /// Why.
         reason: String,
     },
+    /// The request body is larger than the endpoint takes.
+    #[error("the request body is larger than the {limit} bytes this endpoint takes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout {
+        /// The time allowed.
+        seconds: u64,
+    },
+    /// The request asks for more work than the coordinator does for one request.
+    #[error("{0}")]
+    TooCostly(String),
+    /// CPU-heavy work (a manifest, a policy, key generation) could not be done now.
+    #[error("{0}")]
+    Busy(String),
     /// Something failed on the coordinator's side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -160,6 +178,18 @@ impl ApiError {
             }
             Self::UnknownSecret(_) => (S::NOT_FOUND, "unknown-secret", "Unknown secret"),
             Self::InvalidSecret { .. } => (S::BAD_REQUEST, "invalid-secret", "Invalid secret"),
+            Self::PayloadTooLarge { .. } => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            Self::RequestTimeout { .. } => (
+                S::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request body too slow",
+            ),
+            Self::TooCostly(_) => (S::UNPROCESSABLE_ENTITY, "too-costly", "Request too costly"),
+            Self::Busy(_) => (S::SERVICE_UNAVAILABLE, "busy", "Coordinator busy"),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -236,7 +266,21 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl From<crate::secrets::SecretError> for ApiError {
     fn from(e: crate::secrets::SecretError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            crate::secrets::SecretError::Deadline { .. } => Self::TooCostly(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::heavy::HeavyError> for ApiError {
+    fn from(e: crate::heavy::HeavyError) -> Self {
+        use crate::heavy::HeavyError;
+        match e {
+            HeavyError::Busy { .. } => Self::Busy(e.to_string()),
+            HeavyError::Deadline { .. } => Self::TooCostly(e.to_string()),
+            HeavyError::Failed { .. } => Self::Internal(e.to_string()),
+        }
     }
 }
 

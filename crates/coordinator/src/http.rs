@@ -1,22 +1,33 @@
 //! The REST API over HTTPS: routes, request parsing, and the accept loop.
+//!
+//! Every handler decides who the caller is and whether they may act before it reads the body
+//! ([`crate::body`]). Connections are bounded in number and in time: the TLS handshake, the
+//! request headers (which is also how long an idle keep-alive connection lasts), the body, and
+//! every response write each have a deadline.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::core::Coordinator;
+use crate::core::{Coordinator, Limits};
 use crate::error::ApiError;
 
 /// The TLS client certificate of the connection a request came on, if any (DER).
@@ -114,8 +125,52 @@ fn json<T: serde::Serialize>(value: &T) -> Response {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
+/// Parse a JSON body. The error names where and how the body is wrong, never what it holds:
+/// a body may carry secrets, and serde quotes the values it refuses.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let path = e.path().to_string();
+        describe_json_error(&path, &e.into_inner())
+    })?;
+    reader.end().map_err(|e| describe_json_error(".", &e))?;
+    Ok(value)
+}
+
+/// Where and how a JSON body is wrong, in words that quote nothing of it.
+fn describe_json_error(path: &str, e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Data => {
+            let text = e.to_string();
+            // These name fields of the schema, not values the caller sent.
+            if text.starts_with("missing field") {
+                text.split(" at line")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                "a value of the wrong type or form".to_string()
+            }
+        }
+        Category::Syntax => "not JSON, or JSON with something after it".to_string(),
+        Category::Eof => "cut short".to_string(),
+        Category::Io => "unreadable".to_string(),
+    };
+    let place = if path == "." {
+        String::new()
+    } else {
+        format!(" at {path}")
+    };
+    format!(
+        "request body{place}: {what} (line {}, column {})",
+        e.line(),
+        e.column()
+    )
+}
+
+fn parse_api<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    parse(body).map_err(ApiError::BadRequest)
 }
 
 /// The values of `key` in a query string.
@@ -124,6 +179,36 @@ fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
         .filter(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
         .collect()
+}
+
+/// The one value of `key` in a query string, parsed.
+fn query_number<T: std::str::FromStr>(
+    query: Option<&str>,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
+    match query_values(query, key).as_slice() {
+        [] => Ok(None),
+        [one] => one
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::BadRequest(format!("{key} must be a non-negative integer"))),
+        _ => Err(ApiError::BadRequest(format!("give {key} once"))),
+    }
+}
+
+/// Path parameters, or a problem document when they are not UTF-8.
+pub(crate) fn path_params<T>(params: Result<Path<T>, PathRejection>) -> Result<T, String> {
+    params
+        .map(|Path(p)| p)
+        .map_err(|e| format!("the request path is malformed: {}", e.body_text()))
+}
+
+async fn read_body(
+    c: &Coordinator,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, ApiError> {
+    Ok(crate::body::read(body, limit, c.limits.body_timeout).await?)
 }
 
 async fn status(State(c): State<AppState>) -> Response {
@@ -138,10 +223,12 @@ async fn attestation(
     State(c): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let nonce = match query_values(q.as_deref(), "nonce").first() {
-        Some(hex_text) => {
-            let nonce = hex::decode(hex_text)
-                .map_err(|_| ApiError::BadRequest("nonce must be hex".into()))?;
+    let nonce = match query_values(q.as_deref(), "nonce").as_slice() {
+        [] => None,
+        [hex_text] => {
+            let nonce = hex::decode(hex_text).map_err(|_| {
+                ApiError::BadRequest("nonce must be hex (an even number of digits)".into())
+            })?;
             if nonce.len() > api::MAX_NONCE_LEN {
                 return Err(ApiError::BadRequest(format!(
                     "nonce is longer than {} bytes",
@@ -150,7 +237,7 @@ async fn attestation(
             }
             Some(nonce)
         }
-        None => None,
+        _ => return Err(ApiError::BadRequest("give nonce once".into())),
     };
     Ok(json(&c.attestation(nonce.as_deref()).await?))
 }
@@ -162,16 +249,18 @@ async fn get_manifest(State(c): State<AppState>) -> Result<Response, ApiError> {
 async fn set_manifest(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    c.manifest_setter(peer.der())?;
+    let body = read_body(&c, body, crate::body::MANIFEST).await?;
     Ok(json(&c.set_manifest(&body, peer.der()).await?))
 }
 
 async fn certificate(
     State(c): State<AppState>,
-    Path(which): Path<String>,
+    which: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let pem = match which.as_str() {
+    let pem = match path_params(which).map_err(ApiError::BadRequest)?.as_str() {
         "root" => c.ca.root_pem(),
         "intermediate" => c.ca.intermediate_pem(),
         "chain" => format!("{}{}", c.ca.intermediate_pem(), c.ca.root_pem()),
@@ -201,22 +290,34 @@ async fn get_secrets(
 async fn set_secrets(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    c.set_secrets(parse(&body)?, peer.der()).await?;
+    c.secret_writer(peer.der())?;
+    let body = read_body(&c, body, crate::body::SECRETS).await?;
+    c.set_secrets(parse_api(&body)?, peer.der()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn audit(State(c): State<AppState>) -> Result<Response, ApiError> {
-    Ok(json(&c.audit()?))
+async fn audit(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let from = query_number(q.as_deref(), "from")?.unwrap_or(0);
+    let limit = query_number(q.as_deref(), "limit")?.unwrap_or(api::MAX_AUDIT_PAGE / 10);
+    Ok(json(&c.audit(peer.der(), from, limit)?))
 }
 
 async fn activate(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    Ok(json(&c.activate(parse(&body)?, peer.der()).await?))
+    if peer.der().is_none() {
+        return Err(ApiError::NoClientCertificate);
+    }
+    let body = read_body(&c, body, crate::body::ACTIVATION).await?;
+    Ok(json(&c.activate(parse_api(&body)?, peer.der()).await?))
 }
 
 async fn openapi() -> Response {
@@ -231,22 +332,94 @@ async fn metrics(State(c): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Serve `router` over TLS on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router) {
+/// Serve `router` over TLS on `listener` until the task is dropped: at most
+/// `limits.max_connections` connections at once, each within the limits' deadlines.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    limits: Limits,
+) {
     let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let limits = Arc::new(limits);
+    let mut failures = AcceptFailures::default();
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let (tcp, remote) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                failures.reset();
+                accepted
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(failures.note(&e)).await;
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
-        tokio::spawn(async move { connection(acceptor, tcp, remote, router).await });
+        let limits = Arc::clone(&limits);
+        tokio::spawn(async move {
+            let _slot = slot;
+            connection(acceptor, tcp, remote, router, &limits).await;
+        });
     }
+}
+
+/// Failed accepts: logged at most once a second, and waited out when the process or system is
+/// out of file descriptors or memory (accepting again at once would only fail again).
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    last_logged: Option<Instant>,
+    unlogged: u64,
+    backoff: Duration,
+}
+
+impl AcceptFailures {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+    const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+    /// Note a failure; return how long to wait before accepting again.
+    fn note(&mut self, e: &std::io::Error) -> Duration {
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            tracing::warn!(error = %e, more = self.unlogged, "accept failed");
+            self.last_logged = Some(now);
+            self.unlogged = 0;
+        } else {
+            self.unlogged += 1;
+        }
+        let exhausted = matches!(
+            e.raw_os_error(),
+            Some(
+                libc_errno::EMFILE | libc_errno::ENFILE | libc_errno::ENOBUFS | libc_errno::ENOMEM
+            )
+        );
+        if exhausted {
+            self.backoff = (self.backoff * 2).clamp(Self::FIRST_BACKOFF, Self::MAX_BACKOFF);
+            self.backoff
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    fn reset(&mut self) {
+        self.backoff = Duration::ZERO;
+    }
+}
+
+/// The errno values of resource exhaustion on Linux (stable ABI values).
+mod libc_errno {
+    pub(super) const ENOMEM: i32 = 12;
+    pub(super) const ENFILE: i32 = 23;
+    pub(super) const EMFILE: i32 = 24;
+    pub(super) const ENOBUFS: i32 = 105;
 }
 
 async fn connection(
@@ -254,11 +427,16 @@ async fn connection(
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
     router: Router,
+    limits: &Limits,
 ) {
-    let tls = match acceptor.accept(tcp).await {
-        Ok(tls) => tls,
-        Err(e) => {
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
             tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "TLS handshake timed out");
             return;
         }
     };
@@ -276,10 +454,136 @@ async fn connection(
         },
     );
     // HTTP/1.1 only, as ALPN says: no protocol sniffing on the request path.
+    let io = WriteDeadline::new(tls, limits.write_stall_timeout);
     let result = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .await;
     if let Err(e) = result {
         tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
+
+/// A stream whose writes fail once one has made no progress for `stall`: a client that stops
+/// reading its response cannot hold the connection (and its slot) forever.
+struct WriteDeadline<T> {
+    inner: T,
+    stall: Duration,
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T, stall: Duration) -> Self {
+        Self {
+            inner,
+            stall,
+            stalled_since: None,
+        }
+    }
+
+    /// Pass a write's outcome on; a pending one arms the stall timer, progress disarms it.
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if poll.is_ready() {
+            self.stalled_since = None;
+            return poll;
+        }
+        let stall = self.stall;
+        let timer = self
+            .stalled_since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn body_errors_never_quote_the_body() {
+        let refused =
+            parse::<api::Secrets>(br#"{"secrets": {"db": {"key": 12345678}}}"#).unwrap_err();
+        assert!(!refused.contains("12345678"), "{refused}");
+        assert!(refused.contains("secrets.db.key"), "{refused}");
+        let refused = parse::<api::Secrets>(br#"{"secrets": {"db": "hunter2"}}"#).unwrap_err();
+        assert!(!refused.contains("hunter2"), "{refused}");
+        let missing = parse::<api::ActivationRequest>(br#"{"workload": "w"}"#).unwrap_err();
+        assert!(missing.contains("missing field `evidence`"), "{missing}");
+        let trailing = parse::<api::Secrets>(br#"{"secrets": {}} hunter2"#).unwrap_err();
+        assert!(!trailing.contains("hunter2"), "{trailing}");
+    }
+
+    #[test]
+    fn accept_failures_are_logged_once_a_second_and_back_off_when_exhausted() {
+        let mut failures = AcceptFailures::default();
+        let emfile = std::io::Error::from_raw_os_error(libc_errno::EMFILE);
+        let waits: Vec<Duration> = (0..10).map(|_| failures.note(&emfile)).collect();
+        assert_eq!(waits[0], AcceptFailures::FIRST_BACKOFF);
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(waits[9], AcceptFailures::MAX_BACKOFF);
+        assert_eq!(
+            failures.unlogged, 9,
+            "one line for ten failures in a second"
+        );
+        failures.reset();
+        let aborted = std::io::Error::from(std::io::ErrorKind::ConnectionAborted);
+        assert_eq!(failures.note(&aborted), Duration::ZERO);
     }
 }

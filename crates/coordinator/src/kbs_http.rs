@@ -1,9 +1,11 @@
-//! `/kbs/v0`: the key-broker endpoints, with CoCo's error bodies and statuses.
+//! `/kbs/v0`: the key-broker endpoints, with CoCo's error bodies and statuses. Admin calls are
+//! authorized before their bodies are read; every body is read within its endpoint's limit.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +13,7 @@ use axum::routing::{delete, get, post};
 use kbs::KbsError;
 
 use crate::core::Coordinator;
-use crate::http::{Operation, PeerCert, router_of};
+use crate::http::{Operation, PeerCert, path_params, router_of};
 
 type AppState = Arc<Coordinator>;
 
@@ -67,12 +69,26 @@ pub(crate) fn router() -> Router<AppState> {
         .fallback(|uri: axum::http::Uri| async move {
             Failure(KbsError::InvalidPath(uri.path().to_string()))
         })
-        .method_not_allowed_fallback(|uri: axum::http::Uri| async move {
-            Failure(KbsError::InvalidPath(format!(
-                "{} (method not allowed)",
-                uri.path()
-            )))
+        .method_not_allowed_fallback(|method: Method, uri: axum::http::Uri| async move {
+            Failure(KbsError::MethodNotAllowed {
+                method: method.to_string(),
+                path: uri.path().to_string(),
+            })
         })
+}
+
+async fn read_body(c: &Coordinator, body: Body, limit: usize) -> Result<Bytes> {
+    Ok(crate::body::read(body, limit, c.limits.body_timeout)
+        .await
+        .map_err(KbsError::from)?)
+}
+
+/// A resource's `repo/type/tag`.
+fn resource_path(
+    params: std::result::Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<String> {
+    let (repo, kind, tag) = path_params(params).map_err(KbsError::InvalidPath)?;
+    Ok(format!("{repo}/{kind}/{tag}"))
 }
 
 fn session(headers: &HeaderMap) -> Option<String> {
@@ -110,13 +126,15 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Failure(KbsError::Internal(e.to_string())))
 }
 
-async fn auth(State(c): State<AppState>, body: Bytes) -> Result<Response> {
+async fn auth(State(c): State<AppState>, body: Body) -> Result<Response> {
+    let body = read_body(&c, body, crate::body::KBS_AUTH).await?;
     let (id, challenge) = c.broker.auth(&body)?;
     Ok(json_with_cookie(to_json(&challenge)?, c.broker.cookie(&id)))
 }
 
-async fn attest(State(c): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+async fn attest(State(c): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
     let id = session(&headers);
+    let body = read_body(&c, body, crate::body::KBS_ATTEST).await?;
     let token = c.broker.attest(&c, id.as_deref(), &body).await?;
     let body = to_json(&serde_json::json!({ "token": token }))?;
     Ok(json_with_cookie(
@@ -128,9 +146,9 @@ async fn attest(State(c): State<AppState>, headers: HeaderMap, body: Bytes) -> R
 async fn get_resource(
     State(c): State<AppState>,
     headers: HeaderMap,
-    Path((repo, kind, tag)): Path<(String, String, String)>,
+    params: std::result::Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response> {
-    let path = format!("{repo}/{kind}/{tag}");
+    let path = resource_path(params)?;
     let response = c.broker.resource(
         &c,
         session(&headers).as_deref(),
@@ -157,11 +175,12 @@ async fn set_resource(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
     headers: HeaderMap,
-    Path((repo, kind, tag)): Path<(String, String, String)>,
-    body: Bytes,
+    params: std::result::Result<Path<(String, String, String)>, PathRejection>,
+    body: Body,
 ) -> Result<StatusCode> {
     let user = admin(&c, &peer, &headers, manifest::Action::WriteResource)?;
-    let path = format!("{repo}/{kind}/{tag}");
+    let path = resource_path(params)?;
+    let body = read_body(&c, body, crate::body::KBS_RESOURCE).await?;
     c.broker.set_resource(&c, &user, &path, &body).await?;
     Ok(StatusCode::OK)
 }
@@ -170,10 +189,10 @@ async fn delete_resource(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
     headers: HeaderMap,
-    Path((repo, kind, tag)): Path<(String, String, String)>,
+    params: std::result::Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<StatusCode> {
     let user = admin(&c, &peer, &headers, manifest::Action::WriteResource)?;
-    let path = format!("{repo}/{kind}/{tag}");
+    let path = resource_path(params)?;
     c.broker.delete_resource(&c, &user, &path).await?;
     Ok(StatusCode::OK)
 }
@@ -182,9 +201,10 @@ async fn set_resource_policy(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<StatusCode> {
     let user = admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    let body = read_body(&c, body, crate::body::KBS_POLICY).await?;
     c.broker.set_resource_policy(&c, &user, &body).await?;
     Ok(StatusCode::OK)
 }
@@ -203,9 +223,10 @@ async fn set_attestation_policy(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<StatusCode> {
     let user = admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    let body = read_body(&c, body, crate::body::KBS_POLICY).await?;
     c.broker.set_attestation_policy(&c, &user, &body).await?;
     Ok(StatusCode::OK)
 }
@@ -214,9 +235,10 @@ async fn set_reference_value(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<StatusCode> {
     let user = admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    let body = read_body(&c, body, crate::body::KBS_POLICY).await?;
     c.broker.set_reference_values(&c, &user, &body).await?;
     Ok(StatusCode::OK)
 }
@@ -225,9 +247,10 @@ async fn get_reference_value(
     State(c): State<AppState>,
     Extension(peer): Extension<PeerCert>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: std::result::Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
     admin(&c, &peer, &headers, manifest::Action::SetPolicy)?;
+    let name = path_params(name).map_err(KbsError::InvalidPath)?;
     let value = c.broker.reference_value(&name)?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],

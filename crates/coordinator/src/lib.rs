@@ -9,11 +9,13 @@
 //! * [`ca`] and [`secrets`]: certificates and secret material.
 #![forbid(unsafe_code)]
 
+mod body;
 pub mod broker;
 pub mod ca;
 pub mod collateral;
 pub mod core;
 pub mod error;
+pub mod heavy;
 pub mod http;
 mod kbs_http;
 pub mod metrics;
@@ -26,7 +28,7 @@ mod usersecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use crate::core::{Config, Coordinator, StartError};
+pub use crate::core::{Config, Coordinator, Limits, StartError};
 
 /// A random (v4) UUID from aws-lc's generator, which needs no system call per draw (the
 /// `uuid` crate's own asks the kernel every time); the kernel's is the fallback.
@@ -105,7 +107,7 @@ pub async fn serve(config: &Config, addr: SocketAddr) -> Result<Running, ServeEr
     let (chain, key) = coordinator.server_identity(&names)?;
     let tls = tls::server_config(chain, &key)?;
     let router = http::router(Arc::clone(&coordinator));
-    let task = tokio::spawn(http::serve(listener, tls, router));
+    let task = tokio::spawn(http::serve(listener, tls, router, config.limits.clone()));
     Ok(Running {
         addr: local,
         coordinator,

@@ -1,8 +1,10 @@
 //! Sealing: authenticated encryption of everything the coordinator stores, under a key only
-//! this TEE (or, in simulation, this simulated platform) can derive.
+//! this TEE (or, in simulation, this simulated platform) can derive, and a keyed MAC for the
+//! store's commitment over its whole state.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use zeroize::Zeroizing;
 
@@ -10,13 +12,13 @@ use zeroize::Zeroizing;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SealError {
-    /// The sealed value was modified, moved to another key, or sealed under another key.
+    /// The sealed value was modified, moved to another place, or sealed under another key.
     #[error(
-        "sealed state `{name}` does not open with this platform's key: it was tampered with or \
-         sealed on another platform"
+        "sealed state `{name}` does not open with this platform's key: it was tampered with, \
+         moved, or sealed on another platform"
     )]
     Open {
-        /// The record name.
+        /// What did not open (a record name, an audit entry, the root).
         name: String,
     },
     /// The crypto provider failed.
@@ -54,10 +56,13 @@ impl SealSource {
     }
 }
 
-/// AES-256-GCM with a random nonce per value; the record name is the associated data, so a
-/// sealed value cannot be replayed under another name.
+/// AES-256-GCM with a random nonce per value; the caller's associated data (a record's name
+/// and version, an audit entry's position) keeps a sealed value from being replayed anywhere
+/// else. A second key, derived from the same seed, MACs stored values for the store's
+/// commitment over its whole state.
 pub struct Sealer {
     key: LessSafeKey,
+    mac: hmac::Key,
     source: SealSource,
     rng: SystemRandom,
 }
@@ -73,18 +78,35 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer whose key is HKDF-SHA256 of `seed` (a platform sealing secret).
     pub fn derive(seed: &[u8], source: SealSource) -> Result<Self, SealError> {
+        let prk = Salt::new(HKDF_SHA256, b"cloister coordinator sealing").extract(seed);
         let mut key = Zeroizing::new([0u8; 32]);
-        Salt::new(HKDF_SHA256, b"cloister coordinator sealing")
-            .extract(seed)
-            .expand(&[b"state v1"], &AES_256_GCM)
+        prk.expand(&[b"state v1"], &AES_256_GCM)
             .and_then(|okm| okm.fill(key.as_mut()))
             .map_err(|_| SealError::Crypto)?;
         let key = UnboundKey::new(&AES_256_GCM, key.as_ref()).map_err(|_| SealError::Crypto)?;
+        let mac = prk
+            .expand(&[b"state commitment v1"], hmac::HMAC_SHA256)
+            .map(hmac::Key::from)
+            .map_err(|_| SealError::Crypto)?;
         Ok(Self {
             key: LessSafeKey::new(key),
+            mac,
             source,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// HMAC-SHA256 of `parts` (each length-prefixed) under the commitment key: a value the host
+    /// can neither compute nor predict, so an XOR of them commits to a set of stored values.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut context = hmac::Context::with_key(&self.mac);
+        for part in parts {
+            context.update(&(part.len() as u64).to_le_bytes());
+            context.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.sign().as_ref());
+        out
     }
 
     /// Where the key comes from.
@@ -92,8 +114,8 @@ impl Sealer {
         self.source
     }
 
-    /// `nonce ‖ ciphertext ‖ tag`.
-    pub fn seal(&self, name: &str, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+    /// `nonce ‖ ciphertext ‖ tag`, bound to `aad`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| SealError::Crypto)?;
         let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + 16);
@@ -103,7 +125,7 @@ impl Sealer {
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(name.as_bytes()),
+                Aad::from(aad),
                 &mut out[NONCE_LEN..],
             )
             .map_err(|_| SealError::Crypto)?;
@@ -111,17 +133,22 @@ impl Sealer {
         Ok(out)
     }
 
-    /// Open a value sealed under `name`.
-    pub fn open(&self, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    /// Open a value sealed with `aad`; `what` names it in the error.
+    pub fn open(
+        &self,
+        what: &str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let fail = || SealError::Open {
-            name: name.to_string(),
+            name: what.to_string(),
         };
         let (nonce, body) = sealed.split_at_checked(NONCE_LEN).ok_or_else(fail)?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
         let mut buffer = Zeroizing::new(body.to_vec());
         let plain_len = self
             .key
-            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut buffer)
+            .open_in_place(nonce, Aad::from(aad), &mut buffer)
             .map_err(|_| fail())?
             .len();
         buffer.truncate(plain_len);

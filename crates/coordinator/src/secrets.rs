@@ -45,6 +45,15 @@ pub enum SecretError {
         /// The secret.
         name: String,
     },
+    /// Generating the manifest's secrets took too long (too many large RSA keys).
+    #[error(
+        "generating the manifest's secrets took too long (stopped before {name}): ask for fewer \
+         or smaller RSA keys"
+    )]
+    Deadline {
+        /// The secret that was not made.
+        name: String,
+    },
 }
 
 /// A secret's material as stored (sealed) and handed to templates.
@@ -132,14 +141,18 @@ pub fn is_generated_shared(spec: &SecretSpec) -> bool {
     spec.shared && !spec.user_defined && spec.kind != SecretKind::Plain
 }
 
-/// Make every shared, generated secret of a manifest.
+/// Make every shared, generated secret of a manifest, giving up past `deadline`.
 pub fn generate_shared(
     specs: &BTreeMap<String, SecretSpec>,
     ca: &Ca,
     now: OffsetDateTime,
+    deadline: std::time::Instant,
 ) -> Result<BTreeMap<String, StoredSecret>, SecretError> {
     let mut out = BTreeMap::new();
     for (name, spec) in specs.iter().filter(|(_, s)| is_generated_shared(s)) {
+        if std::time::Instant::now() > deadline {
+            return Err(SecretError::Deadline { name: name.clone() });
+        }
         out.insert(name.clone(), generate(name, spec, ca, now, None)?);
     }
     Ok(out)
@@ -212,6 +225,7 @@ fn key_for(name: &str, spec: &SecretSpec) -> Result<KeyPair, SecretError> {
     let key = match (spec.kind, spec.size.unwrap_or(0)) {
         (SecretKind::CertEcdsa, 0 | 256) => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
         (SecretKind::CertEcdsa, 384) => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384),
+        (SecretKind::CertEcdsa, 521) => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512),
         (SecretKind::CertEd25519, 0) => KeyPair::generate_for(&PKCS_ED25519),
         (SecretKind::CertRsa, bits) => return rsa_key(name, bits),
         (_, size) => return Err(unsupported(size)),

@@ -1,4 +1,4 @@
-//! Sealed, durable state in one redb file, with a hash-chained audit log.
+//! Sealed, durable state in one redb file, with a hash-chained audit log and a sealed root.
 //!
 //! Every change goes through one writer thread, the audit chain's only author. A state change
 //! ([`Store::commit`]) is durable before it is acknowledged, together with whatever else has
@@ -7,14 +7,30 @@
 //! more than once per window, and chained and made durable with the next commit, at most
 //! [`FLUSH_WINDOW`] later: a crash can lose that window of such records, never a state change.
 //! Reads go straight to redb's MVCC snapshots.
+//!
+//! # What the host can and cannot do to the file
+//!
+//! Every transaction raises the state's *version*. A record is sealed together with its name
+//! and the version that wrote it; an audit entry with its position. The **root**, sealed in the
+//! same transaction, commits to the version, the number of records, an XOR of a keyed MAC of
+//! every stored record (a set commitment the host can neither compute nor steer, because it
+//! lacks the key), and the audit log's length and last hash. [`Store::open`] recomputes all of
+//! it, so a record that was modified, moved, deleted, added or replaced by an older copy of
+//! itself, and an audit log that was cut short, are refused with an error that says which.
+//!
+//! What sealing cannot detect is the replacement of the *whole* file by an older copy of itself:
+//! an older state is self-consistent. Its version and audit head are older, though, and the
+//! coordinator's fresh evidence binds both ([`Store::head`]), so `cloister verify
+//! --expect-min-version` catches it where the user remembers what they saw.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use arc_swap::ArcSwap;
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _};
+use redb::{Table, TableDefinition};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
@@ -24,10 +40,15 @@ use crate::seal::{SealError, Sealer};
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const ROOT: TableDefinition<&str, &[u8]> = TableDefinition::new("root");
+const ROOT_KEY: &str = "root";
 /// Changes committed in one transaction at most.
 const MAX_BATCH: usize = 1024;
 /// How long a recorded event may wait for its durable commit.
 pub const FLUSH_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
+/// redb's page cache: the state is small and read at start; the writer appends. redb's default
+/// (a gigabyte) would let the cache grow with the audit log.
+const CACHE_BYTES: usize = 8 << 20;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +57,7 @@ pub enum StoreError {
     /// The database file could not be opened, read or written.
     #[error("state database: {0}")]
     Database(#[from] redb::Error),
-    /// A sealed record did not open.
+    /// A sealed record, audit entry or the root did not open.
     #[error(transparent)]
     Seal(#[from] SealError),
     /// The audit log's hash chain is broken at `seq`.
@@ -46,6 +67,69 @@ pub enum StoreError {
         seq: u64,
         /// What is wrong.
         reason: String,
+    },
+    /// The file holds state but no sealed root.
+    #[error(
+        "the state file holds {records} records and {audit_entries} audit entries but no sealed \
+         root: it was cut short or written by an earlier cloister; restore it from a backup"
+    )]
+    NoRoot {
+        /// Records found.
+        records: u64,
+        /// Audit entries found.
+        audit_entries: u64,
+    },
+    /// A record was written by a later version than the root's.
+    #[error(
+        "record `{name}` was written at state version {version}, after the sealed root \
+         (version {root_version}): the root was replaced by an older copy"
+    )]
+    RecordAfterRoot {
+        /// The record.
+        name: String,
+        /// The version that wrote it.
+        version: u64,
+        /// The root's version.
+        root_version: u64,
+    },
+    /// Records were removed or added.
+    #[error(
+        "the state holds {found} records where its sealed root (version {version}) commits to \
+         {committed}: records were removed or added"
+    )]
+    RecordCount {
+        /// Records in the file.
+        found: u64,
+        /// Records the root commits to.
+        committed: u64,
+        /// The root's version.
+        version: u64,
+    },
+    /// A record is another copy than the one the root commits to.
+    #[error(
+        "the records are not the ones the sealed root (version {version}) commits to: a record \
+         was replaced by an older or newer copy of itself"
+    )]
+    RecordReplaced {
+        /// The root's version.
+        version: u64,
+    },
+    /// The audit log is not the one the root commits to.
+    #[error(
+        "the audit log has {found} entries where the sealed root commits to {committed}{}",
+        if .found < .committed { ": it was cut short" } else { " (or another last entry)" }
+    )]
+    AuditHead {
+        /// Entries in the file.
+        found: u64,
+        /// Entries the root commits to.
+        committed: u64,
+    },
+    /// A change names no actor.
+    #[error("an audit event must name its actor ({event})")]
+    NoActor {
+        /// The event.
+        event: &'static str,
     },
     /// The writer thread is gone (the coordinator is shutting down).
     #[error("the state writer has stopped")]
@@ -64,19 +148,44 @@ pub type Record = (String, Zeroizing<Vec<u8>>);
 pub struct AuditEvent {
     /// What happened.
     pub event: &'static str,
-    /// Who did it.
+    /// Who did it (never empty).
     pub actor: String,
-    /// Details (never secrets).
+    /// Details (never secrets, nor digests of secrets).
     pub details: serde_json::Value,
 }
 
-/// A set of record writes and the audit event that explains them, committed atomically.
+/// Record writes and the audit event that explains them, committed atomically.
 #[derive(Debug)]
 pub struct Change {
-    /// Records to write (plaintext; sealed by the store).
-    pub puts: Vec<(String, Zeroizing<Vec<u8>>)>,
-    /// The audit entry for this change.
-    pub audit: AuditEvent,
+    puts: Vec<(String, Zeroizing<Vec<u8>>)>,
+    raises: Vec<(String, u64)>,
+    audit: AuditEvent,
+}
+
+impl Change {
+    /// A change explained by `audit`.
+    pub fn new(audit: AuditEvent) -> Self {
+        Self {
+            puts: Vec::new(),
+            raises: Vec::new(),
+            audit,
+        }
+    }
+
+    /// Write `value` (plaintext; sealed by the store) as record `name`.
+    #[must_use]
+    pub fn put(mut self, name: impl Into<String>, value: Zeroizing<Vec<u8>>) -> Self {
+        self.puts.push((name.into(), value));
+        self
+    }
+
+    /// Raise the counter record `name` (a little-endian u64) to at least `value`: counters never
+    /// go back, whatever order concurrent commits arrive in.
+    #[must_use]
+    pub fn raise(mut self, name: impl Into<String>, value: u64) -> Self {
+        self.raises.push((name.into(), value));
+        self
+    }
 }
 
 /// What the writer thread is told.
@@ -97,8 +206,129 @@ type Recorded = (AuditEvent, OffsetDateTime);
 struct Pending {
     entry: api::AuditEntry,
     puts: Vec<(String, Zeroizing<Vec<u8>>)>,
+    raises: Vec<(String, u64)>,
     /// Set for durable changes, which are acknowledged after the commit.
     reply: Option<oneshot::Sender<Result<api::AuditEntry, StoreError>>>,
+}
+
+/// What the sealed root commits to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Root {
+    version: u64,
+    records: u64,
+    /// XOR of [`record_mac`] over every record.
+    commitment: [u8; 32],
+    audit_entries: u64,
+    audit_head: [u8; 32],
+}
+
+const ROOT_FORMAT: u8 = 1;
+const ROOT_LEN: usize = 1 + 8 + 8 + 32 + 8 + 32;
+const ROOT_AAD: &[u8] = b"cloister state root";
+
+impl Root {
+    const EMPTY: Self = Self {
+        version: 0,
+        records: 0,
+        commitment: [0; 32],
+        audit_entries: 0,
+        audit_head: [0; 32],
+    };
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ROOT_LEN);
+        out.push(ROOT_FORMAT);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.records.to_le_bytes());
+        out.extend_from_slice(&self.commitment);
+        out.extend_from_slice(&self.audit_entries.to_le_bytes());
+        out.extend_from_slice(&self.audit_head);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&format, rest) = bytes.split_first()?;
+        if format != ROOT_FORMAT || rest.len() != ROOT_LEN - 1 {
+            return None;
+        }
+        let u64_at = |at: usize| {
+            rest.get(at..at + 8)?
+                .try_into()
+                .ok()
+                .map(u64::from_le_bytes)
+        };
+        let hash_at = |at: usize| rest.get(at..at + 32)?.try_into().ok();
+        Some(Self {
+            version: u64_at(0)?,
+            records: u64_at(8)?,
+            commitment: hash_at(16)?,
+            audit_entries: u64_at(48)?,
+            audit_head: hash_at(56)?,
+        })
+    }
+
+    fn head(&self) -> api::StateHead {
+        api::StateHead {
+            version: self.version,
+            audit_entries: self.audit_entries,
+            audit_head: hex::encode(self.audit_head),
+        }
+    }
+}
+
+/// A stored record: the version that wrote it, then the sealed value.
+fn record_aad(name: &str, version: u64) -> Vec<u8> {
+    let mut aad = b"cloister state record\0".to_vec();
+    aad.extend_from_slice(&version.to_le_bytes());
+    aad.extend_from_slice(name.as_bytes());
+    aad
+}
+
+fn audit_aad(seq: u64) -> Vec<u8> {
+    let mut aad = b"cloister audit entry\0".to_vec();
+    aad.extend_from_slice(&seq.to_le_bytes());
+    aad
+}
+
+fn seal_record(
+    sealer: &Sealer,
+    name: &str,
+    version: u64,
+    value: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let mut stored = version.to_le_bytes().to_vec();
+    stored.extend_from_slice(&sealer.seal(&record_aad(name, version), value)?);
+    Ok(stored)
+}
+
+/// The version that wrote a stored record, and its sealed value.
+fn split_record<'a>(name: &str, stored: &'a [u8]) -> Result<(u64, &'a [u8]), SealError> {
+    let (version, sealed) = stored.split_at_checked(8).ok_or_else(|| SealError::Open {
+        name: format!("record {name}"),
+    })?;
+    let version = u64::from_le_bytes(version.try_into().unwrap_or_default());
+    Ok((version, sealed))
+}
+
+fn open_record(
+    sealer: &Sealer,
+    name: &str,
+    stored: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    let (version, sealed) = split_record(name, stored)?;
+    sealer.open(
+        &format!("record {name}"),
+        &record_aad(name, version),
+        sealed,
+    )
+}
+
+fn record_mac(sealer: &Sealer, name: &str, stored: &[u8]) -> [u8; 32] {
+    sealer.mac(&[name.as_bytes(), stored])
+}
+
+fn xor_into(into: &mut [u8; 32], value: &[u8; 32]) {
+    into.iter_mut().zip(value).for_each(|(a, b)| *a ^= b);
 }
 
 /// The coordinator's durable state.
@@ -111,18 +341,27 @@ pub struct Store {
     recorded: mpsc::Sender<Recorded>,
     /// ... and the first since the writer last took them wakes it.
     armed: Arc<AtomicBool>,
+    /// The root as last committed.
+    head: Arc<ArcSwap<api::StateHead>>,
 }
 
 impl Store {
-    /// Open (or create) the state file and check its audit chain.
+    /// Open (or create) the state file and check it whole against its sealed root: every record,
+    /// the audit chain, and the audit head.
     pub fn open(path: &Path, sealer: Arc<Sealer>) -> Result<Self, StoreError> {
-        let db = Arc::new(Database::create(path).map_err(db_error)?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+                .map_err(db_error)?,
+        );
         let txn = db.begin_write().map_err(db_error)?;
         txn.open_table(STATE).map_err(db_error)?;
         txn.open_table(AUDIT).map_err(db_error)?;
+        txn.open_table(ROOT).map_err(db_error)?;
         txn.commit().map_err(db_error)?;
-        let entries = read_audit(&db, &sealer)?;
-        let head = check_chain(&entries)?;
+        let (root, last_time) = check_state(&db, &sealer)?;
+        let head = Arc::new(ArcSwap::from_pointee(root.head()));
         let (writer, jobs) = mpsc::channel();
         let (recorded, taken) = mpsc::channel();
         let armed = Arc::new(AtomicBool::new(false));
@@ -131,12 +370,9 @@ impl Store {
             sealer: Arc::clone(&sealer),
             recorded: taken,
             armed: Arc::clone(&armed),
-            next_seq: entries.len() as u64,
-            prev_hash: head,
-            last_time: entries
-                .last()
-                .and_then(|e| OffsetDateTime::parse(&e.time, &Rfc3339).ok())
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            root,
+            last_time,
+            head: Arc::clone(&head),
         };
         std::thread::Builder::new()
             .name("state-writer".into())
@@ -148,6 +384,7 @@ impl Store {
             writer,
             recorded,
             armed,
+            head,
         })
     }
 
@@ -155,10 +392,10 @@ impl Store {
     pub fn get(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         let table = txn.open_table(STATE).map_err(db_error)?;
-        let Some(sealed) = table.get(name).map_err(db_error)? else {
+        let Some(stored) = table.get(name).map_err(db_error)? else {
             return Ok(None);
         };
-        Ok(Some(self.sealer.open(name, sealed.value())?))
+        Ok(Some(open_record(&self.sealer, name, stored.value())?))
     }
 
     /// Every record whose name starts with `prefix`, unsealed (empty records are deletions).
@@ -167,12 +404,12 @@ impl Store {
         let table = txn.open_table(STATE).map_err(db_error)?;
         let mut out = Vec::new();
         for row in table.range(prefix..).map_err(db_error)? {
-            let (name, sealed) = row.map_err(db_error)?;
+            let (name, stored) = row.map_err(db_error)?;
             let name = name.value();
             if !name.starts_with(prefix) {
                 break;
             }
-            let value = self.sealer.open(name, sealed.value())?;
+            let value = open_record(&self.sealer, name, stored.value())?;
             if !value.is_empty() {
                 out.push((name.to_string(), value));
             }
@@ -182,6 +419,7 @@ impl Store {
 
     /// Commit `change` durably and return its audit entry.
     pub async fn commit(&self, change: Change) -> Result<api::AuditEntry, StoreError> {
+        check_actor(&change.audit)?;
         let (reply, done) = oneshot::channel();
         self.writer
             .send(Job::Commit { change, reply })
@@ -192,6 +430,7 @@ impl Store {
     /// Record an event that changes no state, as of now; it is chained and durable within
     /// [`FLUSH_WINDOW`]. Only the first record of a window wakes the writer.
     pub fn record(&self, audit: AuditEvent) -> Result<(), StoreError> {
+        check_actor(&audit)?;
         self.recorded
             .send((audit, OffsetDateTime::now_utc()))
             .map_err(|_| StoreError::WriterGone)?;
@@ -205,30 +444,111 @@ impl Store {
         Ok(())
     }
 
-    /// The whole audit log, oldest first.
-    pub fn audit(&self) -> Result<Vec<api::AuditEntry>, StoreError> {
-        read_audit(&self.db, &self.sealer)
+    /// The state's version and audit head as last committed.
+    pub fn head(&self) -> api::StateHead {
+        (**self.head.load()).clone()
+    }
+
+    /// Up to `limit` audit entries from `from` on, oldest first, and how many entries the
+    /// log holds.
+    pub fn audit(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<(Vec<api::AuditEntry>, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(AUDIT).map_err(db_error)?;
+        let total = table.len().map_err(db_error)?;
+        let mut entries = Vec::new();
+        for row in table.range(from..).map_err(db_error)?.take(limit) {
+            let (seq, sealed) = row.map_err(db_error)?;
+            entries.push(open_entry(&self.sealer, seq.value(), sealed.value())?);
+        }
+        Ok((entries, total))
     }
 }
 
-fn audit_name(seq: u64) -> String {
-    format!("audit/{seq}")
+fn check_actor(audit: &AuditEvent) -> Result<(), StoreError> {
+    if audit.actor.trim().is_empty() {
+        return Err(StoreError::NoActor { event: audit.event });
+    }
+    Ok(())
 }
 
-fn read_audit(db: &Database, sealer: &Sealer) -> Result<Vec<api::AuditEntry>, StoreError> {
+fn open_entry(sealer: &Sealer, seq: u64, sealed: &[u8]) -> Result<api::AuditEntry, StoreError> {
+    let plain = sealer.open(&format!("audit entry {seq}"), &audit_aad(seq), sealed)?;
+    serde_json::from_slice(&plain).map_err(|e| StoreError::AuditChain {
+        seq,
+        reason: e.to_string(),
+    })
+}
+
+/// Check the whole file against its sealed root; return the root and the last entry's time.
+fn check_state(db: &Database, sealer: &Sealer) -> Result<(Root, OffsetDateTime), StoreError> {
     let txn = db.begin_read().map_err(db_error)?;
-    let table = txn.open_table(AUDIT).map_err(db_error)?;
-    let mut entries = Vec::new();
-    for row in table.iter().map_err(db_error)? {
-        let (seq, sealed) = row.map_err(db_error)?;
-        let plain = sealer.open(&audit_name(seq.value()), sealed.value())?;
-        let entry = serde_json::from_slice(&plain).map_err(|e| StoreError::AuditChain {
-            seq: seq.value(),
-            reason: e.to_string(),
-        })?;
-        entries.push(entry);
+    let state = txn.open_table(STATE).map_err(db_error)?;
+    let audit = txn.open_table(AUDIT).map_err(db_error)?;
+    let roots = txn.open_table(ROOT).map_err(db_error)?;
+    let root = match roots.get(ROOT_KEY).map_err(db_error)? {
+        Some(sealed) => {
+            let plain = sealer.open("the state root", ROOT_AAD, sealed.value())?;
+            Root::decode(&plain).ok_or_else(|| SealError::Open {
+                name: "the state root".into(),
+            })?
+        }
+        None => {
+            let (records, audit_entries) = (
+                state.len().map_err(db_error)?,
+                audit.len().map_err(db_error)?,
+            );
+            if records > 0 || audit_entries > 0 {
+                return Err(StoreError::NoRoot {
+                    records,
+                    audit_entries,
+                });
+            }
+            Root::EMPTY
+        }
+    };
+    let mut found = Root {
+        version: root.version,
+        ..Root::EMPTY
+    };
+    for row in state.iter().map_err(db_error)? {
+        let (name, stored) = row.map_err(db_error)?;
+        let (name, stored) = (name.value(), stored.value());
+        let (version, _) = split_record(name, stored)?;
+        if version > root.version {
+            return Err(StoreError::RecordAfterRoot {
+                name: name.to_string(),
+                version,
+                root_version: root.version,
+            });
+        }
+        open_record(sealer, name, stored)?;
+        xor_into(&mut found.commitment, &record_mac(sealer, name, stored));
+        found.records += 1;
     }
-    Ok(entries)
+    if found.records != root.records {
+        return Err(StoreError::RecordCount {
+            found: found.records,
+            committed: root.records,
+            version: root.version,
+        });
+    }
+    if found.commitment != root.commitment {
+        return Err(StoreError::RecordReplaced {
+            version: root.version,
+        });
+    }
+    let (entries, head, last_time) = check_chain(&audit, sealer)?;
+    if entries != root.audit_entries || head != root.audit_head {
+        return Err(StoreError::AuditHead {
+            found: entries,
+            committed: root.audit_entries,
+        });
+    }
+    Ok((root, last_time))
 }
 
 /// The hash of an entry: SHA-256 over its fields and its predecessor's hash.
@@ -248,15 +568,23 @@ fn entry_hash(
     hex::encode(attest::crypto::sha256(&canonical))
 }
 
-/// Check every link; return the last hash (zeros for an empty log).
-fn check_chain(entries: &[api::AuditEntry]) -> Result<String, StoreError> {
+/// Check every link, one entry in memory at a time; return the number of entries, the last
+/// hash (zeros for an empty log) and the last entry's time.
+fn check_chain(
+    audit: &redb::ReadOnlyTable<u64, &[u8]>,
+    sealer: &Sealer,
+) -> Result<(u64, [u8; 32], OffsetDateTime), StoreError> {
     let mut prev = hex::encode([0u8; 32]);
-    for (i, e) in entries.iter().enumerate() {
+    let mut last_time = OffsetDateTime::UNIX_EPOCH;
+    let mut count = 0u64;
+    for row in audit.iter().map_err(db_error)? {
+        let (seq, sealed) = row.map_err(db_error)?;
+        let e = open_entry(sealer, seq.value(), sealed.value())?;
         let broken = |reason: &str| StoreError::AuditChain {
-            seq: i as u64,
+            seq: count,
             reason: reason.to_string(),
         };
-        if e.seq != i as u64 {
+        if e.seq != count || seq.value() != count {
             return Err(broken("entries are missing or out of order"));
         }
         if e.prev_hash != prev {
@@ -265,9 +593,16 @@ fn check_chain(entries: &[api::AuditEntry]) -> Result<String, StoreError> {
         if e.hash != entry_hash(e.seq, &e.time, &e.event, &e.actor, &e.details, &e.prev_hash) {
             return Err(broken("its hash does not match its contents"));
         }
-        prev = e.hash.clone();
+        last_time = OffsetDateTime::parse(&e.time, &Rfc3339).unwrap_or(last_time);
+        prev = e.hash;
+        count += 1;
     }
-    Ok(prev)
+    let mut head = [0u8; 32];
+    hex::decode_to_slice(&prev, &mut head).map_err(|_| StoreError::AuditChain {
+        seq: count.saturating_sub(1),
+        reason: "its hash is not 32 bytes of hex".into(),
+    })?;
+    Ok((count, head, last_time))
 }
 
 struct Writer {
@@ -275,10 +610,11 @@ struct Writer {
     sealer: Arc<Sealer>,
     recorded: mpsc::Receiver<Recorded>,
     armed: Arc<AtomicBool>,
-    next_seq: u64,
-    prev_hash: String,
+    /// The root as of the last chained entry (committed, or pending in this batch).
+    root: Root,
     /// The time of the last chained entry: entries never go back in time.
     last_time: OffsetDateTime,
+    head: Arc<ArcSwap<api::StateHead>>,
 }
 
 impl Writer {
@@ -330,6 +666,7 @@ impl Writer {
         pending.push(Pending {
             entry,
             puts: change.puts,
+            raises: change.raises,
             reply: Some(reply),
         });
         true
@@ -344,6 +681,7 @@ impl Writer {
             pending.push(Pending {
                 entry,
                 puts: Vec::new(),
+                raises: Vec::new(),
                 reply: None,
             });
         }
@@ -352,25 +690,32 @@ impl Writer {
     /// Commit everything pending in one durable transaction and acknowledge it.
     fn flush(&mut self, pending: &mut Vec<Pending>) {
         self.take_deferred(pending);
-        if pending.is_empty() {
+        let Some(first) = pending.first() else {
             return;
-        }
-        let result = self.commit(pending);
-        if let Err(e) = &result {
-            // Nothing was committed: the chain continues from the last committed entry, and
-            // the recorded events of this batch are lost (they were acknowledged already).
-            tracing::error!(error = %e, entries = pending.len(), "state commit failed");
-            if let Ok(entries) = read_audit(&self.db, &self.sealer) {
-                self.next_seq = entries.len() as u64;
-                self.prev_hash = entries
-                    .last()
-                    .map_or_else(|| hex::encode([0u8; 32]), |e| e.hash.clone());
+        };
+        // The root before this batch: what stands if the commit fails.
+        let before = Root {
+            audit_entries: first.entry.seq,
+            audit_head: self.root_head_before(first),
+            ..self.root.clone()
+        };
+        let result = self.commit(pending, &before);
+        match &result {
+            Ok(root) => {
+                self.root = root.clone();
+                self.head.store(Arc::new(root.head()));
+            }
+            Err(e) => {
+                // Nothing was committed: the chain continues from the last committed entry,
+                // and the recorded events of this batch are lost (they were acknowledged).
+                tracing::error!(error = %e, entries = pending.len(), "state commit failed");
+                self.root = before;
             }
         }
         for p in pending.drain(..) {
             if let Some(reply) = p.reply {
                 let _ = reply.send(match &result {
-                    Ok(()) => Ok(p.entry),
+                    Ok(_) => Ok(p.entry),
                     Err(e) => Err(StoreError::AuditChain {
                         seq: p.entry.seq,
                         reason: format!("commit failed: {e}"),
@@ -380,60 +725,118 @@ impl Writer {
         }
     }
 
-    fn commit(&self, pending: &[Pending]) -> Result<(), StoreError> {
+    /// The audit head before `first` was chained.
+    fn root_head_before(&self, first: &Pending) -> [u8; 32] {
+        let mut head = [0u8; 32];
+        let _ = hex::decode_to_slice(&first.entry.prev_hash, &mut head);
+        head
+    }
+
+    /// Write the batch and the new root in one transaction; return the new root.
+    fn commit(&self, pending: &[Pending], before: &Root) -> Result<Root, StoreError> {
+        let mut root = Root {
+            version: before.version + 1,
+            ..before.clone()
+        };
         let txn = self.db.begin_write().map_err(db_error)?;
         {
             let mut state = txn.open_table(STATE).map_err(db_error)?;
             let mut audit = txn.open_table(AUDIT).map_err(db_error)?;
             for p in pending {
                 for (name, value) in &p.puts {
-                    let sealed = self.sealer.seal(name, value)?;
-                    state
-                        .insert(name.as_str(), sealed.as_slice())
-                        .map_err(db_error)?;
+                    self.write_record(&mut state, &mut root, name, value)?;
+                }
+                for (name, at_least) in &p.raises {
+                    let current = match state.get(name.as_str()).map_err(db_error)? {
+                        Some(stored) => {
+                            counter_value(&open_record(&self.sealer, name, stored.value())?)
+                        }
+                        None => 0,
+                    };
+                    if *at_least > current {
+                        let value = Zeroizing::new(at_least.to_le_bytes().to_vec());
+                        self.write_record(&mut state, &mut root, name, &value)?;
+                    }
                 }
                 let plain = serde_json::to_vec(&p.entry).map_err(|e| StoreError::AuditChain {
                     seq: p.entry.seq,
                     reason: e.to_string(),
                 })?;
-                let sealed = self.sealer.seal(&audit_name(p.entry.seq), &plain)?;
+                let sealed = self.sealer.seal(&audit_aad(p.entry.seq), &plain)?;
                 audit
                     .insert(p.entry.seq, sealed.as_slice())
                     .map_err(db_error)?;
+                root.audit_entries = p.entry.seq + 1;
+                hex::decode_to_slice(&p.entry.hash, &mut root.audit_head).map_err(|_| {
+                    StoreError::AuditChain {
+                        seq: p.entry.seq,
+                        reason: "its hash is not 32 bytes of hex".into(),
+                    }
+                })?;
             }
+            let sealed_root = self.sealer.seal(ROOT_AAD, &root.encode())?;
+            txn.open_table(ROOT)
+                .map_err(db_error)?
+                .insert(ROOT_KEY, sealed_root.as_slice())
+                .map_err(db_error)?;
         }
-        txn.commit().map_err(db_error)
+        txn.commit().map_err(db_error)?;
+        Ok(root)
+    }
+
+    /// Seal `value` as `name` at the root's version, keeping the commitment in step.
+    fn write_record(
+        &self,
+        state: &mut Table<&str, &[u8]>,
+        root: &mut Root,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let stored = seal_record(&self.sealer, name, root.version, value)?;
+        match state.insert(name, stored.as_slice()).map_err(db_error)? {
+            Some(old) => xor_into(
+                &mut root.commitment,
+                &record_mac(&self.sealer, name, old.value()),
+            ),
+            None => root.records += 1,
+        }
+        xor_into(
+            &mut root.commitment,
+            &record_mac(&self.sealer, name, &stored),
+        );
+        Ok(())
     }
 
     fn next_entry(&mut self, event: AuditEvent, at: OffsetDateTime) -> api::AuditEntry {
         // Two records can reach the queue in another order than they were stamped.
         self.last_time = self.last_time.max(at);
         let time = attest::x509::rfc3339(self.last_time);
-        let seq = self.next_seq;
-        let hash = entry_hash(
-            seq,
-            &time,
-            event.event,
-            &event.actor,
-            &event.details,
-            &self.prev_hash,
-        );
-        let entry = api::AuditEntry {
+        let seq = self.root.audit_entries;
+        let prev = hex::encode(self.root.audit_head);
+        let hash = entry_hash(seq, &time, event.event, &event.actor, &event.details, &prev);
+        let _ = hex::decode_to_slice(&hash, &mut self.root.audit_head);
+        self.root.audit_entries += 1;
+        api::AuditEntry {
             seq,
             time,
             event: event.event.to_string(),
             actor: event.actor,
             details: event.details,
-            prev_hash: std::mem::replace(&mut self.prev_hash, hash.clone()),
+            prev_hash: prev,
             hash,
-        };
-        self.next_seq += 1;
-        entry
+        }
     }
+}
+
+/// A counter record's value (0 when malformed: raising it rewrites it).
+fn counter_value(bytes: &[u8]) -> u64 {
+    <[u8; 8]>::try_from(bytes).map_or(0, u64::from_le_bytes)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
     use super::*;
 
     #[test]
@@ -460,5 +863,67 @@ mod tests {
             ),
             hex::encode(attest::crypto::sha256(array.to_string().as_bytes()))
         );
+    }
+
+    #[tokio::test]
+    async fn an_audit_entry_rewritten_with_the_key_breaks_the_chain() {
+        let dir = std::env::temp_dir().join(format!("cloister-chain-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        let sealer =
+            Arc::new(Sealer::derive(&[1; 32], crate::seal::SealSource::Simulation).unwrap());
+        let store = Store::open(&path, Arc::clone(&sealer)).unwrap();
+        for n in 0..3 {
+            let audit = AuditEvent {
+                event: "test",
+                actor: format!("actor-{n}"),
+                details: serde_json::json!({ "n": n }),
+            };
+            store.commit(Change::new(audit)).await.unwrap();
+        }
+        drop(store);
+        // Someone holding the sealing key rewrites entry 1's details but not its hash.
+        let db = loop {
+            match Database::open(&path) {
+                Ok(db) => break db,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        let txn = db.begin_write().unwrap();
+        {
+            let mut audit = txn.open_table(AUDIT).unwrap();
+            let sealed = audit.get(1).unwrap().unwrap().value().to_vec();
+            let mut entry = open_entry(&sealer, 1, &sealed).unwrap();
+            entry.details = serde_json::json!({ "n": 99 });
+            let plain = serde_json::to_vec(&entry).unwrap();
+            let resealed = sealer.seal(&audit_aad(1), &plain).unwrap();
+            audit.insert(1, resealed.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        drop(db);
+        match Store::open(&path, sealer) {
+            Err(StoreError::AuditChain { seq: 1, .. }) => {}
+            other => panic!("tampering not detected: {other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_root_round_trips_and_refuses_other_lengths() {
+        let root = Root {
+            version: 7,
+            records: 3,
+            commitment: [1; 32],
+            audit_entries: 9,
+            audit_head: [2; 32],
+        };
+        let bytes = root.encode();
+        assert_eq!(bytes.len(), ROOT_LEN);
+        assert_eq!(Root::decode(&bytes), Some(root));
+        assert_eq!(Root::decode(&bytes[..ROOT_LEN - 1]), None);
+        let mut other_format = bytes.clone();
+        other_format[0] = 2;
+        assert_eq!(Root::decode(&other_format), None);
     }
 }

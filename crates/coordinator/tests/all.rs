@@ -1,5 +1,6 @@
 //! The coordinator's sealed store: what survives a restart, and that tampering with the file
-//! or opening it under another platform's key is refused.
+//! (a record modified, moved, removed or replaced by an older copy, the audit log cut short,
+//! an older root) or opening it under another platform's key is refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -48,10 +49,7 @@ fn reopen(path: &Path, sealer: Arc<Sealer>) -> Result<Store, StoreError> {
 async fn fill(path: &Path) {
     let store = Store::open(path, sealer(1)).unwrap();
     store
-        .commit(Change {
-            puts: vec![("k".into(), Zeroizing::new(b"v1".to_vec()))],
-            audit: event(0),
-        })
+        .commit(Change::new(event(0)).put("k", Zeroizing::new(b"v1".to_vec())))
         .await
         .unwrap();
     for n in 1..=3 {
@@ -59,10 +57,7 @@ async fn fill(path: &Path) {
     }
     // A durable commit carries the recorded events with it.
     store
-        .commit(Change {
-            puts: vec![("k".into(), Zeroizing::new(b"v2".to_vec()))],
-            audit: event(4),
-        })
+        .commit(Change::new(event(4)).put("k", Zeroizing::new(b"v2".to_vec())))
         .await
         .unwrap();
 }
@@ -74,7 +69,8 @@ async fn state_and_the_audit_chain_survive_a_restart() {
     fill(&path).await;
     let store = reopen(&path, sealer(1)).unwrap();
     assert_eq!(store.get("k").unwrap().unwrap().as_slice(), b"v2");
-    let log = store.audit().unwrap();
+    let (log, total) = store.audit(0, 100).unwrap();
+    assert_eq!(total, 5);
     let actors: Vec<&str> = log.iter().map(|e| e.actor.as_str()).collect();
     assert_eq!(
         actors,
@@ -92,7 +88,8 @@ async fn state_and_the_audit_chain_survive_a_restart() {
     std::thread::sleep(coordinator::store::FLUSH_WINDOW * 4);
     drop(store);
     let store = reopen(&path, sealer(1)).unwrap();
-    assert_eq!(store.audit().unwrap().len(), 6);
+    assert_eq!(store.audit(0, 100).unwrap().0.len(), 6);
+    assert_eq!(store.head().audit_entries, 6);
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -109,43 +106,227 @@ async fn another_platforms_key_cannot_open_the_state() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[tokio::test]
-async fn a_rewritten_audit_entry_breaks_the_chain() {
-    let dir = scratch("tamper");
-    let path = dir.join("state.redb");
-    fill(&path).await;
-    // Someone with the key rewrites entry 2's details but not its hash.
+/// The raw file, as the host sees it, once the store that wrote it has let go of it.
+fn raw(path: &Path) -> redb::Database {
     let start = Instant::now();
-    let db = loop {
-        match redb::Database::open(&path) {
-            Ok(db) => break db,
+    loop {
+        match redb::Database::open(path) {
+            Ok(db) => return db,
             Err(_) if start.elapsed() < Duration::from_secs(5) => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => panic!("{e}"),
         }
-    };
-    use redb::ReadableTable as _;
-    let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit");
-    let key = sealer(1);
-    let txn = db.begin_write().unwrap();
-    {
-        let mut audit = txn.open_table(table).unwrap();
-        let sealed = audit.get(2).unwrap().unwrap().value().to_vec();
-        let mut entry: api::AuditEntry =
-            serde_json::from_slice(&key.open("audit/2", &sealed).unwrap()).unwrap();
-        entry.details = json!({ "n": 99 });
-        let resealed = key
-            .seal("audit/2", &serde_json::to_vec(&entry).unwrap())
-            .unwrap();
-        audit.insert(2, resealed.as_slice()).unwrap();
     }
+}
+
+const STATE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("state");
+const AUDIT: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit");
+const ROOT: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("root");
+
+/// A copy of the file as it is now (the host keeps backups).
+fn copy_of(path: &Path, name: &str) -> PathBuf {
+    drop(raw(path));
+    let copy = path.with_file_name(name);
+    std::fs::copy(path, &copy).unwrap();
+    copy
+}
+
+/// Move on from the state `fill` left: another value for `k`, and another record.
+async fn advance(path: &Path) {
+    let store = reopen(path, sealer(1)).unwrap();
+    store
+        .commit(
+            Change::new(event(5))
+                .put("k", Zeroizing::new(b"v3".to_vec()))
+                .put("other", Zeroizing::new(b"o".to_vec())),
+        )
+        .await
+        .unwrap();
+}
+
+/// Change the raw file with `edit`, then open it as the coordinator would.
+fn tamper(path: &Path, edit: impl FnOnce(&redb::WriteTransaction)) -> Result<Store, StoreError> {
+    let db = raw(path);
+    let txn = db.begin_write().unwrap();
+    edit(&txn);
     txn.commit().unwrap();
     drop(db);
-    match reopen(&path, sealer(1)) {
-        Err(StoreError::AuditChain { seq: 2, .. }) => {}
-        other => panic!("tampering not detected: {other:?}"),
+    reopen(path, sealer(1))
+}
+
+fn stored<K: redb::Key + 'static>(
+    path: &Path,
+    table: redb::TableDefinition<K, &[u8]>,
+    key: K::SelfType<'_>,
+) -> Vec<u8> {
+    use redb::ReadableDatabase as _;
+    let db = raw(path);
+    let txn = db.begin_read().unwrap();
+    let t = txn.open_table(table).unwrap();
+    t.get(key).unwrap().unwrap().value().to_vec()
+}
+
+#[tokio::test]
+async fn a_record_spliced_from_an_older_copy_is_refused() {
+    let dir = scratch("splice");
+    let path = dir.join("state.redb");
+    fill(&path).await;
+    let old = copy_of(&path, "old.redb");
+    advance(&path).await;
+    let old_k = stored(&old, STATE, "k");
+    let refused = tamper(&path, |txn| {
+        txn.open_table(STATE)
+            .unwrap()
+            .insert("k", old_k.as_slice())
+            .unwrap();
+    });
+    assert!(
+        matches!(refused, Err(StoreError::RecordReplaced { .. })),
+        "{refused:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_removed_or_added_record_is_refused() {
+    let dir = scratch("remove");
+    let path = dir.join("state.redb");
+    fill(&path).await;
+    let old = copy_of(&path, "old.redb");
+    advance(&path).await;
+    let refused = tamper(&path, |txn| {
+        txn.open_table(STATE).unwrap().remove("other").unwrap();
+    });
+    match refused {
+        Err(
+            e @ StoreError::RecordCount {
+                found: 1,
+                committed: 2,
+                ..
+            },
+        ) => {
+            assert!(e.to_string().contains("removed or added"), "{e}");
+        }
+        other => panic!("{other:?}"),
     }
+    // A record sealed for another name does not open under this one.
+    let k = stored(&old, STATE, "k");
+    let refused = tamper(&path, |txn| {
+        txn.open_table(STATE)
+            .unwrap()
+            .insert("other", k.as_slice())
+            .unwrap();
+    });
+    match refused {
+        Err(e @ StoreError::Seal(_)) => assert!(e.to_string().contains("other"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_truncated_audit_log_is_refused() {
+    let dir = scratch("truncate");
+    let path = dir.join("state.redb");
+    fill(&path).await;
+    let refused = tamper(&path, |txn| {
+        txn.open_table(AUDIT).unwrap().remove(4).unwrap();
+    });
+    match refused {
+        Err(
+            e @ StoreError::AuditHead {
+                found: 4,
+                committed: 5,
+            },
+        ) => {
+            assert!(e.to_string().contains("cut short"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_older_root_or_none_is_refused() {
+    let dir = scratch("root");
+    let path = dir.join("state.redb");
+    fill(&path).await;
+    let old = copy_of(&path, "old.redb");
+    advance(&path).await;
+    let old_root = stored(&old, ROOT, "root");
+    let refused = tamper(&path, |txn| {
+        txn.open_table(ROOT)
+            .unwrap()
+            .insert("root", old_root.as_slice())
+            .unwrap();
+    });
+    match refused {
+        Err(e @ StoreError::RecordAfterRoot { .. }) => {
+            assert!(e.to_string().contains("older copy"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let refused = tamper(&path, |txn| {
+        txn.open_table(ROOT).unwrap().remove("root").unwrap();
+    });
+    assert!(
+        matches!(refused, Err(StoreError::NoRoot { .. })),
+        "{refused:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_whole_older_copy_opens_at_its_older_version() {
+    // What sealing cannot tell: a complete older state is self-consistent. Its version and
+    // audit head are older, which is what `cloister verify --expect-min-version` catches.
+    let dir = scratch("rollback");
+    let path = dir.join("state.redb");
+    fill(&path).await;
+    let old = copy_of(&path, "old.redb");
+    advance(&path).await;
+    let now = reopen(&path, sealer(1)).unwrap().head();
+    let then = reopen(&old, sealer(1)).unwrap().head();
+    assert!(then.version < now.version, "{then:?} {now:?}");
+    assert!(then.audit_entries < now.audit_entries);
+    assert_ne!(then.audit_head, now.audit_head);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn counters_never_go_back() {
+    let dir = scratch("counter");
+    let path = dir.join("state.redb");
+    let store = Store::open(&path, sealer(1)).unwrap();
+    // Two activations commit out of the order they counted in.
+    store
+        .commit(Change::new(event(0)).raise("c", 6))
+        .await
+        .unwrap();
+    store
+        .commit(Change::new(event(1)).raise("c", 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("c").unwrap().unwrap().as_slice(),
+        6u64.to_le_bytes()
+    );
+    // An audit event must name who did it.
+    let anonymous = AuditEvent {
+        event: "test",
+        actor: " ".into(),
+        details: json!({}),
+    };
+    assert!(matches!(
+        store.commit(Change::new(anonymous.clone())).await,
+        Err(StoreError::NoActor { .. })
+    ));
+    assert!(matches!(
+        store.record(anonymous),
+        Err(StoreError::NoActor { .. })
+    ));
+    drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -186,6 +367,7 @@ async fn without_simulation_the_tees_own_key_seals_the_state() {
         pcs_url: "http://127.0.0.1:9".into(),
         pcs_roots: vec![],
         kds_url: pcs::AMD_KDS.into(),
+        limits: coordinator::Limits::default(),
     };
 
     // A Gramine enclave without its key file cannot host a coordinator.

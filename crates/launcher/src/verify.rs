@@ -1,6 +1,6 @@
 //! Verifying a coordinator: its evidence, the package it must match, and that the evidence
-//! binds the root certificate, the manifest and the nonce it served. Online (fresh nonce) or
-//! offline from a saved [`api::AttestationBundle`].
+//! binds the root certificate, the manifest, the state head and the nonce it served. Online
+//! (fresh nonce) or offline from a saved [`api::AttestationBundle`].
 
 use attest::crypto::sha256;
 use attest::evidence::Verifiers;
@@ -36,6 +36,17 @@ pub enum CoordinatorRejected {
     /// The bundled manifest is not the one the evidence binds.
     #[error("the bundled manifest's hash is not the attested manifest hash")]
     ManifestMismatch,
+    /// The coordinator's state is older than the caller has seen.
+    #[error(
+        "the coordinator's state is at version {found}, older than the {expected} expected: it \
+         may run on an older copy of its state (a rollback); do not trust it"
+    )]
+    StateTooOld {
+        /// The attested version (0 when the answer bound none).
+        found: u64,
+        /// The least version expected.
+        expected: u64,
+    },
     /// Talking to the coordinator failed, or its TLS chain is not under the attested root.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -64,6 +75,8 @@ pub struct Statement {
     pub root_sha256: String,
     /// The manifest it enforces (SHA-256, hex).
     pub manifest_hash: Option<String>,
+    /// Its sealed state's version and audit head, as its evidence binds them.
+    pub state: Option<api::StateHead>,
     /// Whether the measurement was checked against an expected package.
     pub measurement_checked: bool,
 }
@@ -77,6 +90,8 @@ pub struct Expectations<'a> {
     pub package: Option<&'a manifest::Package>,
     /// Whether simulated evidence may pass.
     pub simulation: bool,
+    /// The least state version to accept (what the caller saw before).
+    pub min_version: Option<u64>,
     /// Verification time.
     pub now: OffsetDateTime,
 }
@@ -119,10 +134,22 @@ pub fn check(
                 })
         })
         .transpose()?;
-    let expected =
-        api::coordinator_report_data(&sha256(&root), manifest_hash.as_ref(), nonce, sha256);
+    let expected = api::coordinator_report_data(
+        &sha256(&root),
+        manifest_hash.as_ref(),
+        response.state.as_ref(),
+        nonce,
+        sha256,
+    )
+    .map_err(|e| CoordinatorRejected::Malformed(e.to_string()))?;
     if claims.report_data != expected {
         return Err(CoordinatorRejected::NotBound);
+    }
+    if let Some(expected) = expect.min_version {
+        let found = response.state.as_ref().map_or(0, |s| s.version);
+        if found < expected {
+            return Err(CoordinatorRejected::StateTooOld { found, expected });
+        }
     }
     let statement = Statement {
         verified: true,
@@ -131,6 +158,7 @@ pub fn check(
         tcb_status: claims.tcb_status.map(|s| s.as_str().to_string()),
         root_sha256: hex::encode(sha256(&root)),
         manifest_hash: response.manifest_hash.clone(),
+        state: response.state.clone(),
         measurement_checked: expect.package.is_some(),
     };
     Ok((statement, root))

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use attest::TeeKind;
 use attest::attester::SimulatedAttester;
@@ -38,6 +39,7 @@ async fn coordinator_in(dir: PathBuf, sim: &std::path::Path) -> Setup {
         pcs_url: pcs::INTEL_PCS.into(),
         pcs_roots: vec![],
         kds_url: pcs::AMD_KDS.into(),
+        limits: coordinator::Limits::default(),
     };
     let running = coordinator::serve(&config, "127.0.0.1:0".parse().unwrap())
         .await
@@ -62,6 +64,7 @@ fn accepting_simulation(verifiers: &Verifiers) -> Expectations<'_> {
         verifiers,
         package: None,
         simulation: true,
+        min_version: None,
         now: OffsetDateTime::now_utc(),
     }
 }
@@ -221,8 +224,12 @@ async fn users_act_only_within_their_roles() {
         ),
         "forbidden"
     );
-    // Every change is in the hash-chained audit log.
-    let log: api::AuditLog = anonymous.get("/audit").await.unwrap();
+    // Every change is in the hash-chained audit log, which users of the manifest may read.
+    assert_eq!(
+        problem_type(anonymous.get::<api::AuditLog>("/audit").await),
+        "unauthenticated"
+    );
+    let log: api::AuditLog = alice.get("/audit").await.unwrap();
     let events: Vec<&str> = log.entries.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
         events,
@@ -340,12 +347,12 @@ async fn bad_requests_get_problem_details_never_server_errors() {
     let dir = scratch("problems");
     let s = coordinator_in(dir.clone(), &dir.join("sim")).await;
     let client = Client::pinned(&s.url, &s.root, None).unwrap();
-    // Before a manifest: activation has nothing to activate against.
+    // Activation needs a client certificate: refused before the body is read.
     let (status, _) = client
         .raw("POST", "/activate", b"{}".to_vec())
         .await
         .unwrap();
-    assert_eq!(status, 400);
+    assert_eq!(status, 401);
     let (alice, _) = user_cert("alice");
     let (bob, _) = user_cert("bob");
     let _: Option<api::ManifestSetResponse> = client
@@ -564,7 +571,7 @@ async fn a_manifest_update_keeps_what_it_does_not_change() {
         .await
         .unwrap();
     assert_eq!(before, after);
-    let log: api::AuditLog = anonymous.get("/audit").await.unwrap();
+    let log: api::AuditLog = admin.get("/audit").await.unwrap();
     let activation = log
         .entries
         .iter()
@@ -575,7 +582,7 @@ async fn a_manifest_update_keeps_what_it_does_not_change() {
     launcher::activate(&request, &attester, &wkey, &wkey)
         .await
         .unwrap();
-    let log: api::AuditLog = anonymous.get("/audit").await.unwrap();
+    let log: api::AuditLog = admin.get("/audit").await.unwrap();
     let last = log
         .entries
         .iter()
@@ -586,6 +593,108 @@ async fn a_manifest_update_keeps_what_it_does_not_change() {
         last.details["activation"], 2,
         "the count continued across the update"
     );
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_activation_limit_holds_while_secrets_and_manifests_change() {
+    let dir = scratch("race");
+    let s = coordinator_in(dir.clone(), &dir.join("sim")).await;
+    let (cert, key) = user_cert("admin");
+    let mrenclave = hex::encode(attest::crypto::sha256(b"cloister simulated enclave"));
+    const LIMIT: u64 = 12;
+    let user_pem = cert.clone();
+    let manifest = move |note: usize| {
+        serde_json::json!({
+            "packages": { "app": { "unique_id": mrenclave } },
+            "workloads": { "app": { "package": "app", "max_activations": LIMIT,
+                                    "parameters": { "env": { "NOTE": note.to_string() } } } },
+            "secrets": { "uploaded": { "type": "plain", "user_defined": true } },
+            "users": { "admin": { "certificate": user_pem, "roles": ["write", "update"] } },
+            "roles": {
+                "write": { "resource_type": "Secrets", "resource_names": ["uploaded"], "actions": ["WriteSecret"] },
+                "update": { "resource_type": "Manifest", "actions": ["UpdateManifest"] }
+            }
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let admin = Arc::new(
+        Client::pinned(
+            &s.url,
+            &s.root,
+            Some(&Identity::from_pem(&cert, &key).unwrap()),
+        )
+        .unwrap(),
+    );
+    let _: Option<api::ManifestSetResponse> = admin.post("/manifest", manifest(0)).await.unwrap();
+    let platform = SimPlatform::open(&dir.join("sim"), OffsetDateTime::now_utc()).unwrap();
+    let attester = Arc::new(
+        SimulatedAttester::on_platform(TeeKind::Sgx, &platform, OffsetDateTime::now_utc()).unwrap(),
+    );
+    // Writers replace the deployment (secrets, then the whole manifest) as fast as they can
+    // while three times the limit of workloads try to activate.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (admin, stop) = (Arc::clone(&admin), Arc::clone(&stop));
+        let manifest = manifest.clone();
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                if w == 0 {
+                    let _: Option<api::ManifestSetResponse> =
+                        admin.post("/manifest", manifest(n)).await.unwrap();
+                } else {
+                    let upload = serde_json::json!({ "secrets": { "uploaded": { "key": base64_of(&[w as u8, n as u8]) } } });
+                    let _: Option<serde_json::Value> = admin
+                        .post("/secrets", upload.to_string().into_bytes())
+                        .await
+                        .unwrap();
+                }
+            }
+            n
+        }));
+    }
+    let mut launches = Vec::new();
+    for _ in 0..3 * LIMIT {
+        let (url, root, attester) = (s.url.clone(), s.root.clone(), Arc::clone(&attester));
+        launches.push(tokio::spawn(async move {
+            let wkey = WorkloadKey::generate().unwrap();
+            let request = Request {
+                coordinator: &url,
+                root_der: &root,
+                workload: "app",
+                uuid: None,
+            };
+            launcher::activate(&request, attester.as_ref(), &wkey, &wkey).await
+        }));
+    }
+    let mut activated = 0;
+    for launch in launches {
+        match launch.await.unwrap() {
+            Ok(_) => activated += 1,
+            Err(e) => assert!(format!("{e:?}").contains("max-activations"), "{e:?}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut updates = 0;
+    for writer in writers {
+        updates += writer.await.unwrap();
+    }
+    assert!(updates > 4, "the writers ran: {updates}");
+    assert_eq!(activated, LIMIT, "exactly the limit activated");
+    let log: api::AuditLog = admin.get("/audit?limit=1000").await.unwrap();
+    let mut numbers: Vec<u64> = log
+        .entries
+        .iter()
+        .filter(|e| e.event == "activation")
+        .map(|e| e.details["activation"].as_u64().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=LIMIT).collect::<Vec<_>>(), "each number once");
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }

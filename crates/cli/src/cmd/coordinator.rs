@@ -49,6 +49,13 @@ pub(crate) struct ServeArgs {
     /// Where AMD's ASK/ARK chains (for Azure SNP vTPM evidence) come from: AMD's KDS or a mirror.
     #[arg(long, env = "CLOISTER_KDS_URL", default_value = pcs::AMD_KDS)]
     kds_url: String,
+    /// Connections served at once; more wait in the kernel's backlog. Keep it below the
+    /// process's open-file limit (`ulimit -n`).
+    #[arg(long, default_value_t = coordinator::Limits::default().max_connections)]
+    max_connections: usize,
+    /// The longest lifetime, in seconds, of an admin JWT for the key broker (`exp` − `iat`).
+    #[arg(long, value_name = "SECONDS", default_value_t = coordinator::Limits::default().admin_token_lifetime.as_secs())]
+    admin_token_lifetime: u64,
 }
 
 /// Run a `coordinator` subcommand.
@@ -83,6 +90,11 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?,
         kds_url: args.kds_url,
+        limits: coordinator::Limits {
+            max_connections: args.max_connections,
+            admin_token_lifetime: std::time::Duration::from_secs(args.admin_token_lifetime),
+            ..coordinator::Limits::default()
+        },
     };
     runtime()?.block_on(async {
         let running = coordinator::serve(&config, args.listen).await?;

@@ -33,6 +33,10 @@ pub(crate) struct VerifyArgs {
     /// with no network.
     #[arg(long)]
     bundle: Option<PathBuf>,
+    /// Refuse a coordinator whose sealed state is older than this version (the `state version`
+    /// an earlier `verify` printed): it would run on a rolled-back copy of its state.
+    #[arg(long, value_name = "VERSION")]
+    expect_min_version: Option<u64>,
 }
 
 /// The verifiers for `simulation` (a simulated platform's directory) or for hardware.
@@ -64,27 +68,37 @@ pub(crate) fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
         verifiers: &verifiers,
         package: package.as_ref(),
         simulation: args.accept_simulation,
+        min_version: args.expect_min_version,
         now,
     };
-    let (statement, root) = match (&args.coordinator, &args.bundle) {
-        (Some(url), bundle_out) => {
-            let (statement, root, bundle) = runtime()?.block_on(verify_online(url, &expect))?;
-            if let Some(path) = bundle_out {
-                std::fs::write(path, serde_json::to_vec_pretty(&bundle)?)
-                    .with_context(|| format!("writing the bundle {}", path.display()))?;
+    let checked = match (&args.coordinator, &args.bundle) {
+        (Some(url), bundle_out) => match runtime()?.block_on(verify_online(url, &expect)) {
+            Ok((statement, root, bundle)) => {
+                if let Some(path) = bundle_out {
+                    std::fs::write(path, serde_json::to_vec_pretty(&bundle)?)
+                        .with_context(|| format!("writing the bundle {}", path.display()))?;
+                }
+                Ok((statement, root))
             }
-            (statement, root)
-        }
+            Err(e) => Err(e),
+        },
         (None, Some(path)) => {
             let text =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let bundle: api::AttestationBundle = serde_json::from_slice(&text)
                 .with_context(|| format!("{} is not an attestation bundle", path.display()))?;
-            check_bundle(&bundle, &expect)?
+            check_bundle(&bundle, &expect)
         }
         (None, None) => {
             bail!("pass --coordinator URL, or --bundle FILE to check a saved bundle offline")
         }
+    };
+    let (statement, root) = match checked {
+        Ok(checked) => checked,
+        // Not reaching the coordinator is an I/O error (2); a coordinator that does not
+        // verify is a rejection (1).
+        Err(launcher::verify::CoordinatorRejected::Client(e)) => return Err(e.into()),
+        Err(rejected) => return Ok(print_rejection(&rejected, format)),
     };
     if let Some(path) = &args.save_root {
         std::fs::write(path, attest::dcap::to_pem_string(&root))
@@ -95,6 +109,19 @@ pub(crate) fn verify(args: VerifyArgs, format: Format) -> Result<ExitCode> {
         Format::Text => print_statement(&statement, args.save_root.as_deref()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Say why the coordinator is not trusted; exit status 1.
+fn print_rejection(rejected: &launcher::verify::CoordinatorRejected, format: Format) -> ExitCode {
+    let reason = crate::output::error_chain(rejected);
+    match format {
+        Format::Json | Format::Yaml => print_data(
+            format,
+            &serde_json::json!({ "verified": false, "error": reason }),
+        ),
+        Format::Text => eprintln!("coordinator REJECTED: {reason}"),
+    }
+    ExitCode::from(1)
 }
 
 pub(crate) fn print_statement(s: &Statement, saved: Option<&std::path::Path>) {
@@ -115,6 +142,21 @@ pub(crate) fn print_statement(s: &Statement, saved: Option<&std::path::Path>) {
             .as_deref()
             .map_or("none set yet".to_string(), |h| format!("sha256:{h}"))
     );
+    match &s.state {
+        Some(state) => {
+            outln!(
+                "  state version      {} (later: --expect-min-version {} refuses a rollback)",
+                state.version,
+                state.version
+            );
+            outln!(
+                "  audit log          {} entries, head {}",
+                state.audit_entries,
+                state.audit_head
+            );
+        }
+        None => outln!("  state version      not bound (an older coordinator)"),
+    }
     if !s.measurement_checked {
         outln!("  measurement        NOT CHECKED: pass --expect PACKAGE.json to pin it");
     }
@@ -167,6 +209,9 @@ pub(crate) enum ManifestCommand {
     Convert {
         /// The manifest file.
         file: PathBuf,
+        /// Convert it even if it breaks the manifest's rules (it is still refused when set).
+        #[arg(long)]
+        skip_validation: bool,
     },
 }
 
@@ -221,12 +266,22 @@ pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitC
                 }
             }
         }
-        ManifestCommand::Convert { file } => {
+        ManifestCommand::Convert {
+            file,
+            skip_validation,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let parsed = manifest::Manifest::parse(&bytes)?;
             for w in &parsed.warnings {
                 eprintln!("warning: {w}");
+            }
+            if !skip_validation && let Err(errors) = parsed.manifest.validate() {
+                eprintln!(
+                    "{}: invalid, not converted (--skip-validation converts it anyway)\n{errors}",
+                    file.display()
+                );
+                return Ok(ExitCode::from(1));
             }
             match format {
                 Format::Yaml => crate::output::out!("{}", parsed.manifest.to_yaml()?),
@@ -235,6 +290,64 @@ pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Arguments of `audit`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// The first entry to print.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// How many entries at most (the coordinator sends up to 1000 a page).
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// Run `audit`: the audit log, page by page, for a user the manifest names.
+pub(crate) fn audit(args: AuditArgs, format: Format) -> Result<ExitCode> {
+    let client = args.conn.client()?;
+    let rt = runtime()?;
+    let mut entries = Vec::new();
+    let mut from = Some(args.from);
+    let mut total = 0;
+    while let Some(at) = from.filter(|_| (entries.len() as u64) < args.limit) {
+        let want = (args.limit - entries.len() as u64).min(api::MAX_AUDIT_PAGE as u64);
+        let page: api::AuditLog =
+            rt.block_on(client.get(&format!("/audit?from={at}&limit={want}")))?;
+        total = page.total;
+        from = page.next;
+        entries.extend(page.entries);
+    }
+    match format {
+        Format::Json | Format::Yaml => print_data(
+            format,
+            &api::AuditLog {
+                entries,
+                total,
+                next: from,
+            },
+        ),
+        Format::Text => {
+            for e in &entries {
+                outln!(
+                    "{:>6}  {}  {:<24} {}  {}",
+                    e.seq,
+                    e.time,
+                    e.event,
+                    e.actor,
+                    e.details
+                );
+            }
+            outln!(
+                "{} of {total} entries{}",
+                entries.len(),
+                from.map_or(String::new(), |n| format!(" (more from --from {n})"))
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Run `status`.

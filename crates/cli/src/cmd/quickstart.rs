@@ -119,6 +119,7 @@ pub(crate) fn run(args: QuickstartArgs, format: Format) -> Result<ExitCode> {
         verifiers: &verifiers,
         package: Some(&expected),
         simulation: true,
+        min_version: None,
         now,
     };
     let (statement, root, _) = rt.block_on(verify_online(&url, &expect))?;
