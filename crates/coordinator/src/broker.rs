@@ -51,7 +51,7 @@ pub struct Broker {
     signer: TokenSigner,
     /// A policy uploaded through `/resource-policy`; the manifest's applies otherwise.
     uploaded_policy: ArcSwapOption<ResourcePolicy>,
-    default_policy: ResourcePolicy,
+    default_policy: Arc<ResourcePolicy>,
     /// The `default_cpu` attestation policy, when one was uploaded.
     attestation_policy: ArcSwapOption<AttestationPolicy>,
     resources: RwLock<HashMap<String, Arc<Zeroizing<Vec<u8>>>>>,
@@ -124,6 +124,7 @@ impl Broker {
             signer,
             uploaded_policy: ArcSwapOption::from(uploaded_policy),
             default_policy: ResourcePolicy::new(DEFAULT_POLICY)
+                .map(Arc::new)
                 .map_err(|e| crate::core::StartError::Attest(e.to_string()))?,
             attestation_policy: ArcSwapOption::from(attestation_policy),
             resources: RwLock::new(resources),
@@ -222,8 +223,15 @@ impl Broker {
             runtime_data["additional-evidence"] = Value::from(additional.as_str());
         }
         let init_data = init_data.map(|i| (hex::encode(&i.digest), i.claims));
-        let (trust, policy_id) =
-            self.appraise_trust(tee, &tee_claims, &runtime_data, init_data.as_ref())?;
+        let (trust, policy_id) = self
+            .appraise_trust(
+                coordinator,
+                tee,
+                &tee_claims,
+                &runtime_data,
+                init_data.as_ref(),
+            )
+            .await?;
         let package_digest = package_digest(&deployment, &package).unwrap_or_default();
         let appraisal = Appraisal {
             tee: tee.to_string(),
@@ -258,8 +266,9 @@ impl Broker {
 
     /// The trust vector: the attestation policy's over CoCo's input shape (`input.<tee>`,
     /// `input.init_data_claims`), or the manifest's affirmation when no policy is set.
-    fn appraise_trust(
+    async fn appraise_trust(
         &self,
+        coordinator: &Coordinator,
         tee: Tee,
         tee_claims: &Value,
         runtime_data: &Value,
@@ -276,7 +285,8 @@ impl Broker {
             input["init_data"] = Value::from(digest.as_str());
             input["init_data_claims"] = claims.clone();
         }
-        let trust = policy.appraise(&input, &self.reference_values.load_full())?;
+        let references = self.reference_values.load_full();
+        let trust = evaluate(coordinator, move || policy.appraise(&input, &references)).await?;
         Ok((trust, ATTESTATION_POLICY_ID.into()))
     }
 
@@ -359,7 +369,7 @@ impl Broker {
     }
 
     /// `GET /resource/<path>`: the resource encrypted to the attested TEE key.
-    pub fn resource(
+    pub async fn resource(
         &self,
         coordinator: &Coordinator,
         session: Option<&str>,
@@ -367,7 +377,7 @@ impl Broker {
         path: &str,
     ) -> Result<kbs::Response, KbsError> {
         let (claims, tee_pubkey) = self.attested(session, bearer)?;
-        let plaintext = self.release(coordinator, &claims, path)?;
+        let plaintext = self.release(coordinator, claims, path).await?;
         kbs::jwe::encrypt(&plaintext, &tee_pubkey)
     }
 
@@ -399,10 +409,10 @@ impl Broker {
     }
 
     /// The bytes of `path` if the manifest and the policy release them to `claims`.
-    fn release(
+    async fn release(
         &self,
         coordinator: &Coordinator,
-        claims: &Value,
+        claims: Value,
         path: &str,
     ) -> Result<Zeroizing<Vec<u8>>, KbsError> {
         if !manifest::is_kbs_path(path) {
@@ -447,18 +457,23 @@ impl Broker {
                 Zeroizing::new(uploaded.to_vec())
             }
         };
-        let references = self.reference_values.load_full();
-        let allowed = match (self.policy(&deployment), mapped) {
+        let policy = match (self.policy(&deployment), mapped) {
             // A configured policy sees `ear.status` and decides on its own.
-            (Some(policy), _) => policy.allows(claims, path, &references)?,
-            (None, _) if contraindicated(claims) => {
+            (Some(policy), _) => policy,
+            (None, _) if contraindicated(&claims) => {
                 return Err(KbsError::PolicyDeny(format!(
                     "{path}: the attestation policy judged this TEE contraindicated"
                 )));
             }
-            (None, Some(_)) => true,
-            (None, None) => self.default_policy.allows(claims, path, &references)?,
+            (None, Some(_)) => return Ok(value),
+            (None, None) => Arc::clone(&self.default_policy),
         };
+        let references = self.reference_values.load_full();
+        let owned_path = path.to_string();
+        let allowed = evaluate(coordinator, move || {
+            policy.allows(&claims, &owned_path, &references)
+        })
+        .await?;
         if !allowed {
             return Err(KbsError::PolicyDeny(path.to_string()));
         }
@@ -675,14 +690,41 @@ async fn compile<P: Send + 'static>(
     new: fn(&str) -> Result<P, KbsError>,
 ) -> Result<P, KbsError> {
     let text = text.to_string();
-    coordinator
-        .heavy
-        .run("policy compilation", move |_| new(&text))
-        .await
-        .map_err(|e| match e {
-            crate::heavy::HeavyError::Busy { .. } => KbsError::Unavailable(e.to_string()),
-            other => KbsError::InvalidPolicy(other.to_string()),
-        })?
+    on_pool(
+        &coordinator.heavy,
+        "policy compilation",
+        KbsError::InvalidPolicy,
+        move || new(&text),
+    )
+    .await
+}
+
+/// Evaluate a policy on the policy threads (the engine recurses deeper than an async worker's
+/// stack allows).
+async fn evaluate<T: Send + 'static>(
+    coordinator: &Coordinator,
+    work: impl FnOnce() -> Result<T, KbsError> + Send + 'static,
+) -> Result<T, KbsError> {
+    on_pool(
+        &coordinator.policies,
+        "policy evaluation",
+        KbsError::Policy,
+        work,
+    )
+    .await
+}
+
+/// Run `work` on `pool`; a busy pool is a 503, any other failure `refused`.
+async fn on_pool<T: Send + 'static>(
+    pool: &crate::heavy::Heavy,
+    what: &'static str,
+    refused: fn(String) -> KbsError,
+    work: impl FnOnce() -> Result<T, KbsError> + Send + 'static,
+) -> Result<T, KbsError> {
+    pool.run(what, move |_| work()).await.map_err(|e| match e {
+        crate::heavy::HeavyError::Busy { .. } => KbsError::Unavailable(e.to_string()),
+        other => refused(other.to_string()),
+    })?
 }
 
 /// The digest of package `name`'s spec in `deployment` (none if it has no such package).

@@ -122,6 +122,9 @@ pub enum StartError {
     /// A saved record is corrupt.
     #[error("saved state record {0} is corrupt")]
     Corrupt(&'static str),
+    /// The threads for CPU-heavy work could not start.
+    #[error("cannot start worker threads: {0}")]
+    Threads(#[source] std::io::Error),
 }
 
 /// A TLS certificate chain (DER, leaf first) and its PKCS#8 key.
@@ -286,6 +289,8 @@ pub struct Coordinator {
     counters: Mutex<HashMap<String, Counter>>,
     /// Where manifests are parsed, policies compiled and keys generated.
     pub(crate) heavy: Heavy,
+    /// Where key-broker policies are evaluated.
+    pub(crate) policies: Heavy,
     /// What callers may spend.
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
@@ -309,10 +314,14 @@ fn counter_record(workload: &str) -> String {
     format!("{COUNTER_PREFIX}{workload}")
 }
 
-/// At most this many heavy jobs at once (a manifest, a policy, key generation) ...
-const HEAVY_SLOTS: usize = 2;
+/// Threads for heavy jobs (a manifest, a policy to compile, key generation) ...
+const HEAVY_THREADS: usize = 2;
 /// ... each answered within this time.
 const HEAVY_DEADLINE: Duration = Duration::from_secs(10);
+/// Threads that evaluate key-broker policies, each evaluation answered within this time (the
+/// engine itself stops one after `kbs::policy::EVALUATION_LIMIT`).
+const POLICY_THREADS: usize = 2;
+const POLICY_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Who set the first manifest: anyone may, so the record says what is known of them.
 fn first_setter(peer: Option<&[u8]>) -> String {
@@ -374,7 +383,10 @@ impl Coordinator {
             broker,
             admin: tokio::sync::Mutex::new(()),
             counters: Mutex::new(counters),
-            heavy: Heavy::new(HEAVY_SLOTS, HEAVY_DEADLINE),
+            heavy: Heavy::new("heavy work", HEAVY_THREADS, HEAVY_DEADLINE)
+                .map_err(StartError::Threads)?,
+            policies: Heavy::new("policy evaluation", POLICY_THREADS, POLICY_DEADLINE)
+                .map_err(StartError::Threads)?,
             limits: config.limits.clone(),
             metrics: Metrics::default(),
         };

@@ -149,12 +149,15 @@ async fn get_resource(
     params: std::result::Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response> {
     let path = resource_path(params)?;
-    let response = c.broker.resource(
-        &c,
-        session(&headers).as_deref(),
-        bearer(&headers).as_deref(),
-        &path,
-    )?;
+    let response = c
+        .broker
+        .resource(
+            &c,
+            session(&headers).as_deref(),
+            bearer(&headers).as_deref(),
+            &path,
+        )
+        .await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         to_json(&response)?,

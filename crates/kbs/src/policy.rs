@@ -10,8 +10,23 @@
 //!
 //! Both may call CoCo's `query_reference_value(name)`, which returns the values registered under
 //! `name` (see [`ReferenceValues`]) or `null`.
+//!
+//! # Bounds
+//!
+//! regorus 0.14's parser re-parses the first element of every `[`, `{` or set literal after a
+//! failed comprehension attempt, so parse time doubles with each level of nesting (depth 20
+//! takes seconds); a chain of unary minus recurses with no limit and overflows the stack at a
+//! few hundred levels. [`check_text`] refuses both shapes on the text, before the parser sees
+//! it: at most [`MAX_POLICY_BYTES`], [`MAX_NESTING`] levels of brackets of any kind, and
+//! [`MAX_MINUS_RUN`] minus signs in a row. CoCo's own policies nest three deep at most. Long
+//! chains of rules or operators are within these bounds yet recurse deeply when evaluated:
+//! callers compile and evaluate on threads with [`STACK_BYTES`] of stack, and an evaluation
+//! stops after [`EVALUATION_LIMIT`] (checked by the engine between steps; a builtin that builds
+//! a huge value, such as `numbers.range` over a vast range, runs to its end first).
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -35,8 +50,87 @@ pub const TRUST_CLAIMS: [&str; 8] = [
     "sourced-data",
 ];
 
+/// The largest policy accepted, in bytes (CoCo's largest is 12 KiB).
+pub const MAX_POLICY_BYTES: usize = 32 << 10;
+/// The deepest nesting of `(`, `[` and `{` accepted, rule bodies included (CoCo's: 3).
+pub const MAX_NESTING: usize = 6;
+/// The most minus signs in a row (`a - -1` has two).
+pub const MAX_MINUS_RUN: usize = 2;
+/// How long one evaluation may run.
+pub const EVALUATION_LIMIT: Duration = Duration::from_secs(1);
+/// The stack a thread compiling or evaluating policies within these bounds needs, with room
+/// (measured: 16 MiB for the deepest evaluation of a 32 KiB policy).
+pub const STACK_BYTES: usize = 64 << 20;
+
 fn policy_error(e: impl std::fmt::Display) -> KbsError {
     KbsError::Policy(e.to_string())
+}
+
+/// Check a policy's text against the bounds above, skipping strings, raw strings and comments.
+pub fn check_text(source: &str) -> Result<(), KbsError> {
+    let refuse = |why: String| Err(KbsError::InvalidPolicy(why));
+    if source.len() > MAX_POLICY_BYTES {
+        return refuse(format!(
+            "it is {} bytes; at most {MAX_POLICY_BYTES} are accepted",
+            source.len()
+        ));
+    }
+    let bytes = source.as_bytes();
+    let (mut depth, mut minus_run, mut line, mut at) = (0usize, 0usize, 1usize, 0usize);
+    while let Some(&b) = bytes.get(at) {
+        at += 1;
+        match b {
+            b'\n' => line += 1,
+            b' ' | b'\t' | b'\r' => continue,
+            b'#' => {
+                at = memchr_or_end(b'\n', bytes, at);
+                continue;
+            }
+            b'"' => {
+                while let Some(&c) = bytes.get(at) {
+                    at += if c == b'\\' { 2 } else { 1 };
+                    if c == b'"' || c == b'\n' {
+                        break;
+                    }
+                }
+            }
+            b'`' => {
+                let end = memchr_or_end(b'`', bytes, at);
+                line += bytes[at..end].iter().filter(|&&c| c == b'\n').count();
+                at = end + 1;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return refuse(format!(
+                        "it nests brackets deeper than {MAX_NESTING} levels (line {line}); \
+                         name the inner parts as rules or functions"
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' => {
+                minus_run += 1;
+                if minus_run > MAX_MINUS_RUN {
+                    return refuse(format!(
+                        "it has more than {MAX_MINUS_RUN} minus signs in a row (line {line})"
+                    ));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        minus_run = 0;
+    }
+    Ok(())
+}
+
+/// The position of the first `needle` in `bytes` from `from` on, or the end.
+fn memchr_or_end(needle: u8, bytes: &[u8], from: usize) -> usize {
+    bytes
+        .get(from..)
+        .and_then(|rest| rest.iter().position(|&b| b == needle))
+        .map_or(bytes.len(), |i| from + i)
 }
 
 fn to_rego(value: &Value) -> Result<regorus::Value, KbsError> {
@@ -52,10 +146,15 @@ struct Compiled {
 
 impl Compiled {
     fn new(name: &str, source: &str) -> Result<Self, KbsError> {
+        check_text(source)?;
         let mut engine = regorus::Engine::new();
         engine
             .add_policy(name.into(), source.into())
-            .map_err(policy_error)?;
+            .map_err(|e| KbsError::InvalidPolicy(e.to_string()))?;
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit: EVALUATION_LIMIT,
+            check_interval: NonZeroU32::MIN.saturating_add(63),
+        });
         Ok(Self {
             engine,
             source: source.to_string(),

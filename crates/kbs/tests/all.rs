@@ -496,3 +496,110 @@ fn sessions_expire() {
         "an expired session is gone: authenticate again"
     );
 }
+
+/// A resource policy whose `allow` rule holds `expression`.
+fn policy_allowing(expression: &str) -> String {
+    format!("package policy\nimport rego.v1\ndefault allow = false\nallow if {{ {expression} }}\n")
+}
+
+#[test]
+fn pathological_policies_are_refused_before_the_parser_sees_them() {
+    let nested = |open: &str, inner: &str, close: &str, depth: usize| {
+        format!("{}{inner}{}", open.repeat(depth), close.repeat(depth))
+    };
+    let shapes = [
+        (
+            "unary chain",
+            format!("x := {}1", "- ".repeat(600)),
+            "minus signs",
+        ),
+        ("unary run", "x := ---1".to_string(), "minus signs"),
+        (
+            "nested arrays",
+            format!("x := {}", nested("[", "1", "]", 30)),
+            "nests",
+        ),
+        (
+            "nested objects",
+            format!("x := {}", nested("{\"a\": ", "1", "}", 30)),
+            "nests",
+        ),
+        (
+            "nested sets",
+            format!("x := {}", nested("{", "1", "}", 30)),
+            "nests",
+        ),
+        (
+            "nested comprehensions",
+            format!("x := {}", nested("[1 | ", "true", "]", 30)),
+            "nests",
+        ),
+        (
+            "nested calls",
+            format!("x := {}", nested("abs(", "1", ")", 30)),
+            "nests",
+        ),
+    ];
+    for (what, expression, why) in shapes {
+        match kbs::policy::ResourcePolicy::new(&policy_allowing(&expression)) {
+            Err(e @ KbsError::InvalidPolicy(_)) => {
+                assert!(e.to_string().contains(why), "{what}: {e}");
+                assert_eq!(e.status(), 400);
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    let oversized = format!(
+        "package policy\n# {}\nallow := true\n",
+        "x".repeat(40 << 10)
+    );
+    assert!(matches!(
+        kbs::policy::ResourcePolicy::new(&oversized),
+        Err(KbsError::InvalidPolicy(_))
+    ));
+    // Brackets, minus signs and hashes inside strings and comments are text, and what real
+    // policies do stays allowed.
+    let allowed = [
+        r#"x := "[[[[[[[[[[ ---- \" ]]""#,
+        "x := `{{{{{{{{ ---- #`",
+        "x := 1 - -1 # ((((((((((\n",
+        r#"input.submods.cpu0["ear.veraison.annotated-evidence"].sample.svn in {"1", "2"}"#,
+        "x := [y | some y in [1, 2, 3]; y > 1]",
+    ];
+    for expression in allowed {
+        kbs::policy::ResourcePolicy::new(&policy_allowing(expression))
+            .unwrap_or_else(|e| panic!("{expression}: {e}"));
+    }
+}
+
+#[test]
+fn evaluation_is_bounded_in_time_and_runs_deep_on_a_deep_stack() {
+    let claims = json!({"submods": {"cpu0": {}}});
+    let none = ReferenceValues::default();
+    // Nine million steps: stopped by the engine's time limit, not run to the end.
+    let slow = kbs::policy::ResourcePolicy::new(&policy_allowing(
+        "count([1 | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000)]) > 0",
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert!(slow.allows(&claims, "a/b/c", &none).is_err());
+    assert!(started.elapsed() < kbs::policy::EVALUATION_LIMIT * 5);
+    // A chain of rules within the size bound recurses far deeper than 2 MiB of stack allows;
+    // on a thread with the documented stack it evaluates.
+    let mut chain = String::from("package policy\nimport rego.v1\nallow if r0\n");
+    for n in 0..2000 {
+        chain.push_str(&format!("r{n} if r{}\n", n + 1));
+    }
+    chain.push_str("r2000 := true\n");
+    assert!(chain.len() < kbs::policy::MAX_POLICY_BYTES);
+    let allowed = std::thread::Builder::new()
+        .stack_size(kbs::policy::STACK_BYTES)
+        .spawn(move || {
+            let policy = kbs::policy::ResourcePolicy::new(&chain).unwrap();
+            policy.allows(&claims, "a/b/c", &none).unwrap()
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(allowed);
+}

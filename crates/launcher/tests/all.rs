@@ -1258,7 +1258,8 @@ mod broker {
                 Some(admin_token(&b, 600))
             )
             .await,
-            401
+            400,
+            "a policy that does not compile is a bad request"
         );
 
         // An attestation policy in CoCo's style sets the token's trust vector; a resource
