@@ -181,17 +181,26 @@ fn query_values(query: Option<&str>, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// The one value of `key` in a query string, parsed.
-fn query_number<T: std::str::FromStr>(
+/// The one value of `key` in a query string, an integer in `range`.
+fn query_number(
     query: Option<&str>,
     key: &str,
-) -> Result<Option<T>, ApiError> {
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, ApiError> {
     match query_values(query, key).as_slice() {
         [] => Ok(None),
         [one] => one
             .parse()
+            .ok()
+            .filter(|n| range.contains(n))
             .map(Some)
-            .map_err(|_| ApiError::BadRequest(format!("{key} must be a non-negative integer"))),
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{key} must be an integer from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
         _ => Err(ApiError::BadRequest(format!("give {key} once"))),
     }
 }
@@ -303,8 +312,9 @@ async fn audit(
     Extension(peer): Extension<PeerCert>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let from = query_number(q.as_deref(), "from")?.unwrap_or(0);
-    let limit = query_number(q.as_deref(), "limit")?.unwrap_or(api::MAX_AUDIT_PAGE / 10);
+    let from = query_number(q.as_deref(), "from", 0..=u64::MAX)?.unwrap_or(0);
+    let limit = query_number(q.as_deref(), "limit", 1..=api::MAX_AUDIT_PAGE as u64)?
+        .map_or(api::MAX_AUDIT_PAGE / 10, |n| n as usize);
     Ok(json(&c.audit(peer.der(), from, limit)?))
 }
 
@@ -455,13 +465,38 @@ async fn connection(
     );
     // HTTP/1.1 only, as ALPN says: no protocol sniffing on the request path.
     let io = WriteDeadline::new(tls, limits.write_stall_timeout);
-    let result = hyper::server::conn::http1::Builder::new()
+    let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .without_shutdown()
         .await;
-    if let Err(e) = result {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    match served {
+        Ok(parts) => linger(parts.io.into_inner().inner).await,
+        Err(e) => tracing::debug!(%remote, error = %e, "connection ended with an error"),
+    }
+}
+
+/// Close a connection so that the client reads the last response: a body refused before it
+/// was read (401, 413) may still be arriving, and closing a socket with unread data resets
+/// it, taking the response with it. So: end our side, then read and drop what the client still
+/// sends, for a moment and a few megabytes at most.
+async fn linger(mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const FOR: Duration = Duration::from_secs(2);
+    const AT_MOST: usize = 4 << 20;
+    if tls.shutdown().await.is_err() {
+        return;
+    }
+    let (mut tcp, _) = tls.into_inner();
+    let mut sink = [0u8; 8 << 10];
+    let mut drained = 0;
+    let until = tokio::time::Instant::now() + FOR;
+    while drained < AT_MOST {
+        match tokio::time::timeout_at(until, tcp.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
     }
 }
 
