@@ -52,6 +52,17 @@ pub enum ClientError {
     NotAttested(String),
 }
 
+impl ClientError {
+    /// The request to `url` did not complete. The URL is said once, here: reqwest's own
+    /// message would repeat it.
+    pub(crate) fn transport(url: impl Into<String>, source: reqwest::Error) -> Self {
+        Self::Transport {
+            url: url.into(),
+            source: source.without_url(),
+        }
+    }
+}
+
 /// The problem's detail, each listed error on its own line, and its type.
 fn problem_text(p: &api::Problem) -> String {
     let mut text = p.detail.clone();
@@ -290,10 +301,7 @@ async fn exchange(
     url: String,
     response: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<(u16, Vec<u8>), ClientError> {
-    let transport = |source| ClientError::Transport {
-        url: url.clone(),
-        source,
-    };
+    let transport = |source| ClientError::transport(url.clone(), source);
     let response = response.map_err(transport)?;
     let status = response.status().as_u16();
     let bytes = response.bytes().await.map_err(transport)?;

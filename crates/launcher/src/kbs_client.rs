@@ -98,10 +98,7 @@ impl KbsClient {
         let response = request
             .send()
             .await
-            .map_err(|source| ClientError::Transport {
-                url: self.base.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::transport(self.base.clone(), source))?;
         let status = response.status().as_u16();
         let cookie = response
             .headers()
@@ -112,10 +109,7 @@ impl KbsClient {
         let body = response
             .bytes()
             .await
-            .map_err(|source| ClientError::Transport {
-                url: self.base.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::transport(self.base.clone(), source))?;
         if status >= 400 {
             return Err(match serde_json::from_slice::<ErrorInformation>(&body) {
                 Ok(info) => KbsClientError::Refused { status, info },

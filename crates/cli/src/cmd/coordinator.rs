@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use attest::TeeKind;
@@ -53,9 +54,28 @@ pub(crate) struct ServeArgs {
     /// process's open-file limit (`ulimit -n`).
     #[arg(long, default_value_t = coordinator::Limits::default().max_connections)]
     max_connections: usize,
+    /// Seconds a client has for its TLS handshake and for each request's headers, and that an
+    /// idle keep-alive connection is kept; a request body and a stalled response get three
+    /// times as long.
+    #[arg(long, value_name = "SECONDS", default_value_t = coordinator::Limits::default().header_timeout.as_secs())]
+    client_timeout: u64,
     /// The longest lifetime, in seconds, of an admin JWT for the key broker (`exp` − `iat`).
     #[arg(long, value_name = "SECONDS", default_value_t = coordinator::Limits::default().admin_token_lifetime.as_secs())]
     admin_token_lifetime: u64,
+}
+
+/// What callers may spend, from the flags.
+fn limits(args: &ServeArgs) -> coordinator::Limits {
+    let client = Duration::from_secs(args.client_timeout.max(1));
+    coordinator::Limits {
+        max_connections: args.max_connections,
+        handshake_timeout: client,
+        header_timeout: client,
+        body_timeout: client * 3,
+        write_stall_timeout: client * 3,
+        admin_token_lifetime: Duration::from_secs(args.admin_token_lifetime),
+        ..coordinator::Limits::default()
+    }
 }
 
 /// Run a `coordinator` subcommand.
@@ -68,6 +88,7 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    let limits = limits(&args);
     let config = coordinator::Config {
         data_dir: args.data_dir,
         dns_names: args.dns_names,
@@ -90,11 +111,7 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?,
         kds_url: args.kds_url,
-        limits: coordinator::Limits {
-            max_connections: args.max_connections,
-            admin_token_lifetime: std::time::Duration::from_secs(args.admin_token_lifetime),
-            ..coordinator::Limits::default()
-        },
+        limits,
     };
     runtime()?.block_on(async {
         let running = coordinator::serve(&config, args.listen).await?;

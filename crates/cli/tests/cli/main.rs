@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod hardening;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -315,6 +317,16 @@ fn usage_and_io_errors_exit_2() {
     let out = cloister(&["evidence", "verify", "--evidence", "x", "--at", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+    // An unreachable coordinator: each cause said once.
+    let out = cloister(&[
+        "verify",
+        "--coordinator",
+        "https://127.0.0.1:9",
+        "--accept-simulation",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(text.matches("127.0.0.1:9").count(), 1, "{text}");
 }
 
 #[test]
@@ -395,7 +407,27 @@ impl Deployment {
     }
 
     fn start_in(dir: PathBuf) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        Self::spawn(dir, &[], None)
+    }
+
+    /// A coordinator with `extra` flags, logging at info to `coordinator.err`, optionally
+    /// limited to `max_files` open files.
+    fn spawn(dir: PathBuf, extra: &[&str], max_files: Option<u32>) -> Self {
+        let bin = env!("CARGO_BIN_EXE_cloister");
+        let mut command = match max_files {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
+                sh
+            }
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("coordinator.err"))
+            .unwrap();
+        let mut child = command
             .args([
                 "coordinator",
                 "serve",
@@ -403,11 +435,13 @@ impl Deployment {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.join("data"))
             .env("CLOISTER_SIM_DIR", dir.join("sim"))
+            .env("CLOISTER_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -420,6 +454,11 @@ impl Deployment {
             .unwrap()
             .to_string();
         Self { dir, url, child }
+    }
+
+    /// What the coordinator logged.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("coordinator.err")).unwrap_or_default()
     }
 
     fn restart(mut self) -> Self {
@@ -672,9 +711,13 @@ fn a_bundle_verifies_offline_and_a_changed_one_does_not() {
         .env_remove("CLOISTER_COORDINATOR")
         .output()
         .unwrap();
-    assert!(!refused.status.success());
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "a rejection, not a usage error"
+    );
     assert!(
-        stderr(&refused).contains("manifest"),
+        stderr(&refused).contains("REJECTED") && stderr(&refused).contains("manifest"),
         "{}",
         stderr(&refused)
     );
@@ -701,6 +744,24 @@ fn manifest_convert_turns_a_marblerun_manifest_into_cloisters_form() {
     );
     let check = cloister(&["manifest", "verify", path.to_str().unwrap()]);
     assert!(check.status.success(), "{}", stderr(&check));
+    // An invalid one is not passed through, unless asked to.
+    let invalid = dir.join("invalid.json");
+    std::fs::write(&invalid, r#"{"Marbles": {"m": {"Package": "missing"}}}"#).unwrap();
+    let out = cloister(&["manifest", "convert", invalid.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--skip-validation"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty());
+    let out = cloister(&[
+        "manifest",
+        "convert",
+        invalid.to_str().unwrap(),
+        "--skip-validation",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
