@@ -29,13 +29,12 @@ pub(crate) fn accept(
             .ok_or_else(|| invalid("a certificate secret needs cert_pem".into()))?;
         let cert = first_pem_der(cert_pem)
             .ok_or_else(|| invalid("cert_pem is not a PEM certificate".into()))?;
-        let private =
-            match value.private_pem.as_deref() {
-                Some(p) => Some(B64.encode(
-                    first_pem_der(p).ok_or_else(|| invalid("private_pem is not PEM".into()))?,
-                )),
-                None => None,
-            };
+        let private = match value.private_pem.as_deref() {
+            Some(p) => Some(B64.encode(zeroize::Zeroizing::new(
+                first_pem_der(p).ok_or_else(|| invalid("private_pem is not PEM".into()))?,
+            ))),
+            None => None,
+        };
         return Ok(StoredSecret {
             kind: spec.kind,
             key: None,
@@ -47,9 +46,10 @@ pub(crate) fn accept(
         .key
         .as_deref()
         .ok_or_else(|| invalid(format!("a {} secret needs key (base64)", spec.kind)))?;
-    let bytes = B64
-        .decode(key)
-        .map_err(|_| invalid("key is not base64".into()))?;
+    let bytes = zeroize::Zeroizing::new(
+        B64.decode(key)
+            .map_err(|_| invalid("key is not base64".into()))?,
+    );
     if spec.kind == SecretKind::SymmetricKey
         && let Some(bits) = spec.size
         && bytes.len() * 8 != bits as usize
@@ -61,7 +61,7 @@ pub(crate) fn accept(
     }
     Ok(StoredSecret {
         kind: spec.kind,
-        key: Some(B64.encode(&bytes)),
+        key: Some(B64.encode(bytes.as_slice())),
         cert: None,
         private: None,
     })
