@@ -15,12 +15,49 @@ pub const MAX_DEPTH: usize = 64;
 /// The most values (scalars, lists, mappings, aliases) a manifest may have.
 pub const MAX_VALUES: usize = 100_000;
 
-/// Check a JSON document's bounds.
+/// Nesting and values seen so far, refused past the bounds.
+#[derive(Default)]
+struct Tally {
+    depth: usize,
+    values: usize,
+}
+
+impl Tally {
+    /// A list or mapping opens at `line`.
+    fn open(&mut self, line: usize) -> Result<(), ManifestError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ManifestError::TooDeep {
+                limit: MAX_DEPTH,
+                line,
+            });
+        }
+        self.value(line)
+    }
+
+    fn close(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    /// A value starts at `line`.
+    fn value(&mut self, line: usize) -> Result<(), ManifestError> {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(ManifestError::TooManyValues {
+                limit: MAX_VALUES,
+                line,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Check a JSON document's bounds. Lists and mappings count at their bracket, their members
+/// at the comma before them (all but the first): about one per value.
 pub(crate) fn check_json(bytes: &[u8]) -> Result<(), ManifestError> {
     check_size(bytes)?;
-    let (mut depth, mut values, mut line) = (0usize, 0usize, 1usize);
-    let mut in_string = false;
-    let mut escaped = false;
+    let (mut tally, mut line) = (Tally::default(), 1usize);
+    let (mut in_string, mut escaped) = (false, false);
     for &b in bytes {
         if b == b'\n' {
             line += 1;
@@ -36,28 +73,10 @@ pub(crate) fn check_json(bytes: &[u8]) -> Result<(), ManifestError> {
         }
         match b {
             b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(ManifestError::TooDeep {
-                        limit: MAX_DEPTH,
-                        line,
-                    });
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'[' | b'{' => tally.open(line)?,
+            b']' | b'}' => tally.close(),
+            b',' => tally.value(line)?,
             _ => {}
-        }
-        // Lists and mappings count at their bracket, their members at the comma before them
-        // (all but the first): about one per value.
-        if matches!(b, b'[' | b'{' | b',') {
-            values += 1;
-            if values > MAX_VALUES {
-                return Err(ManifestError::TooManyValues {
-                    limit: MAX_VALUES,
-                    line,
-                });
-            }
         }
     }
     Ok(())
@@ -70,39 +89,17 @@ pub(crate) fn check_yaml(bytes: &[u8]) -> Result<(), ManifestError> {
     let text = std::str::from_utf8(bytes).map_err(|e| ManifestError::YamlSyntax {
         reason: format!("it is not UTF-8 ({e})"),
     })?;
-    let (mut depth, mut values) = (0usize, 0usize);
+    let mut tally = Tally::default();
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| ManifestError::YamlSyntax {
             reason: e.to_string(),
         })?;
         let line = span.start.line();
         match event {
-            Event::SequenceStart(..) | Event::MappingStart(..) => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(ManifestError::TooDeep {
-                        limit: MAX_DEPTH,
-                        line,
-                    });
-                }
-            }
-            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::SequenceStart(..) | Event::MappingStart(..) => tally.open(line)?,
+            Event::SequenceEnd | Event::MappingEnd => tally.close(),
+            Event::Scalar(..) | Event::Alias(_) => tally.value(line)?,
             _ => {}
-        }
-        if matches!(
-            event,
-            Event::SequenceStart(..)
-                | Event::MappingStart(..)
-                | Event::Scalar(..)
-                | Event::Alias(_)
-        ) {
-            values += 1;
-            if values > MAX_VALUES {
-                return Err(ManifestError::TooManyValues {
-                    limit: MAX_VALUES,
-                    line,
-                });
-            }
         }
     }
     Ok(())
