@@ -175,6 +175,12 @@ impl Broker {
         format!("{}={id}; Expires={when}", kbs::SESSION_COOKIE)
     }
 
+    /// The live session `id` names.
+    pub(crate) fn session_of(&self, id: Option<&str>) -> Result<State, KbsError> {
+        id.and_then(|id| self.sessions.get(id))
+            .ok_or(KbsError::Session)
+    }
+
     /// `POST /attest`: verify the evidence and its bindings, match a package, issue a token.
     pub async fn attest(
         &self,
@@ -183,10 +189,9 @@ impl Broker {
         body: &[u8],
     ) -> Result<String, KbsError> {
         let id = session.ok_or(KbsError::Session)?;
-        let (tee, nonce) = match self.sessions.get(id) {
-            Some(State::Authed { tee, nonce }) => (tee, nonce),
-            Some(State::Attested { token, .. }) => return Ok(token),
-            None => return Err(KbsError::Session),
+        let (tee, nonce) = match self.session_of(Some(id))? {
+            State::Authed { tee, nonce } => (tee, nonce),
+            State::Attested { token, .. } => return Ok(token),
         };
         let attestation: Attestation =
             serde_json::from_slice(body).map_err(|e| KbsError::Serde(e.to_string()))?;

@@ -134,6 +134,8 @@ async fn auth(State(c): State<AppState>, body: Body) -> Result<Response> {
 
 async fn attest(State(c): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response> {
     let id = session(&headers);
+    // Evidence is read only on a live session.
+    c.broker.session_of(id.as_deref())?;
     let body = read_body(&c, body, crate::body::KBS_ATTEST).await?;
     let token = c.broker.attest(&c, id.as_deref(), &body).await?;
     let body = to_json(&serde_json::json!({ "token": token }))?;
