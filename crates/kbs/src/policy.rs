@@ -18,12 +18,21 @@
 //! takes seconds); a chain of unary minus recurses with no limit and overflows the stack at a
 //! few hundred levels. [`check_text`] refuses both shapes on the text, before the parser sees
 //! it: at most [`MAX_POLICY_BYTES`], [`MAX_NESTING`] levels of brackets of any kind, and
-//! [`MAX_MINUS_RUN`] minus signs in a row. CoCo's own policies nest three deep at most. Long
-//! chains of rules or operators are within these bounds yet recurse deeply when evaluated:
-//! callers compile and evaluate on threads with [`STACK_BYTES`] of stack, and an evaluation
-//! stops after [`EVALUATION_LIMIT`] (checked by the engine between steps; a builtin that builds
-//! a huge value, such as `numbers.range` over a vast range, runs to its end first).
+//! [`MAX_MINUS_RUN`] minus signs in a row. CoCo's own policies nest three deep at most. After
+//! parsing, the module's syntax tree (regorus's own, as JSON) must nest less than 128 deep (a
+//! chain of that many operators in one expression recurses as deep when evaluated), and no
+//! function may call itself, directly or through others: OPA refuses that at compile time,
+//! while regorus 0.14 catches recursive rules but recurses into recursive functions until the
+//! stack overflows. `numbers.range` and `numbers.range_step`, which allocate in proportion to
+//! their arguments, are refused. Long chains of rules are within these bounds yet recurse
+//! deeply when evaluated: callers compile and evaluate on threads with [`STACK_BYTES`] of stack,
+//! and an evaluation stops after [`EVALUATION_LIMIT`] (checked by the engine between steps).
+//!
+//! What these bounds leave: a policy whose rules double a value again and again (a string or
+//! array concatenated with itself rule after rule) can still make one evaluation allocate
+//! without bound. Policies come only from the manifest's owner and its admins.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +70,10 @@ pub const EVALUATION_LIMIT: Duration = Duration::from_secs(1);
 /// The stack a thread compiling or evaluating policies within these bounds needs, with room
 /// (measured: 16 MiB for the deepest evaluation of a 32 KiB policy).
 pub const STACK_BYTES: usize = 64 << 20;
+/// Builtins refused because they allocate in proportion to an argument.
+const REFUSED_BUILTINS: [&str; 2] = ["numbers.range", "numbers.range_step"];
+/// The most JSON nodes an attestation policy's results may take.
+const MAX_RESULT_NODES: usize = 10_000;
 
 fn policy_error(e: impl std::fmt::Display) -> KbsError {
     KbsError::Policy(e.to_string())
@@ -109,6 +122,15 @@ pub fn check_text(source: &str) -> Result<(), KbsError> {
                 }
             }
             b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'n' if REFUSED_BUILTINS
+                .iter()
+                .any(|name| calls_at(bytes, at - 1, name)) =>
+            {
+                return refuse(format!(
+                    "it calls numbers.range (line {line}), which allocates in proportion to its \
+                     bounds; list the values instead"
+                ));
+            }
             b'-' => {
                 minus_run += 1;
                 if minus_run > MAX_MINUS_RUN {
@@ -125,6 +147,20 @@ pub fn check_text(source: &str) -> Result<(), KbsError> {
     Ok(())
 }
 
+/// Whether `bytes` at `at` holds `name(` (spaces allowed before the bracket), not as the end of
+/// a longer identifier.
+fn calls_at(bytes: &[u8], at: usize, name: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
+    let starts_word = at == 0 || !bytes.get(at - 1).copied().is_some_and(word);
+    let rest = bytes.get(at..).unwrap_or_default();
+    starts_word
+        && rest.starts_with(name.as_bytes())
+        && rest[name.len()..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'(')
+}
+
 /// The position of the first `needle` in `bytes` from `from` on, or the end.
 fn memchr_or_end(needle: u8, bytes: &[u8], from: usize) -> usize {
     bytes
@@ -137,11 +173,12 @@ fn to_rego(value: &Value) -> Result<regorus::Value, KbsError> {
     regorus::Value::from_json_str(&value.to_string()).map_err(policy_error)
 }
 
-/// A compiled Rego module and its text.
+/// A compiled Rego module, its text, and the names it defines at its top level.
 #[derive(Clone)]
 struct Compiled {
     engine: regorus::Engine,
     source: String,
+    defined: BTreeSet<String>,
 }
 
 impl Compiled {
@@ -155,9 +192,11 @@ impl Compiled {
             limit: EVALUATION_LIMIT,
             check_interval: NonZeroU32::MIN.saturating_add(63),
         });
+        let defined = inspect(&engine)?;
         Ok(Self {
             engine,
             source: source.to_string(),
+            defined,
         })
     }
 
@@ -190,6 +229,179 @@ impl Compiled {
             .map_err(policy_error)?;
         Ok(engine)
     }
+}
+
+/// The names a compiled module defines at its top level; refuses a syntax tree nested too
+/// deep and functions that call themselves, directly or through other functions.
+fn inspect(engine: &regorus::Engine) -> Result<BTreeSet<String>, KbsError> {
+    let refuse = |why: String| KbsError::InvalidPolicy(why);
+    let ast = engine.get_ast_as_json().map_err(policy_error)?;
+    // serde_json stops at 128 levels: deeper is one expression with a very long operator chain.
+    let ast: Value = serde_json::from_str(&ast).map_err(|_| {
+        refuse("an expression in it is too deeply nested (a chain of over 100 operators?)".into())
+    })?;
+    let rules = ast
+        .pointer("/0/ast/rules")
+        .and_then(Value::as_array)
+        .ok_or_else(|| policy_error("the engine described the module in an unknown form"))?;
+    let mut defined = BTreeSet::new();
+    let mut calls: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for rule in rules {
+        let (head, is_function) = match (rule.get("Default"), rule.pointer("/Spec/head")) {
+            (Some(default), _) => (default, false),
+            (None, Some(head)) => match head.get("Func") {
+                Some(function) => (function, true),
+                None => match head.as_object().and_then(|h| h.values().next()) {
+                    Some(inner) => (inner, false),
+                    None => continue,
+                },
+            },
+            (None, None) => continue,
+        };
+        let Some(refr) = head.get("refr") else {
+            continue;
+        };
+        if let Some(root) = ref_path(refr).first() {
+            defined.insert(root.clone());
+        }
+        if is_function {
+            let mut callees = BTreeSet::new();
+            called_functions(rule, &mut callees);
+            calls
+                .entry(ref_path(refr).join("."))
+                .or_default()
+                .extend(callees);
+        }
+    }
+    if let Some(cycle) = cycle(&calls) {
+        return Err(refuse(format!(
+            "function {} calls itself{}: Rego functions may not recurse",
+            cycle[0],
+            if cycle.len() > 1 {
+                format!(" (through {})", cycle[1..].join(", "))
+            } else {
+                String::new()
+            }
+        )));
+    }
+    Ok(defined)
+}
+
+/// The segments of a reference in the syntax tree (`a.b[x]` → `a`, `b`), without a leading
+/// `data.policy`.
+fn ref_path(refr: &Value) -> Vec<String> {
+    let mut path = match (
+        refr.pointer("/Var/value"),
+        refr.get("RefDot"),
+        refr.get("RefBrack"),
+    ) {
+        (Some(Value::String(name)), _, _) => vec![name.clone()],
+        (_, Some(dot), _) => {
+            let mut path = dot.get("refr").map(ref_path).unwrap_or_default();
+            if let Some(Value::String(field)) = dot.pointer("/field/1") {
+                path.push(field.clone());
+            }
+            path
+        }
+        (_, _, Some(bracket)) => bracket.get("refr").map(ref_path).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if path.starts_with(&["data".to_string(), "policy".to_string()]) {
+        path.drain(..2);
+    }
+    path
+}
+
+/// Every function called anywhere in `node`.
+fn called_functions(node: &Value, into: &mut BTreeSet<String>) {
+    match node {
+        Value::Object(fields) => {
+            if let Some(function) = node.pointer("/Call/fcn") {
+                into.insert(ref_path(function).join("."));
+            }
+            fields.values().for_each(|v| called_functions(v, into));
+        }
+        Value::Array(items) => items.iter().for_each(|v| called_functions(v, into)),
+        _ => {}
+    }
+}
+
+/// A cycle in the call graph, as the functions on it, if there is one.
+fn cycle(calls: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        at: &str,
+        calls: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|p| p == at) {
+            return Some(path[start..].to_vec());
+        }
+        if done.contains(at) {
+            return None;
+        }
+        path.push(at.to_string());
+        for next in calls.get(at).into_iter().flatten() {
+            if calls.contains_key(next)
+                && let Some(found) = visit(next, calls, path, done)
+            {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(at.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    calls
+        .keys()
+        .find_map(|f| visit(f, calls, &mut Vec::new(), &mut done))
+}
+
+/// A value the engine computed, as JSON, within `budget` nodes (a value built by doubling
+/// is shared inside the engine, but would be exponential as JSON).
+fn to_json(value: &regorus::Value, budget: &mut usize) -> Result<Option<Value>, KbsError> {
+    use regorus::Value as R;
+    *budget = budget.checked_sub(1).ok_or_else(|| {
+        KbsError::Policy(format!(
+            "the attestation policy's results are larger than {MAX_RESULT_NODES} values"
+        ))
+    })?;
+    let mut list = |items: &mut dyn Iterator<Item = &R>| -> Result<Value, KbsError> {
+        let mut out = Vec::new();
+        for item in items {
+            out.push(to_json(item, budget)?.unwrap_or(Value::Null));
+        }
+        Ok(Value::Array(out))
+    };
+    Ok(Some(match value {
+        R::Undefined => return Ok(None),
+        R::Null => Value::Null,
+        R::Bool(b) => Value::Bool(*b),
+        R::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            })
+            .unwrap_or(Value::Null),
+        R::String(text) => Value::String(text.to_string()),
+        R::Array(items) => list(&mut items.iter())?,
+        R::Set(items) => list(&mut items.iter())?,
+        R::Object(fields) => {
+            let mut out = Map::new();
+            for (key, field) in fields.iter() {
+                let key = match key {
+                    R::String(text) => text.to_string(),
+                    other => to_json(other, budget)?.unwrap_or(Value::Null).to_string(),
+                };
+                out.insert(key, to_json(field, budget)?.unwrap_or(Value::Null));
+            }
+            Value::Object(out)
+        }
+    }))
 }
 
 /// A compiled resource policy.
@@ -336,23 +548,24 @@ impl AttestationPolicy {
         reference_values: &ReferenceValues,
     ) -> Result<Trust, KbsError> {
         let mut engine = self.0.prepare(input, reference_values)?;
-        let results = engine
-            .eval_query("data.policy".into(), false)
-            .map_err(policy_error)?;
-        let package: Value = results
-            .result
-            .first()
-            .and_then(|r| r.expressions.first())
-            .map(|e| e.value.to_json_str())
-            .transpose()
-            .map_err(policy_error)?
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or(Value::Null);
-        let empty = Map::new();
-        let rules = package.as_object().unwrap_or(&empty);
+        // Only the rules read below are evaluated and turned into JSON, within a budget.
+        let wanted = TRUST_CLAIMS
+            .iter()
+            .flat_map(|c| [c.to_string(), c.replace('-', "_")])
+            .chain(["trust_claims".to_string(), "extensions".to_string()]);
+        let mut budget = MAX_RESULT_NODES;
+        let mut rules = Map::new();
+        for name in wanted.filter(|name| self.0.defined.contains(name)) {
+            let value = engine
+                .eval_rule(format!("data.policy.{name}"))
+                .map_err(policy_error)?;
+            if let Some(value) = to_json(&value, &mut budget)? {
+                rules.insert(name, value);
+            }
+        }
         let mut trust = match rules.get("trust_claims") {
             Some(Value::Object(claims)) => trust_from(claims)?,
-            _ => trust_from(rules)?,
+            _ => trust_from(&rules)?,
         };
         if let Some(list) = rules.get("extensions") {
             trust.extensions = extensions_from(list)?;
@@ -371,7 +584,7 @@ fn extensions_from(list: &Value) -> Result<Map<String, Value>, KbsError> {
         ))
     })?;
     let mut extensions = Map::new();
-    let mut keys = std::collections::BTreeSet::new();
+    let mut keys = BTreeSet::new();
     for entry in entries {
         let (Some(name), Some(key), Some(value)) = (
             entry.get("name").and_then(Value::as_str),

@@ -576,9 +576,14 @@ fn pathological_policies_are_refused_before_the_parser_sees_them() {
 fn evaluation_is_bounded_in_time_and_runs_deep_on_a_deep_stack() {
     let claims = json!({"submods": {"cpu0": {}}});
     let none = ReferenceValues::default();
-    // Nine million steps: stopped by the engine's time limit, not run to the end.
-    let slow = kbs::policy::ResourcePolicy::new(&policy_allowing(
-        "count([1 | some i in numbers.range(1, 3000); some j in numbers.range(1, 3000)]) > 0",
+    // Thirteen million steps: stopped by the engine's time limit, not run to the end.
+    let xs = (0..60)
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let slow = kbs::policy::ResourcePolicy::new(&format!(
+        "package policy\nimport rego.v1\nxs := [{xs}]\nallow if count([1 | some a in xs; \
+         some b in xs; some c in xs; some d in xs]) > 0\n"
     ))
     .unwrap();
     let started = std::time::Instant::now();
@@ -602,4 +607,89 @@ fn evaluation_is_bounded_in_time_and_runs_deep_on_a_deep_stack() {
         .join()
         .unwrap();
     assert!(allowed);
+}
+
+/// Run `f` on a thread with the stack policies are compiled and evaluated on.
+fn on_policy_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(kbs::policy::STACK_BYTES)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn recursive_functions_and_allocating_builtins_are_refused_at_compile_time() {
+    on_policy_stack(refuses_recursion_and_allocating_builtins);
+}
+
+fn refuses_recursion_and_allocating_builtins() {
+    let refused = [
+        (
+            "direct",
+            "package policy\nf(x) := f(x)\nallow if f(1)\n",
+            "function f calls itself",
+        ),
+        (
+            "mutual",
+            "package policy\nf(x) := g(x)\ng(x) := y if { y := f(x) }\nallow if f(1)\n",
+            "through",
+        ),
+        (
+            "through data",
+            "package policy\nf(x) := data.policy.f(x)\n",
+            "function f calls itself",
+        ),
+        (
+            "range",
+            "package policy\nallow if count(numbers.range(1, 10)) > 0\n",
+            "numbers.range",
+        ),
+        (
+            "range step",
+            "package policy\nallow if count(numbers.range_step (1, 10, 2)) > 0\n",
+            "numbers.range",
+        ),
+        (
+            "operator chain",
+            &format!("package policy\nx := {}1\n", "1 + ".repeat(200)),
+            "too deeply nested",
+        ),
+    ];
+    for (what, policy, why) in refused {
+        for compiled in [
+            kbs::policy::ResourcePolicy::new(policy).map(|_| ()),
+            AttestationPolicy::new(policy).map(|_| ()),
+        ] {
+            match compiled {
+                Err(e @ KbsError::InvalidPolicy(_)) => {
+                    assert!(e.to_string().contains(why), "{what}: {e}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+    // Functions calling other functions, and the words in strings, are fine.
+    kbs::policy::ResourcePolicy::new(
+        "package policy\nf(x) := g(x) + 1\ng(x) := x * 2\nmsg := \"numbers.range(1, 2)\"\nallow if f(1) == 3\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_attestation_policy_doubling_a_value_is_refused_not_serialized() {
+    let mut policy = String::from("package policy\nhardware := 2\ntrust_claims := r0\n");
+    for n in 0..30 {
+        policy.push_str(&format!("r{n} := [r{}, r{}]\n", n + 1, n + 1));
+    }
+    policy.push_str("r30 := 1\n");
+    let policy = AttestationPolicy::new(&policy).unwrap();
+    let started = std::time::Instant::now();
+    let refused = policy.appraise(&json!({"sample": {}}), &ReferenceValues::default());
+    assert!(
+        matches!(refused, Err(KbsError::Policy(ref why)) if why.contains("larger than")),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
