@@ -28,9 +28,11 @@ if [ -d "$vectors" ]; then
   seed azure "$vectors"/azure/*.bin "$vectors"/azure/*.json
 fi
 
-# Manifests need no vectors: small hand-written seeds live in the repository.
+# Manifests, key-broker messages and Rego policies need no vectors: small hand-written seeds
+# live in the repository.
 seed manifest seeds/manifest/*
 seed kbs_messages seeds/kbs/*
+seed rego_policy seeds/rego/*
 
 cargo fuzz build -O
 for target in $(cargo fuzz list); do
