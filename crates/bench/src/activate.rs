@@ -282,11 +282,25 @@ enum Call {
 }
 
 async fn call(worker: &Worker, what: Call) -> Result<Duration> {
+    Ok(timed_call(worker, what).await?.total)
+}
+
+/// Where one call's time went.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// From connect to the answer.
+    total: Duration,
+    /// Connect and TLS handshake.
+    handshake: Duration,
+}
+
+async fn timed_call(worker: &Worker, what: Call) -> Result<Timing> {
     let start = Instant::now();
     let tcp = tokio::net::TcpStream::connect(worker.addr).await?;
     tcp.set_nodelay(true)?;
     let name = rustls::pki_types::ServerName::IpAddress(worker.addr.ip().into());
     let mut tls = worker.tls.connect(name, tcp).await?;
+    let handshake = start.elapsed();
     match what {
         Call::Activate => {
             let answer = activate(tls, worker.body.clone()).await?;
@@ -294,7 +308,10 @@ async fn call(worker: &Worker, what: Call) -> Result<Duration> {
         }
         Call::Handshake => tokio::io::AsyncWriteExt::shutdown(&mut tls).await?,
     }
-    Ok(start.elapsed())
+    Ok(Timing {
+        total: start.elapsed(),
+        handshake,
+    })
 }
 
 /// `POST /activate` on an established connection; the answer's body.
@@ -353,16 +370,16 @@ async fn closed_loop(
 }
 
 /// Open loop: one activation started every `1/rate` seconds, for `seconds`.
-async fn open_loop(workers: &[Arc<Worker>], rate: u64, seconds: u64) -> Result<Vec<Duration>> {
+async fn open_loop(workers: &[Arc<Worker>], rate: u64, seconds: u64) -> Result<Vec<Timing>> {
     let mut interval = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::new();
     for i in 0..(rate * seconds) as usize {
         interval.tick().await;
         let worker = Arc::clone(&workers[i % workers.len()]);
-        tasks.push(tokio::spawn(
-            async move { call(&worker, Call::Activate).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            timed_call(&worker, Call::Activate).await
+        }));
     }
     let mut all = Vec::new();
     for t in tasks {
@@ -563,18 +580,19 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             });
         }
         latencies.sort();
-        let mut paced = open_loop(&workers, 1000, 3).await?;
-        paced.sort();
-        anyhow::Ok((rounds, latencies, active, paced))
+        let paced = open_loop(&workers, 1000, 3).await?;
+        let memory = memory_kib(server.0.id())?;
+        anyhow::Ok((rounds, latencies, active, paced, memory))
     });
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    let (rounds, latencies, active, paced) = result?;
+    let (rounds, latencies, active, paced, memory) = result?;
     report(
         &rounds,
         &latencies,
         active,
         &paced,
+        memory,
         concurrency,
         seconds,
         placement,
@@ -582,11 +600,26 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The coordinator's peak and current resident memory (VmHWM, VmRSS), KiB.
+fn memory_kib(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn report(
     rounds: &[Round],
     latencies: &[Duration],
     active: Duration,
-    paced: &[Duration],
+    paced: &[Timing],
+    (peak_kib, rss_kib): (u64, u64),
     concurrency: usize,
     seconds: u64,
     placement: &str,
@@ -602,7 +635,14 @@ fn report(
         ms(percentile(latencies, 0.5)),
         ms(percentile(latencies, 0.99)),
     );
-    let (paced50, paced99) = (ms(percentile(paced, 0.5)), ms(percentile(paced, 0.99)));
+    let sorted = |f: fn(&Timing) -> Duration| {
+        let mut v: Vec<Duration> = paced.iter().map(f).collect();
+        v.sort();
+        v
+    };
+    let (total, handshake) = (sorted(|t| t.total), sorted(|t| t.handshake));
+    let request = sorted(|t| t.total.saturating_sub(t.handshake));
+    let (paced50, paced99) = (ms(percentile(&total, 0.5)), ms(percentile(&total, 0.99)));
     println!(
         "\nactivation benchmark: simulated SGX evidence, {concurrency} concurrent clients, {seconds} s \
          in {ROUNDS} rounds, a new mTLS connection per activation; medians over the rounds\n  ({placement})"
@@ -613,7 +653,22 @@ fn report(
         n / active.as_secs_f64()
     );
     println!("  latency p50 / p99, closed loop       {p50:.2} / {p99:.2} ms");
-    println!("  latency p50 / p99 at 1,000/s         {paced50:.2} / {paced99:.2} ms");
+    println!(
+        "  latency p50 / p99 / max at 1,000/s   {paced50:.2} / {paced99:.2} / {:.2} ms",
+        ms(percentile(&total, 1.0))
+    );
+    println!(
+        "    of which connect + TLS handshake   p50 {:.2} / p99 {:.2} ms; request to answer p50 {:.2} / p99 {:.2} ms",
+        ms(percentile(&handshake, 0.5)),
+        ms(percentile(&handshake, 0.99)),
+        ms(percentile(&request, 0.5)),
+        ms(percentile(&request, 0.99))
+    );
+    println!(
+        "  coordinator memory                   peak {:.1} MiB, {:.1} MiB at the end",
+        peak_kib as f64 / 1024.0,
+        rss_kib as f64 / 1024.0
+    );
     println!(
         "  coordinator CPU per activation       {per_activation:.0} µs → capacity {capacity:.0}/s on 2 cores"
     );
@@ -670,6 +725,7 @@ fn report(
             "p50_ms": p50,
             "p99_ms": p99,
             "p99_ms_at_1000_per_s": paced99,
+            "peak_rss_mib": peak_kib as f64 / 1024.0,
         })
     );
 }
