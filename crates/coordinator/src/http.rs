@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -457,12 +457,26 @@ async fn connection(
             .and_then(|c| c.first())
             .map(|c| Arc::new(c.to_vec())),
     );
-    let service = router.map_request(
-        move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(peer.clone());
-            request
-        },
-    );
+    // A refusal (4xx, 5xx) of a request that came with a body may have left that body unread:
+    // then the connection ends with a lingering close.
+    let with_body = Arc::new(AtomicBool::new(false));
+    let refused_body = Arc::new(AtomicBool::new(false));
+    let (sent, refused) = (Arc::clone(&with_body), Arc::clone(&refused_body));
+    let service = router
+        .map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                use axum::body::HttpBody as _;
+                sent.store(!request.body().is_end_stream(), Ordering::Relaxed);
+                request.extensions_mut().insert(peer.clone());
+                request
+            },
+        )
+        .map_response(move |response: Response| {
+            if with_body.load(Ordering::Relaxed) && !response.status().is_success() {
+                refused.store(true, Ordering::Relaxed);
+            }
+            response
+        });
     // HTTP/1.1 only, as ALPN says: no protocol sniffing on the request path.
     let io = WriteDeadline::new(tls, limits.write_stall_timeout);
     let served = hyper::server::conn::http1::Builder::new()
@@ -472,7 +486,14 @@ async fn connection(
         .without_shutdown()
         .await;
     match served {
-        Ok(parts) => linger(parts.io.into_inner().inner).await,
+        Ok(parts) => {
+            let mut tls = parts.io.into_inner().inner;
+            if refused_body.load(Ordering::Relaxed) {
+                linger(tls).await;
+            } else {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+            }
+        }
         Err(e) => tracing::debug!(%remote, error = %e, "connection ended with an error"),
     }
 }
@@ -480,7 +501,8 @@ async fn connection(
 /// Close a connection so that the client reads the last response: a body refused before it
 /// was read (401, 413) may still be arriving, and closing a socket with unread data resets
 /// it, taking the response with it. So: end our side, then read and drop what the client still
-/// sends, for a moment and a few megabytes at most.
+/// sends, for a moment and a few megabytes at most. Only after a refused request with a body:
+/// a connection that ends normally closes at once.
 async fn linger(mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     const FOR: Duration = Duration::from_secs(2);
