@@ -327,7 +327,17 @@ async fn activate(
         return Err(ApiError::NoClientCertificate);
     }
     let body = read_body(&c, body, crate::body::ACTIVATION).await?;
-    Ok(json(&c.activate(parse_api(&body)?, peer.der()).await?))
+    let started = Instant::now();
+    let mut response = json(&c.activate(parse_api(&body)?, peer.der()).await?);
+    // How long the coordinator worked on it (W3C Server-Timing), so that a client can tell its
+    // own wait from the coordinator's work.
+    let timing = format!("activate;dur={:.3}", started.elapsed().as_secs_f64() * 1e3);
+    if let Ok(value) = header::HeaderValue::from_str(&timing) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static("server-timing"), value);
+    }
+    Ok(response)
 }
 
 async fn openapi() -> Response {
