@@ -3,11 +3,11 @@
 # once with a manifest user's client certificate. Fails on any 5xx, crash, hang, or difference
 # between the server and its OpenAPI document.
 #   usage: .ci/schemathesis.sh path/to/cloister
-# Env: ST_SECONDS (per run, default 150), ST_VENV (default target/schemathesis-venv).
+# Env: ST_SECONDS (per run, default 120), ST_VENV (default target/schemathesis-venv).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$(readlink -f "${1:?usage: schemathesis.sh path/to/cloister}")
-seconds=${ST_SECONDS:-150}
+seconds=${ST_SECONDS:-120}
 venv=${ST_VENV:-$here/../target/schemathesis-venv}
 
 if [ ! -x "$venv/bin/st" ]; then

@@ -521,12 +521,22 @@ fn anonymous_writes_are_refused_and_the_audit_log_is_for_users() {
     assert_eq!(last["entries"][0]["seq"], 2);
     assert!(last.get("next").is_none(), "{last}");
     assert_eq!(user.get("/api/v1/audit?limit=0").status, 400);
-    for entry in user.get("/api/v1/audit?limit=1000").json()["entries"]
-        .as_array()
-        .unwrap()
-    {
+    // An uploaded resource is audited by path only: a digest would confirm guesses of it.
+    let upload = user.send("POST", "/kbs/v0/resource/default/key/7", "", b"hunter2");
+    assert_eq!(upload.status, 200, "{}", upload.text());
+    let log = user.get("/api/v1/audit?limit=1000").json();
+    let entries = log["entries"].as_array().unwrap();
+    for entry in entries {
         assert!(!entry["actor"].as_str().unwrap().is_empty(), "{entry}");
     }
+    let uploaded = entries
+        .iter()
+        .find(|e| e["event"] == "kbs-resource-set")
+        .unwrap();
+    assert_eq!(
+        uploaded["details"],
+        serde_json::json!({ "path": "default/key/7" })
+    );
     alive(&mut d);
 }
 
@@ -685,4 +695,29 @@ fn a_key_broker_token_holds_only_while_its_package_does() {
         "{}",
         super::stderr(&fetch(&[]))
     );
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_slot() {
+    let admin = User::new("admin");
+    let mut d = deployment(
+        "hard-limit",
+        &["--max-connections", "2", "--client-timeout", "2"],
+        &admin,
+    );
+    let client = Client::new(&d, None);
+    // Two connections that never say hello hold both slots until the handshake deadline.
+    let hogs: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&client.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert!(healthy(&client));
+    let waited = started.elapsed();
+    assert!(
+        waited > Duration::from_millis(1200),
+        "answered after {waited:?}: the limit did not hold"
+    );
+    drop(hogs);
+    alive(&mut d);
 }
