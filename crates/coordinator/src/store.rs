@@ -370,6 +370,7 @@ impl Store {
             sealer: Arc::clone(&sealer),
             recorded: taken,
             armed: Arc::clone(&armed),
+            chain: (root.audit_entries, root.audit_head),
             root,
             last_time,
             head: Arc::clone(&head),
@@ -610,8 +611,11 @@ struct Writer {
     sealer: Arc<Sealer>,
     recorded: mpsc::Receiver<Recorded>,
     armed: Arc<AtomicBool>,
-    /// The root as of the last chained entry (committed, or pending in this batch).
+    /// The root as last committed.
     root: Root,
+    /// Where the chain continues: the next entry's position and the last chained hash
+    /// (ahead of the root while a batch is pending).
+    chain: (u64, [u8; 32]),
     /// The time of the last chained entry: entries never go back in time.
     last_time: OffsetDateTime,
     head: Arc<ArcSwap<api::StateHead>>,
@@ -690,16 +694,10 @@ impl Writer {
     /// Commit everything pending in one durable transaction and acknowledge it.
     fn flush(&mut self, pending: &mut Vec<Pending>) {
         self.take_deferred(pending);
-        let Some(first) = pending.first() else {
+        if pending.is_empty() {
             return;
-        };
-        // The root before this batch: what stands if the commit fails.
-        let before = Root {
-            audit_entries: first.entry.seq,
-            audit_head: self.root_head_before(first),
-            ..self.root.clone()
-        };
-        let result = self.commit(pending, &before);
+        }
+        let result = self.commit(pending);
         match &result {
             Ok(root) => {
                 self.root = root.clone();
@@ -709,7 +707,7 @@ impl Writer {
                 // Nothing was committed: the chain continues from the last committed entry,
                 // and the recorded events of this batch are lost (they were acknowledged).
                 tracing::error!(error = %e, entries = pending.len(), "state commit failed");
-                self.root = before;
+                self.chain = (self.root.audit_entries, self.root.audit_head);
             }
         }
         for p in pending.drain(..) {
@@ -725,18 +723,11 @@ impl Writer {
         }
     }
 
-    /// The audit head before `first` was chained.
-    fn root_head_before(&self, first: &Pending) -> [u8; 32] {
-        let mut head = [0u8; 32];
-        let _ = hex::decode_to_slice(&first.entry.prev_hash, &mut head);
-        head
-    }
-
     /// Write the batch and the new root in one transaction; return the new root.
-    fn commit(&self, pending: &[Pending], before: &Root) -> Result<Root, StoreError> {
+    fn commit(&self, pending: &[Pending]) -> Result<Root, StoreError> {
         let mut root = Root {
-            version: before.version + 1,
-            ..before.clone()
+            version: self.root.version + 1,
+            ..self.root.clone()
         };
         let txn = self.db.begin_write().map_err(db_error)?;
         {
@@ -811,11 +802,10 @@ impl Writer {
         // Two records can reach the queue in another order than they were stamped.
         self.last_time = self.last_time.max(at);
         let time = attest::x509::rfc3339(self.last_time);
-        let seq = self.root.audit_entries;
-        let prev = hex::encode(self.root.audit_head);
+        let (seq, prev) = (self.chain.0, hex::encode(self.chain.1));
         let hash = entry_hash(seq, &time, event.event, &event.actor, &event.details, &prev);
-        let _ = hex::decode_to_slice(&hash, &mut self.root.audit_head);
-        self.root.audit_entries += 1;
+        let _ = hex::decode_to_slice(&hash, &mut self.chain.1);
+        self.chain.0 += 1;
         api::AuditEntry {
             seq,
             time,
