@@ -619,6 +619,23 @@ fn verify_reports_the_state_version_and_refuses_a_rolled_back_one() {
         key.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", super::stderr(&out));
+    // The audit log, page by page, for the user.
+    let auth = [
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ];
+    let out = d.cmd(&[&["audit", "--limit", "3", "-o", "json"], &auth[..]].concat());
+    let log = super::success_json(&out);
+    assert_eq!(log["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(log["next"], 3);
+    let out = d.cmd(&[&["audit", "--from", "3"], &auth[..]].concat());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("secret-set") && text.contains("admin"),
+        "{text}"
+    );
     let now = d.verify()["state"]["version"].as_u64().unwrap();
     assert!(now > seen, "{now} > {seen}");
     // The host swaps the old copy back in: it opens (it is self-consistent), and the version
