@@ -50,6 +50,19 @@ pub fn coordinator_report_data(
     Ok(out)
 }
 
+/// What a workload's evidence binds in its 64-byte report data: SHA-256 of its TLS key's
+/// SubjectPublicKeyInfo (DER), then the SHA-256 of the WebAssembly module a keep runs, or 32
+/// zero bytes for a native workload. The coordinator refuses an activation whose second half
+/// differs from the digest the manifest names for the workload (zero when it names none).
+pub fn workload_report_data(spki_sha256: &[u8; 32], module_sha256: Option<&[u8; 32]>) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    out[..32].copy_from_slice(spki_sha256);
+    if let Some(digest) = module_sha256 {
+        out[32..].copy_from_slice(digest);
+    }
+    out
+}
+
 /// Where the coordinator's sealed state stands: what its fresh evidence binds, so that a user
 /// who remembers a version notices a coordinator restarted on an older copy of its state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +288,76 @@ pub struct ActivationResponse {
     pub parameters: Parameters,
     /// Whether the activation rests on simulated evidence.
     pub simulated: bool,
+    /// For a WebAssembly workload: how its keep runs it (directories, network, limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<WasmSpec>,
+}
+
+/// How a keep runs a workload's WebAssembly module: the manifest's `wasm` section of a workload,
+/// handed to the keep at activation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct WasmSpec {
+    /// The module's SHA-256, hex: the bytes of the `.wasm` file (a core module or a component),
+    /// never of a precompiled artifact.
+    pub digest: String,
+    /// Guest path → host directory preopened there. Nothing else of the host is visible.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub dirs: BTreeMap<String, WasmDir>,
+    /// Plain TCP destinations the module may connect to (`ip:port`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect: Vec<String>,
+    /// Addresses the module may listen on (`ip:port`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<String>,
+    /// Memory, table, instance and time limits.
+    pub limits: WasmLimits,
+}
+
+impl WasmSpec {
+    /// The digest's bytes: 64 hex digits, optionally after `sha256:`.
+    pub fn digest_bytes(&self) -> Option<[u8; 32]> {
+        let text = self.digest.strip_prefix("sha256:").unwrap_or(&self.digest);
+        hex::decode(text).ok()?.try_into().ok()
+    }
+}
+
+/// A host directory preopened for a keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct WasmDir {
+    /// The host path.
+    pub host: String,
+    /// Whether the module may write there (read-only by default).
+    pub writable: bool,
+}
+
+/// What one run (or one request of `keep serve`) of a module may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct WasmLimits {
+    /// Largest linear memory, MiB.
+    pub memory_mib: u64,
+    /// Most elements in one table.
+    pub table_elements: u64,
+    /// Most instances (a component counts each core instance inside it).
+    pub instances: u64,
+    /// Wall-clock deadline in milliseconds; 0 is none.
+    pub deadline_ms: u64,
+}
+
+impl Default for WasmLimits {
+    fn default() -> Self {
+        Self {
+            memory_mib: 256,
+            table_elements: 100_000,
+            instances: 64,
+            deadline_ms: 0,
+        }
+    }
 }
 
 /// A workload's rendered parameters. They may carry secrets: `Debug` shows names only.

@@ -43,6 +43,9 @@ enum Command {
     Coordinator(cmd::coordinator::CoordinatorCommand),
     /// Attest, activate with the coordinator, and exec a workload.
     Launch(cmd::launch::LaunchArgs),
+    /// Run WebAssembly workloads in an attested keep.
+    #[command(subcommand)]
+    Keep(cmd::keep::KeepCommand),
     /// Verify a coordinator's evidence and print the deployment's attestation statement.
     Verify(cmd::deploy::VerifyArgs),
     /// Set, get, validate or convert the manifest.
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::EvidenceTour(a) => cmd::tour::run(a, cli.output),
         Command::Coordinator(c) => cmd::coordinator::run(c),
         Command::Launch(a) => cmd::launch::run(a),
+        Command::Keep(c) => cmd::keep::run(c, cli.output),
         Command::Verify(a) => cmd::deploy::verify(a, cli.output),
         Command::Manifest(c) => cmd::deploy::manifest(c, cli.output),
         Command::Status(conn) => cmd::deploy::status(conn, cli.output),

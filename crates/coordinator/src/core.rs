@@ -268,6 +268,31 @@ impl Platform {
     }
 }
 
+/// The module half of a workload's report data ([`api::workload_report_data`]) must be the
+/// digest its manifest names, or zero for a native workload.
+fn check_module(
+    name: &str,
+    workload: &manifest::Workload,
+    report_data: &[u8; 64],
+) -> Result<(), ApiError> {
+    let bound = &report_data[32..];
+    let expected = match &workload.wasm {
+        Some(wasm) => wasm
+            .digest_bytes()
+            .ok_or_else(|| ApiError::Internal(format!("workload {name}: bad module digest")))?,
+        None => [0; 32],
+    };
+    if bound == expected {
+        return Ok(());
+    }
+    let bound_hex = (bound != [0; 32]).then(|| hex::encode(bound));
+    Err(ApiError::ModuleMismatch {
+        workload: name.to_string(),
+        expected: workload.wasm.is_some().then(|| hex::encode(expected)),
+        bound: bound_hex,
+    })
+}
+
 /// A running coordinator's state.
 pub struct Coordinator {
     pub(crate) ca: Arc<Ca>,
@@ -772,6 +797,7 @@ impl Coordinator {
         if claims.report_data[..32] != sha256(&spki) {
             return Err(ApiError::EvidenceNotBound);
         }
+        check_module(&request.workload, workload, &claims.report_data)?;
         let package = d.manifest.packages.get(&workload.package).ok_or_else(|| {
             ApiError::Internal(format!("package {} is missing", workload.package))
         })?;
@@ -854,6 +880,7 @@ impl Coordinator {
                 argv: rendered.argv.clone(),
             },
             simulated: claims.simulated,
+            wasm: workload.wasm.clone(),
         })
     }
 

@@ -58,6 +58,17 @@ pub enum ApiError {
          SHA-256 of the client certificate's SubjectPublicKeyInfo"
     )]
     EvidenceNotBound,
+    /// The module a keep attested is not the one the manifest names for the workload (or a
+    /// keep activated as a native workload, or a native launcher as a WebAssembly one).
+    #[error("{}", module_mismatch(workload, expected.as_deref(), bound.as_deref()))]
+    ModuleMismatch {
+        /// The workload.
+        workload: String,
+        /// The digest the manifest names, hex; none for a native workload.
+        expected: Option<String>,
+        /// The digest the evidence binds, hex; none when it binds no module.
+        bound: Option<String>,
+    },
     /// The claims do not match the workload's package.
     #[error("the evidence does not match package {package}: {}", join(.mismatches))]
     PackageMismatch {
@@ -124,6 +135,24 @@ fn join(items: &[manifest::Mismatch]) -> String {
         .join("; ")
 }
 
+fn module_mismatch(workload: &str, expected: Option<&str>, bound: Option<&str>) -> String {
+    match (expected, bound) {
+        (Some(expected), Some(bound)) => format!(
+            "workload {workload} must run the module with SHA-256 {expected}, but the keep \
+             attested {bound}; run that module, or update wasm.digest in the manifest"
+        ),
+        (Some(expected), None) => format!(
+            "workload {workload} is a WebAssembly workload (module SHA-256 {expected}), but the \
+             evidence binds no module; run it with `cloister keep run`"
+        ),
+        (None, Some(bound)) => format!(
+            "workload {workload} names no WebAssembly module, but a keep attested module {bound}; \
+             add wasm.digest to the workload in the manifest, or activate the right workload"
+        ),
+        (None, None) => format!("workload {workload}: module binding mismatch"),
+    }
+}
+
 impl ApiError {
     /// The HTTP status, the problem slug and its title.
     fn classify(&self) -> (StatusCode, &'static str, &'static str) {
@@ -167,6 +196,11 @@ impl ApiError {
                 S::FORBIDDEN,
                 "evidence-not-bound",
                 "Evidence not bound to the client key",
+            ),
+            Self::ModuleMismatch { .. } => (
+                S::FORBIDDEN,
+                "module-mismatch",
+                "The attested module is not the workload's",
             ),
             Self::PackageMismatch { .. } => (
                 S::FORBIDDEN,

@@ -73,11 +73,15 @@ impl WorkloadKey {
         })
     }
 
-    /// The report data that binds this key: SHA-256 of its SubjectPublicKeyInfo, zero-padded.
+    /// The report data that binds this key (SHA-256 of its SubjectPublicKeyInfo), and the
+    /// module a keep runs when there is one: [`api::workload_report_data`].
+    pub fn report_data_for(&self, module_sha256: Option<&[u8; 32]>) -> [u8; 64] {
+        api::workload_report_data(&sha256(&self.spki_der()), module_sha256)
+    }
+
+    /// The report data of a native workload: this key and no module.
     pub fn report_data(&self) -> [u8; 64] {
-        let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&sha256(&self.spki_der()));
-        out
+        self.report_data_for(None)
     }
 
     /// The key's SubjectPublicKeyInfo, DER.
@@ -119,6 +123,8 @@ pub struct Request<'a> {
     pub workload: &'a str,
     /// The instance UUID, if it has one already.
     pub uuid: Option<&'a str>,
+    /// The SHA-256 of the WebAssembly module a keep runs; none for a native workload.
+    pub module_sha256: Option<[u8; 32]>,
 }
 
 /// Attest `key` with `attester` and activate. The evidence binds `binding`'s key, which is
@@ -129,7 +135,7 @@ pub async fn activate(
     key: &WorkloadKey,
     binding: &WorkloadKey,
 ) -> Result<api::ActivationResponse, LaunchError> {
-    let evidence = attester.evidence(&binding.report_data())?;
+    let evidence = attester.evidence(&binding.report_data_for(request.module_sha256.as_ref()))?;
     let body = api::ActivationRequest {
         workload: request.workload.to_string(),
         uuid: request.uuid.map(str::to_string),
@@ -152,6 +158,78 @@ pub struct Prepared {
     pub argv: Vec<String>,
 }
 
+/// What an activation gives a workload, ready to be placed: files (credentials first, then
+/// the manifest's) by path relative to the workload's root, and the environment that names
+/// them there. The workload's own key is in place of its placeholder.
+pub struct Rendered {
+    /// Relative path → contents. May hold secrets.
+    pub files: Vec<(PathBuf, Zeroizing<Vec<u8>>)>,
+    /// The environment and the command line.
+    pub prepared: Prepared,
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let paths: Vec<_> = self.files.iter().map(|(path, _)| path).collect();
+        f.debug_struct("Rendered")
+            .field("files", &paths)
+            .field("prepared", &self.prepared)
+            .finish()
+    }
+}
+
+/// The credentials, the manifest's files and the environment of `activation`, for a
+/// workload that sees its files under `root` (a directory of the host for `launch`, the
+/// guest's `/` for a keep). Absolute manifest paths are placed under `root` as well.
+pub fn render(
+    activation: &api::ActivationResponse,
+    key: &WorkloadKey,
+    workload: &str,
+    root: &Path,
+) -> Result<Rendered, LaunchError> {
+    let key_pem = key.private_pem();
+    let credentials = [
+        (
+            "workload-chain.pem",
+            api::env::CERT_FILE,
+            activation.certificate_chain_pem.as_bytes(),
+        ),
+        ("workload-key.pem", api::env::KEY_FILE, key_pem.as_bytes()),
+        (
+            "root-ca.pem",
+            api::env::ROOT_CA_FILE,
+            activation.root_ca_pem.as_bytes(),
+        ),
+    ];
+    let mut files = Vec::with_capacity(credentials.len() + activation.parameters.files.len());
+    let mut env = BTreeMap::new();
+    for (name, variable, contents) in credentials {
+        files.push((PathBuf::from(name), Zeroizing::new(contents.to_vec())));
+        env.insert(variable.to_string(), root.join(name).display().to_string());
+    }
+    let substitutions = placeholder_substitutions(key);
+    for (path, contents) in &activation.parameters.files {
+        let bytes = B64
+            .decode(contents)
+            .map_err(|_| LaunchError::Answer(format!("file {path} is not base64")))?;
+        let relative = PathBuf::from(path.trim_start_matches('/'));
+        files.push((relative, Zeroizing::new(substitute(&bytes, &substitutions))));
+    }
+    for (name, value) in &activation.parameters.env {
+        let value = substitute(value.as_bytes(), &substitutions);
+        env.insert(name.clone(), String::from_utf8_lossy(&value).into_owned());
+    }
+    env.insert(api::env::WORKLOAD.into(), workload.to_string());
+    env.insert(api::env::UUID.into(), activation.uuid.clone());
+    Ok(Rendered {
+        files,
+        prepared: Prepared {
+            env,
+            argv: activation.parameters.argv.clone(),
+        },
+    })
+}
+
 /// Write the credentials to `dir` and the manifest's files to their paths (relative paths
 /// under `dir`), with the placeholder for the workload's key replaced by `key`; return the
 /// environment to set.
@@ -161,48 +239,24 @@ pub fn prepare(
     workload: &str,
     dir: &Path,
 ) -> Result<Prepared, LaunchError> {
-    std::fs::create_dir_all(dir).map_err(|source| LaunchError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let key_pem = key.private_pem();
-    let cert_file = dir.join("workload-chain.pem");
-    let key_file = dir.join("workload-key.pem");
-    let root_file = dir.join("root-ca.pem");
-    write(&cert_file, activation.certificate_chain_pem.as_bytes())?;
-    write(&key_file, key_pem.as_bytes())?;
-    write(&root_file, activation.root_ca_pem.as_bytes())?;
-    let substitutions = placeholder_substitutions(key);
-    for (path, contents) in &activation.parameters.files {
-        let bytes = B64
-            .decode(contents)
-            .map_err(|_| LaunchError::Answer(format!("file {path} is not base64")))?;
-        let target = dir.join(path.trim_start_matches('/'));
+    let rendered = render(activation, key, workload, dir)?;
+    write_tree(dir, &rendered.files)?;
+    Ok(rendered.prepared)
+}
+
+/// Write `files` under `dir`, creating directories, each file readable by its owner only.
+pub fn write_tree(dir: &Path, files: &[(PathBuf, Zeroizing<Vec<u8>>)]) -> Result<(), LaunchError> {
+    for (relative, contents) in files {
+        let target = dir.join(relative);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(|source| LaunchError::Write {
                 path: parent.to_path_buf(),
                 source,
             })?;
         }
-        write(&target, &substitute(&bytes, &substitutions))?;
+        write(&target, contents)?;
     }
-    let mut env = BTreeMap::new();
-    for (name, value) in &activation.parameters.env {
-        let value = substitute(value.as_bytes(), &substitutions);
-        env.insert(name.clone(), String::from_utf8_lossy(&value).into_owned());
-    }
-    env.insert(api::env::CERT_FILE.into(), cert_file.display().to_string());
-    env.insert(api::env::KEY_FILE.into(), key_file.display().to_string());
-    env.insert(
-        api::env::ROOT_CA_FILE.into(),
-        root_file.display().to_string(),
-    );
-    env.insert(api::env::WORKLOAD.into(), workload.to_string());
-    env.insert(api::env::UUID.into(), activation.uuid.clone());
-    Ok(Prepared {
-        env,
-        argv: activation.parameters.argv.clone(),
-    })
+    Ok(())
 }
 
 /// Bytes to find and what replaces them.

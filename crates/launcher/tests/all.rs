@@ -127,6 +127,7 @@ async fn evidence_must_bind_the_tls_client_key() {
         root_der: &s.root,
         workload: "app",
         uuid: None,
+        module_sha256: None,
     };
     let key = WorkloadKey::generate().unwrap();
     let other = WorkloadKey::generate().unwrap();
@@ -462,6 +463,7 @@ async fn a_marblerun_style_manifest_is_accepted_as_is() {
         root_der: &s.root,
         workload: "web",
         uuid: Some(uuid),
+        module_sha256: None,
     };
     let activation = launcher::activate(&request, &attester, &key, &key)
         .await
@@ -550,6 +552,7 @@ async fn a_manifest_update_keeps_what_it_does_not_change() {
         root_der: &s.root,
         workload: "app",
         uuid: None,
+        module_sha256: None,
     };
     launcher::activate(&request, &attester, &wkey, &wkey)
         .await
@@ -668,6 +671,7 @@ async fn an_activation_limit_holds_while_secrets_and_manifests_change() {
                 root_der: &root,
                 workload: "app",
                 uuid: None,
+                module_sha256: None,
             };
             launcher::activate(&request, attester.as_ref(), &wkey, &wkey).await
         }));

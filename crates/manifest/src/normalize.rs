@@ -131,6 +131,25 @@ static WORKLOAD: StructShape = closed(&[
     field("dns_names", Shape::Leaf),
     field("tls", Shape::Leaf),
     field("disable_secret_binding", Shape::Leaf),
+    field("wasm", Shape::Struct(&WASM)),
+]);
+
+static WASM: StructShape = closed(&[
+    field("digest", Shape::Leaf),
+    field("dirs", Shape::Map(&Shape::Struct(&WASM_DIR))),
+    field("connect", Shape::Leaf),
+    field("listen", Shape::Leaf),
+    field("limits", Shape::Struct(&WASM_LIMITS)),
+]);
+
+static WASM_DIR: StructShape =
+    closed(&[field("host", Shape::Leaf), field("writable", Shape::Leaf)]);
+
+static WASM_LIMITS: StructShape = closed(&[
+    field("memory_mib", Shape::Leaf),
+    field("table_elements", Shape::Leaf),
+    field("instances", Shape::Leaf),
+    field("deadline_ms", Shape::Leaf),
 ]);
 
 static PARAMETERS: StructShape = closed(&[

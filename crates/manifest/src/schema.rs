@@ -215,6 +215,10 @@ pub struct Workload {
     pub tls: Vec<String>,
     /// Leave the workload type out of per-instance secret derivation (MarbleRun < 1.6).
     pub disable_secret_binding: bool,
+    /// A WebAssembly workload: the module a keep must run (its digest is bound into the
+    /// evidence) and how it runs it. Native workloads have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<api::WasmSpec>,
 }
 
 /// What a workload receives at activation.

@@ -64,6 +64,9 @@ impl Manifest {
                 );
             }
         }
+        if let Some(wasm) = &workload.wasm {
+            check_wasm(&format!("{path}.wasm"), wasm, errors);
+        }
         // Values (NUL, UTF-8) are checked by the dry run, which renders every env value.
         for name in workload.parameters.env.keys() {
             if name.is_empty() || name.contains(['=', '\0']) {
@@ -491,4 +494,64 @@ fn check_rsa_public_key(pem: &str) -> Result<(), String> {
         Ok(_) => Err("recovery keys must be RSA public keys".to_owned()),
         Err(e) => Err(format!("not a valid public key: {e}")),
     }
+}
+
+/// The limits a manifest may set: wasm32 memories stop at 4 GiB.
+const MAX_WASM_MEMORY_MIB: u64 = 4096;
+
+fn check_wasm(path: &str, wasm: &api::WasmSpec, errors: &mut ValidationErrors) {
+    if wasm.digest_bytes().is_none() {
+        errors.push(
+            format!("{path}.digest"),
+            "the module digest must be its SHA-256: 64 hex digits, optionally after \"sha256:\" \
+             (`sha256sum app.wasm` prints it)",
+        );
+    }
+    for (guest, dir) in &wasm.dirs {
+        let at = path_child(&format!("{path}.dirs"), guest);
+        if !is_plain_absolute(guest) {
+            errors.push(
+                at.clone(),
+                "a guest path must be absolute, without \"..\" or \".\" components",
+            );
+        }
+        // No host path: the operator binds one with `keep run --dir`.
+        if !dir.host.is_empty() && !is_plain_absolute(&dir.host) {
+            errors.push(
+                format!("{at}.host"),
+                "the host directory must be an absolute path without \"..\" or \".\" components",
+            );
+        }
+    }
+    for (field, addresses) in [("connect", &wasm.connect), ("listen", &wasm.listen)] {
+        for (i, address) in addresses.iter().enumerate() {
+            if address.parse::<std::net::SocketAddr>().is_err() {
+                errors.push(
+                    format!("{path}.{field}[{i}]"),
+                    format!("{address:?} is not an ip:port address (IPv6 as [::1]:port)"),
+                );
+            }
+        }
+    }
+    let limits = &wasm.limits;
+    if !(1..=MAX_WASM_MEMORY_MIB).contains(&limits.memory_mib) {
+        errors.push(
+            format!("{path}.limits.memory_mib"),
+            format!("must be between 1 and {MAX_WASM_MEMORY_MIB}"),
+        );
+    }
+    if limits.instances == 0 {
+        errors.push(format!("{path}.limits.instances"), "must be at least 1");
+    }
+}
+
+fn is_plain_absolute(path: &str) -> bool {
+    let path = std::path::Path::new(path);
+    path.is_absolute()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        })
 }

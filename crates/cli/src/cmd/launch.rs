@@ -11,6 +11,7 @@ use clap::Args;
 use launcher::WorkloadKey;
 use launcher::client::certs_from_pem;
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::cmd::conn::runtime;
 
@@ -32,6 +33,16 @@ pub(crate) struct LaunchArgs {
     /// Where credentials and relative manifest files are written.
     #[arg(long, default_value = "cloister-workload")]
     workdir: PathBuf,
+    #[command(flatten)]
+    tee: TeeArgs,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// The TEE a workload runs in: this machine's, or the simulated one.
+#[derive(Debug, Args)]
+pub(crate) struct TeeArgs {
     /// Use the simulated attester on this machine's simulated platform.
     #[arg(long)]
     simulation: bool,
@@ -47,50 +58,77 @@ pub(crate) struct LaunchArgs {
     /// The TCB status of the simulated platform (sgx, tdx).
     #[arg(long, default_value = "UpToDate")]
     sim_tcb: TcbStatus,
-    /// The command to run, after `--`.
-    #[arg(last = true, required = true)]
-    command: Vec<String>,
 }
 
-fn attester(args: &LaunchArgs) -> Result<Box<dyn Attester>> {
-    if !args.simulation {
-        let detection = attest::attester::detect(std::path::Path::new("/"));
-        return detection
-            .attester()
-            .context("no TEE attester on this machine; pass --simulation to use a simulated TEE");
+impl TeeArgs {
+    /// Whether the TEE is simulated.
+    pub(crate) fn simulated(&self) -> bool {
+        self.simulation
     }
-    let now = OffsetDateTime::now_utc();
-    let platform = attest::sim::SimPlatform::open(&attest::sim::SimPlatform::default_dir(), now)?;
-    let mut measurements = SimMeasurements::default();
-    if let Some(hex_text) = &args.sim_mrenclave {
-        measurements.sgx.mr_enclave = hex::decode(hex_text)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .context("--sim-mrenclave must be 32 bytes of hex")?;
+
+    /// The attester: this machine's TEE, or the simulated one.
+    pub(crate) fn attester(&self) -> Result<Box<dyn Attester>> {
+        if !self.simulation {
+            let detection = attest::attester::detect(std::path::Path::new("/"));
+            return detection.attester().context(
+                "no TEE attester on this machine; pass --simulation to use a simulated TEE",
+            );
+        }
+        let now = OffsetDateTime::now_utc();
+        let platform = sim_platform(now)?;
+        let mut measurements = SimMeasurements::default();
+        if let Some(hex_text) = &self.sim_mrenclave {
+            measurements.sgx.mr_enclave = hex::decode(hex_text)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("--sim-mrenclave must be 32 bytes of hex")?;
+        }
+        Ok(Box::new(
+            SimulatedAttester::on_platform(self.sim_tee, &platform, now)?
+                .with_measurements(measurements)
+                .with_debug(self.sim_debug)
+                .with_tcb(self.sim_tcb),
+        ))
     }
-    Ok(Box::new(
-        SimulatedAttester::on_platform(args.sim_tee, &platform, now)?
-            .with_measurements(measurements)
-            .with_debug(args.sim_debug)
-            .with_tcb(args.sim_tcb),
-    ))
+
+    /// A secret only this TEE derives (in simulation: the simulated platform's seed).
+    pub(crate) fn sealing_key(&self) -> Result<Zeroizing<Vec<u8>>> {
+        if self.simulation {
+            let seed = sim_platform(OffsetDateTime::now_utc())?.sealing_seed();
+            return Ok(Zeroizing::new(seed.to_vec()));
+        }
+        Ok(self.attester()?.sealing_key()?)
+    }
+}
+
+fn sim_platform(now: OffsetDateTime) -> Result<attest::sim::SimPlatform> {
+    Ok(attest::sim::SimPlatform::open(
+        &attest::sim::SimPlatform::default_dir(),
+        now,
+    )?)
+}
+
+/// The deployment root in `path` (PEM), DER.
+pub(crate) fn read_root(path: &std::path::Path) -> Result<Vec<u8>> {
+    let root_pem = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the root certificate {}", path.display()))?;
+    certs_from_pem("root certificate", &root_pem)?
+        .into_iter()
+        .next()
+        .context("the root certificate file holds no certificate")
 }
 
 /// Run `launch`: on success this process becomes the workload.
 pub(crate) fn run(args: LaunchArgs) -> Result<ExitCode> {
-    let attester = attester(&args)?;
-    let root_pem = std::fs::read_to_string(&args.root_ca)
-        .with_context(|| format!("reading the root certificate {}", args.root_ca.display()))?;
-    let root = certs_from_pem("root certificate", &root_pem)?
-        .into_iter()
-        .next()
-        .context("the root certificate file holds no certificate")?;
+    let attester = args.tee.attester()?;
+    let root = read_root(&args.root_ca)?;
     let key = WorkloadKey::generate()?;
     let request = launcher::Request {
         coordinator: &args.coordinator,
         root_der: &root,
         workload: &args.workload,
         uuid: args.uuid.as_deref(),
+        module_sha256: None,
     };
     let activation = runtime()?
         .block_on(launcher::activate(&request, attester.as_ref(), &key, &key))

@@ -6,6 +6,7 @@ pub(crate) mod deploy;
 pub(crate) mod evidence;
 pub(crate) mod example;
 pub(crate) mod kbs;
+pub(crate) mod keep;
 pub(crate) mod launch;
 pub(crate) mod platform;
 pub(crate) mod quickstart;

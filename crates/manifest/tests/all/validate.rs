@@ -211,3 +211,49 @@ fn key_broker_resources_are_checked() {
     assert!(!manifest::is_kbs_path("default/.key/1"));
     assert!(!manifest::is_kbs_path("a/b"));
 }
+
+#[test]
+fn a_wasm_section_is_checked_field_by_field() {
+    let doc = format!(
+        r#"{{
+  "packages": {{ "p": {{ "unique_id": "{A32}" }} }},
+  "workloads": {{
+    "good": {{
+      "package": "p",
+      "Wasm": {{ "Digest": "sha256:{A32}", "dirs": {{ "/data": {{ "host": "/srv" }}, "/tmp": {{}} }},
+                 "connect": ["10.0.0.1:5432", "[::1]:80"], "limits": {{ "memory_mib": 64 }} }}
+    }},
+    "bad": {{
+      "package": "p",
+      "wasm": {{
+        "digest": "abc",
+        "dirs": {{ "data": {{ "host": "/srv/../etc" }} }},
+        "connect": ["db.example:5432"],
+        "listen": ["8080"],
+        "limits": {{ "memory_mib": 5000, "instances": 0 }}
+      }}
+    }}
+  }}
+}}"#
+    );
+    let errors = errors_of(&doc);
+    let paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "$.workloads.bad.wasm.digest",
+            "$.workloads.bad.wasm.dirs.data",
+            "$.workloads.bad.wasm.dirs.data.host",
+            "$.workloads.bad.wasm.connect[0]",
+            "$.workloads.bad.wasm.listen[0]",
+            "$.workloads.bad.wasm.limits.memory_mib",
+            "$.workloads.bad.wasm.limits.instances",
+        ]
+    );
+    assert!(errors[0].1.contains("sha256sum"), "{}", errors[0].1);
+    let m = Manifest::parse(doc.as_bytes()).unwrap().manifest;
+    let good = m.workloads["good"].wasm.as_ref().unwrap();
+    assert_eq!(good.digest_bytes(), Some([0xaa; 32]));
+    assert_eq!(good.limits.memory_mib, 64);
+    assert_eq!(good.limits.instances, api::WasmLimits::default().instances);
+}

@@ -1,0 +1,216 @@
+//! `cloister keep`: WebAssembly workloads in an attested keep.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use keep::artifact::ArtifactKey;
+use keep::{DirBind, KeepEngine, Kind, Loaded};
+use launcher::WorkloadKey;
+use serde_json::json;
+
+use crate::cmd::conn::runtime;
+use crate::cmd::launch::{TeeArgs, read_root};
+use crate::output::Format;
+
+/// The largest module or artifact a keep reads.
+const MAX_MODULE_BYTES: u64 = 512 << 20;
+
+/// `keep` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeepCommand {
+    /// Attest the keep and the module, activate, then run the module (a WASI 0.2 command
+    /// component or a WASI preview 1 module) with what the coordinator gave it.
+    Run(RunArgs),
+    /// Compile a module ahead of time for fast starts; the artifact is authenticated for this
+    /// TEE and refused anywhere else.
+    Compile(CompileArgs),
+}
+
+/// Arguments of `keep run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The coordinator's URL.
+    #[arg(long, env = "CLOISTER_COORDINATOR")]
+    coordinator: String,
+    /// The deployment root certificate the coordinator must present a chain to.
+    #[arg(long, env = "CLOISTER_ROOT_CA")]
+    root_ca: PathBuf,
+    /// The workload type to activate as.
+    #[arg(long, env = "CLOISTER_WORKLOAD")]
+    workload: String,
+    /// The instance UUID (keeps per-instance secrets across restarts).
+    #[arg(long, env = "CLOISTER_UUID")]
+    uuid: Option<String>,
+    /// Mount a host directory the manifest allows: HOST:GUEST.
+    #[arg(long = "dir", value_name = "HOST:GUEST")]
+    dirs: Vec<DirBind>,
+    /// A memory filesystem (tmpfs) for the workload's files [default: the first of
+    /// $XDG_RUNTIME_DIR, /dev/shm, /run that is one].
+    #[arg(long)]
+    memory_dir: Option<PathBuf>,
+    #[command(flatten)]
+    tee: TeeArgs,
+    /// The module: a .wasm file, or a `cloister keep compile` artifact.
+    module: PathBuf,
+    /// Arguments for the module (after `--`), unless the manifest sets argv.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+/// Arguments of `keep compile`.
+#[derive(Debug, Args)]
+pub(crate) struct CompileArgs {
+    /// The module to compile (.wasm).
+    module: PathBuf,
+    /// Where to write the artifact [default: the module's path with .cwasm].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    tee: TeeArgs,
+}
+
+/// Run a `keep` subcommand.
+pub(crate) fn run(command: KeepCommand, format: Format) -> Result<ExitCode> {
+    init_logging();
+    match command {
+        KeepCommand::Run(args) => keep_run(args),
+        KeepCommand::Compile(args) => compile(args, format),
+    }
+}
+
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLOISTER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
+}
+
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_MODULE_BYTES,
+        "{} holds {size} bytes; a keep reads modules of at most {MAX_MODULE_BYTES}",
+        path.display()
+    );
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn describe(loaded: &Loaded) -> String {
+    let kind = match loaded.program.kind() {
+        Kind::Module => "WASI preview 1 module",
+        Kind::Component => "WASI 0.2 component",
+    };
+    let precompiled = if loaded.precompiled {
+        ", precompiled"
+    } else {
+        ""
+    };
+    format!(
+        "{kind}{precompiled}, sha256 {}",
+        hex::encode(loaded.module_sha256)
+    )
+}
+
+fn keep_run(args: RunArgs) -> Result<ExitCode> {
+    if args.tee.simulated() {
+        eprintln!(
+            "keep: SIMULATION — the TEE is simulated; this keep protects nothing from the host"
+        );
+    }
+    let engine = KeepEngine::new()?;
+    let bytes = read_module(&args.module)?;
+    let what = args.module.display().to_string();
+    let loaded = engine.load(&what, &bytes, || {
+        let seed = args
+            .tee
+            .sealing_key()
+            .map_err(|e| keep::KeepError::ArtifactRejected {
+                reason: format!("no key to check it with ({e:#})"),
+            })?;
+        Ok(ArtifactKey::derive(&seed))
+    })?;
+    drop(bytes);
+    eprintln!("keep: {what}: {}", describe(&loaded));
+    let files = keep::MemoryDir::create(args.memory_dir.as_deref())?;
+    let attester = args.tee.attester()?;
+    let root = read_root(&args.root_ca)?;
+    let key = WorkloadKey::generate()?;
+    let request = launcher::Request {
+        coordinator: &args.coordinator,
+        root_der: &root,
+        workload: &args.workload,
+        uuid: args.uuid.as_deref(),
+        module_sha256: Some(loaded.module_sha256),
+    };
+    let activation = runtime()?
+        .block_on(launcher::activate(&request, attester.as_ref(), &key, &key))
+        .with_context(|| format!("activating {what} as workload {}", args.workload))?;
+    let program = args
+        .module
+        .file_name()
+        .map_or_else(|| what.clone(), |n| n.to_string_lossy().into_owned());
+    let prepared = keep::prepare(
+        &activation,
+        &key,
+        &args.workload,
+        &program,
+        &args.args,
+        &args.dirs,
+        files,
+    )?;
+    let exit = keep::run(&engine, &loaded, &prepared.config)
+        .with_context(|| format!("running {what} as workload {}", args.workload))?;
+    drop(prepared);
+    Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(1)))
+}
+
+fn compile(args: CompileArgs, format: Format) -> Result<ExitCode> {
+    let engine = KeepEngine::new()?;
+    let wasm = read_module(&args.module)?;
+    let what = args.module.display().to_string();
+    let key = ArtifactKey::derive(&args.tee.sealing_key().map_err(|e| {
+        keep::KeepError::NoArtifactKey(attest::attester::AttesterError::Malformed {
+            what: "sealing key",
+            reason: format!("{e:#}"),
+        })
+    })?);
+    let artifact = engine.precompile(&what, &wasm, &key)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.module.with_extension("cwasm"));
+    std::fs::write(&out, &artifact).with_context(|| format!("writing {}", out.display()))?;
+    let digest = hex::encode(keep::module_digest(&wasm));
+    let simulated = args.tee.simulated();
+    if format == Format::Text {
+        println!(
+            "compiled {what} (sha256 {digest}) → {} ({} bytes), authenticated for this TEE{}",
+            out.display(),
+            artifact.len(),
+            if simulated {
+                " (SIMULATION: under the simulated platform's key)"
+            } else {
+                ""
+            }
+        );
+    } else {
+        crate::output::print_data(
+            format,
+            &json!({
+                "module": what,
+                "module_sha256": digest,
+                "artifact": out.display().to_string(),
+                "bytes": artifact.len(),
+                "simulated": simulated,
+            }),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

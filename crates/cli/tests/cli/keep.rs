@@ -1,0 +1,435 @@
+//! `cloister keep` end to end: real WebAssembly programs (built here for wasm32-wasip1 and
+//! wasm32-wasip2 from `crates/keep/guests`), a coordinator process, keeps on loopback.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use super::{Deployment, mrenclave, stderr};
+
+/// The probe program, built once per test run, for both WASI targets.
+struct Guests {
+    p1: PathBuf,
+    p2: PathBuf,
+}
+
+fn guests() -> &'static Guests {
+    static GUESTS: OnceLock<Guests> = OnceLock::new();
+    GUESTS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target = root.join("target/keep-guests");
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root.join("crates/keep/guests"))
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip1",
+            ])
+            .args(["--target", "wasm32-wasip2", "--target-dir"])
+            .arg(&target)
+            .output()
+            .expect("run cargo");
+        assert!(
+            out.status.success(),
+            "building the guests failed (are the wasm32-wasip1/wasip2 targets installed? \
+             rust-toolchain.toml lists them):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Guests {
+            p1: target.join("wasm32-wasip1/release/probe.wasm"),
+            p2: target.join("wasm32-wasip2/release/probe.wasm"),
+        }
+    })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two Wasm workloads (one per WASI version) sharing a secret, a native one, and the
+/// directories, addresses and limits the probe exercises.
+fn manifest(data: &Path, port: u16) -> String {
+    let digest = |path: &Path| sha256_hex(&std::fs::read(path).unwrap());
+    let g = guests();
+    format!(
+        r#"{{
+  "packages": {{ "keep": {{ "tee": "sgx", "unique_id": "{m}" }} }},
+  "workloads": {{
+    "probe2": {{
+      "package": "keep",
+      "parameters": {{
+        "files": {{ "/secrets/key": "{{{{ hex .Secrets.k }}}}", "/etc/app.conf": "mode = keep\n" }},
+        "env": {{ "APP_GREETING": "hello from the manifest" }}
+      }},
+      "wasm": {{
+        "digest": "{d2}",
+        "dirs": {{ "/data": {{ "host": "{data}" }}, "/scratch": {{ "writable": true }} }},
+        "listen": ["127.0.0.1:{port}"],
+        "connect": ["127.0.0.1:{port}"]
+      }}
+    }},
+    "bounded": {{
+      "package": "keep",
+      "wasm": {{
+        "digest": "{d2}",
+        "listen": ["127.0.0.1:{port}"],
+        "limits": {{ "memory_mib": 32, "deadline_ms": 1500 }}
+      }}
+    }},
+    "probe1": {{
+      "package": "keep",
+      "parameters": {{ "files": {{ "/secrets/key": "{{{{ hex .Secrets.k }}}}" }} }},
+      "wasm": {{ "digest": "sha256:{d1}" }}
+    }},
+    "native": {{ "package": "keep" }}
+  }},
+  "secrets": {{ "k": {{ "type": "symmetric-key", "size": 128, "shared": true }} }}
+}}"#,
+        m = mrenclave(),
+        d1 = digest(&g.p1),
+        d2 = digest(&g.p2),
+        data = data.display(),
+    )
+}
+
+impl Deployment {
+    fn keep_command(
+        &self,
+        workload: &str,
+        module: &Path,
+        flags: &[&str],
+        args: &[&str],
+    ) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+        command
+            .args(["keep", "run", "--simulation", "--workload", workload])
+            .args(flags)
+            .arg(module)
+            .arg("--")
+            .args(args)
+            .env("CLOISTER_SIM_DIR", self.dir.join("sim"))
+            .env("CLOISTER_COORDINATOR", &self.url)
+            .env("CLOISTER_ROOT_CA", self.dir.join("root.pem"));
+        command
+    }
+
+    fn keep(&self, workload: &str, module: &Path, flags: &[&str], args: &[&str]) -> Output {
+        self.keep_command(workload, module, flags, args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The line of `show`'s output for `file`.
+fn digest_line(out: &Output, file: &str) -> String {
+    let prefix = format!("file {file} sha256 ");
+    stdout(out)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_else(|| panic!("no digest of {file}:\n{}", stderr(out)))
+}
+
+fn deployment(name: &str) -> (Deployment, PathBuf, u16) {
+    let d = Deployment::start(name);
+    d.verify();
+    let data = d.dir.join("data-dir");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("hello.txt"), "from the host\n").unwrap();
+    let port = free_port();
+    let set = d.set_manifest(&manifest(&data, port));
+    assert!(set.status.success(), "{}", stderr(&set));
+    (d, data, port)
+}
+
+#[test]
+fn a_keep_runs_the_attested_module_with_what_the_manifest_gives_it() {
+    let (d, _data, _) = deployment("keep-run");
+    let g = guests();
+    let files = ["/secrets/key", "/etc/app.conf", "/data/hello.txt"];
+    let p2 = d.keep("probe2", &g.p2, &[], &[&["show"][..], &files].concat());
+    assert!(p2.status.success(), "{}", stderr(&p2));
+    assert_eq!(
+        digest_line(&p2, "/etc/app.conf"),
+        sha256_hex(b"mode = keep\n")
+    );
+    assert_eq!(
+        digest_line(&p2, "/data/hello.txt"),
+        sha256_hex(b"from the host\n")
+    );
+    assert!(
+        stdout(&p2).contains("env APP_GREETING=hello from the manifest"),
+        "{}",
+        stdout(&p2)
+    );
+    assert!(
+        stdout(&p2).contains(r#"args ["probe.wasm", "show""#),
+        "{}",
+        stdout(&p2)
+    );
+    assert!(stderr(&p2).contains("SIMULATION"), "{}", stderr(&p2));
+
+    // The preview 1 module gets the same shared secret; it has no /data.
+    let p1 = d.keep("probe1", &g.p1, &[], &["show", "/secrets/key"]);
+    assert!(p1.status.success(), "{}", stderr(&p1));
+    assert_eq!(
+        digest_line(&p1, "/secrets/key"),
+        digest_line(&p2, "/secrets/key")
+    );
+    let no_data = d.keep("probe1", &g.p1, &[], &["show", "/data/hello.txt"]);
+    assert_eq!(no_data.status.code(), Some(1), "{}", stderr(&no_data));
+
+    // A guest's exit status is the keep's.
+    assert_eq!(
+        d.keep("probe1", &g.p1, &[], &["exit", "7"]).status.code(),
+        Some(7)
+    );
+
+    // The files live on a memory filesystem only while the module runs; a disk is refused.
+    let memory = Path::new("/dev/shm").join(format!("cloister-test-{}", std::process::id()));
+    std::fs::create_dir_all(&memory).unwrap();
+    let flags = ["--memory-dir", memory.to_str().unwrap()];
+    let ran = d.keep("probe1", &g.p1, &flags, &["show", "/secrets/key"]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert_eq!(
+        std::fs::read_dir(&memory).unwrap().count(),
+        0,
+        "files left behind"
+    );
+    std::fs::remove_dir(&memory).unwrap();
+    let disk = env!("CARGO_MANIFEST_DIR");
+    let refused = d.keep("probe1", &g.p1, &["--memory-dir", disk], &["show"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("no memory-backed filesystem"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn the_coordinator_refuses_modules_the_manifest_does_not_name() {
+    let (d, _data, _) = deployment("keep-refusals");
+    let g = guests();
+    // The p1 module as the p2 workload: a different digest.
+    let wrong = d.keep("probe2", &g.p1, &[], &["show"]);
+    assert!(!wrong.status.success());
+    assert!(
+        stderr(&wrong).contains("must run the module with SHA-256"),
+        "{}",
+        stderr(&wrong)
+    );
+    // A keep as a native workload, and a native launcher as a Wasm workload.
+    let native = d.keep("native", &g.p2, &[], &["show"]);
+    assert!(
+        stderr(&native).contains("names no WebAssembly module"),
+        "{}",
+        stderr(&native)
+    );
+    let launched = d.launch("probe2", &[], "true");
+    assert!(
+        stderr(&launched).contains("binds no module"),
+        "{}",
+        stderr(&launched)
+    );
+    // A workload the manifest does not have.
+    let ghost = d.keep("ghost", &g.p2, &[], &["show"]);
+    assert!(
+        stderr(&ghost).contains("unknown workload"),
+        "{}",
+        stderr(&ghost)
+    );
+}
+
+#[test]
+fn host_directories_only_where_the_manifest_allows_and_read_only_by_default() {
+    let (d, data, _) = deployment("keep-dirs");
+    let g = guests();
+    let etc = d.keep("probe2", &g.p2, &["--dir", "/etc:/etc"], &["show"]);
+    assert_eq!(etc.status.code(), Some(2));
+    assert!(
+        stderr(&etc).contains("allows no host directory at /etc"),
+        "{}",
+        stderr(&etc)
+    );
+    let moved = d.keep("probe2", &g.p2, &["--dir", "/tmp:/data"], &["show"]);
+    assert!(stderr(&moved).contains("not /tmp"), "{}", stderr(&moved));
+
+    // /data is read-only; /scratch is writable where the operator binds it.
+    let ro = d.keep("probe2", &g.p2, &[], &["write", "/data/new.txt", "x"]);
+    assert_eq!(ro.status.code(), Some(1), "{}", stderr(&ro));
+    assert!(!data.join("new.txt").exists());
+    let scratch = d.dir.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let bind = format!("{}:/scratch", scratch.display());
+    let rw = d.keep(
+        "probe2",
+        &g.p2,
+        &["--dir", &bind],
+        &["write", "/scratch/out.txt", "written"],
+    );
+    assert!(rw.status.success(), "{}", stderr(&rw));
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("out.txt")).unwrap(),
+        "written"
+    );
+    // The memory mount at / is read-only too.
+    let secret = d.keep("probe2", &g.p2, &[], &["write", "/secrets/key", "x"]);
+    assert_eq!(secret.status.code(), Some(1), "{}", stderr(&secret));
+}
+
+#[test]
+fn sockets_only_to_and_from_the_manifests_addresses() {
+    let (d, _data, port) = deployment("keep-net");
+    let g = guests();
+    let address = format!("127.0.0.1:{port}");
+    let mut server = d
+        .keep_command("probe2", &g.p2, &[], &["serve", &address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), format!("listening on {address}"));
+    let client = d.keep("probe2", &g.p2, &[], &["connect", &address, "hi"]);
+    let server = server.wait_with_output().unwrap();
+    assert!(
+        client.status.success(),
+        "client: {}\nserver ({:?}): {}",
+        stderr(&client),
+        server.status,
+        stderr(&server)
+    );
+    assert!(
+        stdout(&client).contains("answer echo: hi"),
+        "{}",
+        stdout(&client)
+    );
+    assert!(server.status.success(), "{}", stderr(&server));
+
+    // Another port, and another address, are refused; the keep says which rule is missing.
+    let other = format!("127.0.0.1:{}", free_port());
+    let refused = d.keep("probe2", &g.p2, &[], &["connect", &other, "hi"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("wasm.connect does not list it"),
+        "{}",
+        stderr(&refused)
+    );
+    let listen = d.keep("probe2", &g.p2, &[], &["serve", &other]);
+    assert_eq!(listen.status.code(), Some(1), "{}", stderr(&listen));
+}
+
+#[test]
+fn limits_stop_the_module_with_a_clear_error() {
+    let (d, _data, port) = deployment("keep-limits");
+    let g = guests();
+    let fits = d.keep("bounded", &g.p2, &[], &["grow", "8"]);
+    assert!(fits.status.success(), "{}", stderr(&fits));
+    let memory = d.keep("bounded", &g.p2, &[], &["grow", "64"]);
+    assert_eq!(memory.status.code(), Some(2));
+    assert!(
+        stderr(&memory).contains("past 32 MiB (wasm.limits.memory_mib)"),
+        "{}",
+        stderr(&memory)
+    );
+    let spin = d.keep("bounded", &g.p2, &[], &["spin"]);
+    assert_eq!(spin.status.code(), Some(2));
+    assert!(
+        stderr(&spin).contains("past its deadline of 1500 ms"),
+        "{}",
+        stderr(&spin)
+    );
+    // A module blocked in the host, waiting for a connection that never comes, as well.
+    let address = format!("127.0.0.1:{port}");
+    let waiting = d.keep("bounded", &g.p2, &[], &["serve", &address]);
+    assert_eq!(waiting.status.code(), Some(2));
+    assert!(
+        stderr(&waiting).contains("past its deadline"),
+        "{}",
+        stderr(&waiting)
+    );
+}
+
+#[test]
+fn precompiled_artifacts_run_only_untouched_and_in_the_tee_that_made_them() {
+    let (d, _data, _) = deployment("keep-compile");
+    let g = guests();
+    let artifact = d.dir.join("probe.cwasm");
+    let compile = |sim_dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_cloister"))
+            .args(["keep", "compile", "--simulation", "--out"])
+            .arg(&artifact)
+            .arg(&g.p2)
+            .args(["-o", "json"])
+            .env("CLOISTER_SIM_DIR", sim_dir)
+            .output()
+            .unwrap()
+    };
+    let compiled = compile(&d.dir.join("sim"));
+    assert!(compiled.status.success(), "{}", stderr(&compiled));
+    let summary: serde_json::Value = serde_json::from_slice(&compiled.stdout).unwrap();
+    assert_eq!(
+        summary["module_sha256"],
+        sha256_hex(&std::fs::read(&g.p2).unwrap())
+    );
+
+    // It attests as the original module and runs.
+    let run = d.keep("probe2", &artifact, &[], &["show", "/etc/app.conf"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stderr(&run).contains("precompiled"), "{}", stderr(&run));
+    assert_eq!(
+        digest_line(&run, "/etc/app.conf"),
+        sha256_hex(b"mode = keep\n")
+    );
+
+    // One byte changed in the code: refused before wasmtime sees it.
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    let tampered = d.dir.join("tampered.cwasm");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let refused = d.keep("probe2", &tampered, &[], &["show"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("MAC does not verify"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Compiled in another (simulated) TEE: refused as well.
+    let elsewhere = compile(&d.dir.join("other-sim"));
+    assert!(elsewhere.status.success(), "{}", stderr(&elsewhere));
+    let foreign = d.keep("probe2", &artifact, &[], &["show"]);
+    assert!(
+        stderr(&foreign).contains("MAC does not verify"),
+        "{}",
+        stderr(&foreign)
+    );
+}
