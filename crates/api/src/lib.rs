@@ -291,6 +291,56 @@ pub struct ActivationResponse {
     /// For a WebAssembly workload: how its keep runs it (directories, network, limits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm: Option<WasmSpec>,
+    /// The connections the runtime wraps in TLS for the workload (its manifest `tls` tags).
+    #[serde(default, skip_serializing_if = "TransparentTls::is_empty")]
+    pub tls: TransparentTls,
+}
+
+/// The manifest's transparent-TLS rules of one workload, its tags resolved: the workload
+/// speaks plaintext, the runtime inside its TEE speaks TLS with the workload's certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct TransparentTls {
+    /// Connections the workload makes: the runtime dials them with mTLS, verifying the server
+    /// against the deployment root and the rule's address.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outgoing: Vec<TlsOutgoing>,
+    /// Ports the workload listens on: the runtime terminates TLS there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub incoming: Vec<TlsIncoming>,
+}
+
+impl TransparentTls {
+    /// No rules.
+    pub fn is_empty(&self) -> bool {
+        self.outgoing.is_empty() && self.incoming.is_empty()
+    }
+}
+
+/// An outgoing transparent-TLS rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct TlsOutgoing {
+    /// Host name or IP address (also the name the server's certificate must carry).
+    pub addr: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// An incoming transparent-TLS rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct TlsIncoming {
+    /// Port.
+    pub port: u16,
+    /// A certificate secret to serve instead of the workload's certificate.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cert: String,
+    /// Accept clients without a deployment certificate.
+    pub disable_client_auth: bool,
 }
 
 /// How a keep runs a workload's WebAssembly module: the manifest's `wasm` section of a workload,

@@ -881,6 +881,7 @@ impl Coordinator {
             },
             simulated: claims.simulated,
             wasm: workload.wasm.clone(),
+            tls: d.manifest.tls_rules(workload),
         })
     }
 

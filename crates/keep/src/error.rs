@@ -59,6 +59,9 @@ pub enum KeepError {
     /// Activation failed or its answer is unusable.
     #[error("activation: {0}")]
     Activation(String),
+    /// The manifest asks for something keeps do not do yet.
+    #[error("{0}")]
+    Unsupported(String),
     /// The operator asked for a host directory the manifest does not allow.
     #[error("{0}")]
     DirectoryNotAllowed(String),

@@ -18,6 +18,7 @@ mod error;
 mod memfs;
 mod net;
 mod run;
+mod ttls;
 mod workload;
 
 pub use engine::{KeepEngine, Kind, Loaded, Program};

@@ -8,42 +8,57 @@ use std::sync::Arc;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::sockets::SocketAddrUse;
 
-/// The addresses the manifest allows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+use crate::ttls::Intercept;
+
+/// The addresses the manifest allows, and the keep's transparent-TLS plumbing.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct SocketPolicy {
     connect: BTreeSet<SocketAddr>,
     listen: BTreeSet<SocketAddr>,
+    intercept: Option<Arc<Intercept>>,
 }
 
 impl SocketPolicy {
     /// From the manifest's addresses (validated when the manifest was set; any that do not
     /// parse allow nothing).
-    pub(crate) fn new(spec: &api::WasmSpec) -> Self {
+    pub(crate) fn new(spec: &api::WasmSpec, intercept: Option<Arc<Intercept>>) -> Self {
         let parse = |list: &[String]| list.iter().filter_map(|a| a.parse().ok()).collect();
         Self {
             connect: parse(&spec.connect),
             listen: parse(&spec.listen),
+            intercept: intercept.filter(|i| i.is_active()),
         }
     }
 
-    /// Whether `addr` may be used for `usage`.
+    /// Whether `addr` may be used for `usage`. Transparent TLS adds its own: connecting to its
+    /// proxies, listening behind its fronts, binding to an ephemeral port first.
     pub(crate) fn allows(&self, addr: SocketAddr, usage: SocketAddrUse) -> bool {
+        let tls = self.intercept.as_deref();
         match usage {
-            SocketAddrUse::TcpConnect => self.connect.contains(&addr),
-            // A connecting socket is first bound implicitly to the wildcard address, port 0.
+            SocketAddrUse::TcpConnect => {
+                self.connect.contains(&addr) || tls.is_some_and(|t| t.is_proxy(addr))
+            }
+            // A connecting socket is bound to an ephemeral port first (implicitly, or by the
+            // keep before it connects to a proxy).
             SocketAddrUse::TcpBind => {
                 self.listen.contains(&addr)
-                    || (!self.connect.is_empty() && addr.ip().is_unspecified() && addr.port() == 0)
+                    || (addr.port() == 0
+                        && (addr.ip().is_unspecified() || addr.ip().is_loopback())
+                        && (!self.connect.is_empty() || tls.is_some()))
             }
-            SocketAddrUse::TcpListen => self.listen.contains(&addr),
-            SocketAddrUse::TcpAccept => !self.listen.is_empty(),
+            SocketAddrUse::TcpListen => {
+                self.listen.contains(&addr) || tls.is_some_and(|t| t.is_backend(addr))
+            }
+            SocketAddrUse::TcpAccept => {
+                !self.listen.is_empty() || tls.is_some_and(Intercept::has_incoming)
+            }
             _ => false,
         }
     }
 
     /// Configure `builder`: TCP only when some address is allowed, checked against this policy.
     pub(crate) fn apply(self, builder: &mut WasiCtxBuilder) {
-        if self.connect.is_empty() && self.listen.is_empty() {
+        if self.connect.is_empty() && self.listen.is_empty() && self.intercept.is_none() {
             return;
         }
         let policy = Arc::new(self);
@@ -79,7 +94,7 @@ mod tests {
         let mut spec = api::WasmSpec::default();
         spec.connect = connect.iter().map(|s| s.to_string()).collect();
         spec.listen = listen.iter().map(|s| s.to_string()).collect();
-        SocketPolicy::new(&spec)
+        SocketPolicy::new(&spec, None)
     }
 
     #[test]

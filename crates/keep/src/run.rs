@@ -2,16 +2,22 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use launcher::ttls::TlsIdentity;
 
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Linker, Module, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::Command;
+use wasmtime_wasi::p2::bindings::sockets::tcp;
+use wasmtime_wasi::sockets::WasiSocketsCtxView;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::engine::{Loaded, Program};
 use crate::error::LimitExceeded;
 use crate::net::SocketPolicy;
+use crate::ttls::{Intercept, InterceptedTcp, InterceptedView};
 use crate::{KeepEngine, KeepError};
 
 /// How one run is set up: what the activation and the manifest gave the workload.
@@ -27,6 +33,10 @@ pub struct RunConfig {
     pub dirs: Vec<(PathBuf, String, bool)>,
     /// The manifest's `wasm` section: limits and network.
     pub spec: api::WasmSpec,
+    /// The connections the keep wraps in TLS (WASI 0.2 components only).
+    pub tls: api::TransparentTls,
+    /// The workload's TLS identity, for `tls`.
+    pub identity: Option<TlsIdentity>,
 }
 
 /// How a run ended without a keep error.
@@ -98,6 +108,18 @@ struct P2State {
     ctx: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    intercept: Arc<Intercept>,
+}
+
+/// `wasi:sockets/tcp` of a component goes through the keep's transparent TLS.
+fn intercepted(state: &mut P2State) -> InterceptedView<'_> {
+    InterceptedView {
+        inner: WasiSocketsCtxView {
+            ctx: state.ctx.sockets(),
+            table: &mut state.table,
+        },
+        intercept: &state.intercept,
+    }
 }
 
 impl WasiView for P2State {
@@ -131,7 +153,8 @@ pub async fn run_async(
     loaded: &Loaded,
     config: &RunConfig,
 ) -> Result<Exit, KeepError> {
-    let builder = wasi_builder(config)?;
+    let intercept = Intercept::start(config.identity.clone(), &config.tls).await?;
+    let builder = wasi_builder(config, intercept.clone())?;
     let limiter = Limiter {
         limits: config.spec.limits,
     };
@@ -139,7 +162,7 @@ pub async fn run_async(
         match &loaded.program {
             Program::Module(module) => run_module(engine, module, builder, limiter).await,
             Program::Component(component) => {
-                run_component(engine, component, builder, limiter).await
+                run_component(engine, component, builder, limiter, intercept).await
             }
         }
     };
@@ -157,7 +180,10 @@ pub async fn run_async(
     outcome.or_else(classify)
 }
 
-fn wasi_builder(config: &RunConfig) -> Result<WasiCtxBuilder, KeepError> {
+fn wasi_builder(
+    config: &RunConfig,
+    intercept: Arc<Intercept>,
+) -> Result<WasiCtxBuilder, KeepError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&config.argv)
@@ -169,7 +195,7 @@ fn wasi_builder(config: &RunConfig) -> Result<WasiCtxBuilder, KeepError> {
     for (host, guest, writable) in &config.dirs {
         preopen(&mut builder, host, guest, *writable)?;
     }
-    SocketPolicy::new(&config.spec).apply(&mut builder);
+    SocketPolicy::new(&config.spec, Some(intercept)).apply(&mut builder);
     Ok(builder)
 }
 
@@ -227,16 +253,20 @@ async fn run_component(
     component: &Component,
     mut builder: WasiCtxBuilder,
     limiter: Limiter,
+    intercept: Arc<Intercept>,
 ) -> wasmtime::Result<Exit> {
     let state = P2State {
         ctx: builder.build(),
         table: ResourceTable::new(),
         limiter,
+        intercept,
     };
     let mut store = new_store(engine, state);
     store.limiter(|s| &mut s.limiter);
     let mut linker = wasmtime::component::Linker::<P2State>::new(engine.engine());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    linker.allow_shadowing(true);
+    tcp::add_to_linker::<P2State, InterceptedTcp>(&mut linker, intercepted)?;
     let command = Command::instantiate_async(&mut store, component, &linker).await?;
     let status = command.wasi_cli_run().call_run(&mut store).await?;
     Ok(Exit {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use launcher::WorkloadKey;
+use launcher::ttls::TlsIdentity;
 
 use crate::{KeepError, MemoryDir, RunConfig};
 
@@ -69,12 +70,19 @@ pub fn prepare(
     } else {
         rendered.prepared.argv
     };
+    let identity = if activation.tls.is_empty() {
+        None
+    } else {
+        Some(TlsIdentity::new(activation, key).map_err(|e| KeepError::Activation(e.to_string()))?)
+    };
     let config = RunConfig {
         argv,
         env: rendered.prepared.env,
         files_root: Some(files.path().to_path_buf()),
         dirs,
         spec,
+        tls: activation.tls.clone(),
+        identity,
     };
     Ok(Prepared { files, config })
 }

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod kbs_client;
+pub mod ttls;
 pub mod verify;
 
 use std::collections::BTreeMap;

@@ -80,6 +80,32 @@ fn render_spec(
 }
 
 impl Manifest {
+    /// `workload`'s transparent-TLS rules: its `tls` tags resolved, in tag order. Rules of tags
+    /// the manifest lacks, and ports that do not parse, are left out (validation reports both).
+    pub fn tls_rules(&self, workload: &Workload) -> api::TransparentTls {
+        let mut rules = api::TransparentTls::default();
+        for tag in workload.tls.iter().filter_map(|name| self.tls.get(name)) {
+            rules
+                .outgoing
+                .extend(tag.outgoing.iter().filter_map(|rule| {
+                    let mut out = api::TlsOutgoing::default();
+                    out.addr = rule.addr.clone();
+                    out.port = crate::validate::parse_port(&rule.port)?;
+                    Some(out)
+                }));
+            rules
+                .incoming
+                .extend(tag.incoming.iter().filter_map(|rule| {
+                    let mut out = api::TlsIncoming::default();
+                    out.port = crate::validate::parse_port(&rule.port)?;
+                    out.cert = rule.cert.clone();
+                    out.disable_client_auth = rule.disable_client_auth;
+                    Some(out)
+                }));
+        }
+        rules
+    }
+
     /// Render every templated file and env value with dummy secrets (bytes 0x41), so that a bad
     /// template is refused when the manifest is set, not when a workload activates.
     pub fn dry_run(&self) -> Result<(), ValidationErrors> {

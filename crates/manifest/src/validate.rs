@@ -179,14 +179,14 @@ impl Manifest {
     fn check_tls_tag(&self, path: &str, tag: &TlsTag, errors: &mut ValidationErrors) {
         for (i, rule) in tag.outgoing.iter().enumerate() {
             let at = format!("{path}.outgoing[{i}]");
-            if rule.addr.is_empty() || rule.port.is_empty() {
-                errors.push(at, "an outgoing rule needs addr and port");
+            if rule.addr.is_empty() || parse_port(&rule.port).is_none() {
+                errors.push(at, "an outgoing rule needs addr and a port (1-65535)");
             }
         }
         for (i, rule) in tag.incoming.iter().enumerate() {
             let at = format!("{path}.incoming[{i}]");
-            if rule.port.is_empty() {
-                errors.push(at.clone(), "an incoming rule needs port");
+            if parse_port(&rule.port).is_none() {
+                errors.push(at.clone(), "an incoming rule needs a port (1-65535)");
             }
             if rule.cert.is_empty() {
                 if rule.disable_client_auth {
@@ -543,6 +543,11 @@ fn check_wasm(path: &str, wasm: &api::WasmSpec, errors: &mut ValidationErrors) {
     if limits.instances == 0 {
         errors.push(format!("{path}.limits.instances"), "must be at least 1");
     }
+}
+
+/// A TLS rule's port (MarbleRun writes it as a string or a number).
+pub(crate) fn parse_port(text: &str) -> Option<u16> {
+    text.trim().parse().ok().filter(|p| *p != 0)
 }
 
 fn is_plain_absolute(path: &str) -> bool {

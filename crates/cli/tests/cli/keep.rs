@@ -68,7 +68,7 @@ fn free_port() -> u16 {
 
 /// Two Wasm workloads (one per WASI version) sharing a secret, a native one, and the
 /// directories, addresses and limits the probe exercises.
-fn manifest(data: &Path, port: u16) -> String {
+fn manifest(data: &Path, port: u16, tls_port: u16) -> String {
     let digest = |path: &Path| sha256_hex(&std::fs::read(path).unwrap());
     let g = guests();
     format!(
@@ -101,7 +101,13 @@ fn manifest(data: &Path, port: u16) -> String {
       "parameters": {{ "files": {{ "/secrets/key": "{{{{ hex .Secrets.k }}}}" }} }},
       "wasm": {{ "digest": "sha256:{d1}" }}
     }},
-    "native": {{ "package": "keep" }}
+    "native": {{ "package": "keep" }},
+    "tls-server": {{ "package": "keep", "tls": ["echo"], "dns_names": ["127.0.0.1"], "wasm": {{ "digest": "{d2}" }} }},
+    "tls-client": {{ "package": "keep", "tls": ["to-echo"], "wasm": {{ "digest": "{d2}" }} }}
+  }},
+  "tls": {{
+    "echo": {{ "incoming": [{{ "port": "{tls_port}" }}] }},
+    "to-echo": {{ "outgoing": [{{ "addr": "127.0.0.1", "port": {tls_port} }}] }}
   }},
   "secrets": {{ "k": {{ "type": "symmetric-key", "size": 128, "shared": true }} }}
 }}"#,
@@ -154,15 +160,20 @@ fn digest_line(out: &Output, file: &str) -> String {
 }
 
 fn deployment(name: &str) -> (Deployment, PathBuf, u16) {
+    let (d, data, port, _) = deployment_with_tls(name);
+    (d, data, port)
+}
+
+fn deployment_with_tls(name: &str) -> (Deployment, PathBuf, u16, u16) {
     let d = Deployment::start(name);
     d.verify();
     let data = d.dir.join("data-dir");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("hello.txt"), "from the host\n").unwrap();
-    let port = free_port();
-    let set = d.set_manifest(&manifest(&data, port));
+    let (port, tls_port) = (free_port(), free_port());
+    let set = d.set_manifest(&manifest(&data, port, tls_port));
     assert!(set.status.success(), "{}", stderr(&set));
-    (d, data, port)
+    (d, data, port, tls_port)
 }
 
 #[test]
@@ -431,5 +442,64 @@ fn precompiled_artifacts_run_only_untouched_and_in_the_tee_that_made_them() {
         stderr(&foreign).contains("MAC does not verify"),
         "{}",
         stderr(&foreign)
+    );
+}
+
+#[test]
+fn two_modules_that_know_nothing_of_tls_talk_mtls() {
+    let (d, _data, _, tls_port) = deployment_with_tls("keep-ttls");
+    let g = guests();
+    let address = format!("127.0.0.1:{tls_port}");
+    let mut server = d
+        .keep_command("tls-server", &g.p2, &[], &["serve", &address])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut server_out = BufReader::new(server.stdout.take().unwrap());
+    server_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), format!("listening on {address}"));
+
+    // On the wire the port speaks TLS only: plaintext gets no echo, and the module never
+    // sees the connection (it serves exactly one, below).
+    {
+        use std::io::{Read as _, Write as _};
+        let mut plain = std::net::TcpStream::connect(&address).unwrap();
+        plain
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        plain.write_all(b"hi\n").unwrap();
+        let mut answer = Vec::new();
+        let _ = plain.read_to_end(&mut answer);
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("echo"),
+            "plaintext got through"
+        );
+    }
+
+    let client = d.keep(
+        "tls-client",
+        &g.p2,
+        &[],
+        &["connect", &address, "over mTLS"],
+    );
+    let server = server.wait_with_output().unwrap();
+    assert!(
+        client.status.success(),
+        "client: {}\nserver: {}",
+        stderr(&client),
+        stderr(&server)
+    );
+    assert!(
+        stdout(&client).contains("answer echo: over mTLS"),
+        "{}",
+        stdout(&client)
+    );
+    assert!(server.status.success(), "{}", stderr(&server));
+    assert!(
+        stderr(&server).contains("closed after 1 lines"),
+        "{}",
+        stderr(&server)
     );
 }
