@@ -363,6 +363,9 @@ pub struct WasmSpec {
     pub listen: Vec<String>,
     /// Memory, table, instance and time limits.
     pub limits: WasmLimits,
+    /// `keep serve` accepts clients without a deployment certificate (server-only TLS; the
+    /// server still presents the workload's certificate).
+    pub disable_client_auth: bool,
 }
 
 impl WasmSpec {

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, Module, Precompiled};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Precompiled,
+};
 
 use crate::KeepError;
 use crate::artifact::{self, ArtifactKey};
@@ -87,10 +89,31 @@ impl Drop for KeepEngine {
 }
 
 impl KeepEngine {
-    /// An engine for `keep run` and `keep compile` (the two must agree, or wasmtime refuses
-    /// the artifact).
+    /// An engine for `keep run` and `keep compile`: memories allocated on demand.
     pub fn new() -> Result<Self, KeepError> {
+        Self::with(Config::new())
+    }
+
+    /// An engine for `keep serve`: instances come from a pool sized for
+    /// [`MAX_CONCURRENT_REQUESTS`](crate::serve::MAX_CONCURRENT_REQUESTS) requests at once,
+    /// each with linear memories of up to 4 GiB (the manifest's `memory_mib` is enforced per
+    /// request by the store's limiter). Code generation is the same as [`KeepEngine::new`]'s,
+    /// so `keep compile` artifacts load in both.
+    pub fn for_serving() -> Result<Self, KeepError> {
+        let requests = crate::serve::MAX_CONCURRENT_REQUESTS;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(requests)
+            .total_core_instances(requests * 16)
+            .total_memories(requests * 4)
+            .total_tables(requests * 8)
+            .total_stacks(requests)
+            .max_memory_size(4 << 30);
         let mut config = Config::new();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        Self::with(config)
+    }
+
+    fn with(mut config: Config) -> Result<Self, KeepError> {
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(KeepError::Setup)?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -59,6 +59,9 @@ pub enum KeepError {
     /// Activation failed or its answer is unusable.
     #[error("activation: {0}")]
     Activation(String),
+    /// `keep serve` was given something that is not a `wasi:http/proxy` component.
+    #[error("the module is not an HTTP handler: {0}")]
+    NotAHandler(String),
     /// The manifest asks for something keeps do not do yet.
     #[error("{0}")]
     Unsupported(String),

@@ -18,6 +18,7 @@ mod error;
 mod memfs;
 mod net;
 mod run;
+pub mod serve;
 mod ttls;
 mod workload;
 

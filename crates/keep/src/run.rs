@@ -48,8 +48,14 @@ pub struct Exit {
 
 /// The limits of one store, enforced as wasmtime asks and remembered when hit.
 #[derive(Debug)]
-struct Limiter {
+pub(crate) struct Limiter {
     limits: api::WasmLimits,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: api::WasmLimits) -> Self {
+        Self { limits }
+    }
 }
 
 impl ResourceLimiter for Limiter {
@@ -154,10 +160,9 @@ pub async fn run_async(
     config: &RunConfig,
 ) -> Result<Exit, KeepError> {
     let intercept = Intercept::start(config.identity.clone(), &config.tls).await?;
-    let builder = wasi_builder(config, intercept.clone())?;
-    let limiter = Limiter {
-        limits: config.spec.limits,
-    };
+    let mut builder = wasi_builder(config, Some(intercept.clone()))?;
+    builder.inherit_stdin();
+    let limiter = Limiter::new(config.spec.limits);
     let work = async {
         match &loaded.program {
             Program::Module(module) => run_module(engine, module, builder, limiter).await,
@@ -180,14 +185,15 @@ pub async fn run_async(
     outcome.or_else(classify)
 }
 
-fn wasi_builder(
+pub(crate) fn wasi_builder(
     config: &RunConfig,
-    intercept: Arc<Intercept>,
+    intercept: Option<Arc<Intercept>>,
 ) -> Result<WasiCtxBuilder, KeepError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&config.argv)
-        .inherit_stdio()
+        .inherit_stdout()
+        .inherit_stderr()
         .envs(&config.env.iter().collect::<Vec<_>>());
     if let Some(root) = &config.files_root {
         preopen(&mut builder, root, "/", false)?;
@@ -195,7 +201,7 @@ fn wasi_builder(
     for (host, guest, writable) in &config.dirs {
         preopen(&mut builder, host, guest, *writable)?;
     }
-    SocketPolicy::new(&config.spec, Some(intercept)).apply(&mut builder);
+    SocketPolicy::new(&config.spec, intercept).apply(&mut builder);
     Ok(builder)
 }
 
@@ -221,8 +227,8 @@ fn preopen(
 
 /// A store that yields to the async runtime at every epoch tick, so deadlines and other
 /// tasks get their turn however long the module computes.
-fn new_store<T: Send>(engine: &KeepEngine, state: T) -> Store<T> {
-    let mut store = Store::new(engine.engine(), state);
+pub(crate) fn new_store<T: Send>(engine: &wasmtime::Engine, state: T) -> Store<T> {
+    let mut store = Store::new(engine, state);
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
     store.set_epoch_deadline(1);
     store
@@ -238,7 +244,7 @@ async fn run_module(
         wasi: builder.build_p1(),
         limiter,
     };
-    let mut store = new_store(engine, state);
+    let mut store = new_store(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
     let mut linker: Linker<P1State> = Linker::new(engine.engine());
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s| &mut s.wasi)?;
@@ -261,7 +267,7 @@ async fn run_component(
         limiter,
         intercept,
     };
-    let mut store = new_store(engine, state);
+    let mut store = new_store(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
     let mut linker = wasmtime::component::Linker::<P2State>::new(engine.engine());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

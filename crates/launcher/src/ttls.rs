@@ -42,6 +42,7 @@ pub enum TtlsError {
 pub struct TlsIdentity {
     connector: TlsConnector,
     mutual: TlsAcceptor,
+    server_only: TlsAcceptor,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -77,14 +78,29 @@ impl TlsIdentity {
         let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
             .build()
             .map_err(|e| TtlsError::Credentials(e.to_string()))?;
-        let server = ServerConfig::builder_with_provider(provider())
+        let mutual = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), private())?;
+        let server_only = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
             .with_single_cert(chain, private())?;
         Ok(Self {
             connector: TlsConnector::from(Arc::new(client)),
-            mutual: TlsAcceptor::from(Arc::new(server)),
+            mutual: TlsAcceptor::from(Arc::new(mutual)),
+            server_only: TlsAcceptor::from(Arc::new(server_only)),
         })
+    }
+
+    /// The server side of TLS with the workload's certificate: clients must present a
+    /// certificate of the deployment unless `client_auth` is false.
+    pub fn acceptor(&self, client_auth: bool) -> &TlsAcceptor {
+        if client_auth {
+            &self.mutual
+        } else {
+            &self.server_only
+        }
     }
 
     /// Dial `addr:port` and complete an mTLS handshake, the server verified against the

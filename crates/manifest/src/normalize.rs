@@ -140,6 +140,7 @@ static WASM: StructShape = closed(&[
     field("connect", Shape::Leaf),
     field("listen", Shape::Leaf),
     field("limits", Shape::Struct(&WASM_LIMITS)),
+    field("disable_client_auth", Shape::Leaf),
 ]);
 
 static WASM_DIR: StructShape =

@@ -1,13 +1,16 @@
 //! `cloister keep`: WebAssembly workloads in an attested keep.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use keep::artifact::ArtifactKey;
 use keep::{DirBind, KeepEngine, Kind, Loaded};
 use launcher::WorkloadKey;
+use launcher::ttls::TlsIdentity;
 use serde_json::json;
 
 use crate::cmd::conn::runtime;
@@ -23,14 +26,17 @@ pub(crate) enum KeepCommand {
     /// Attest the keep and the module, activate, then run the module (a WASI 0.2 command
     /// component or a WASI preview 1 module) with what the coordinator gave it.
     Run(RunArgs),
+    /// Attest the keep and a wasi:http/proxy component, activate, then serve HTTPS with it:
+    /// TLS ends in the keep, and each request gets a fresh instance.
+    Serve(ServeArgs),
     /// Compile a module ahead of time for fast starts; the artifact is authenticated for this
     /// TEE and refused anywhere else.
     Compile(CompileArgs),
 }
 
-/// Arguments of `keep run`.
+/// What `keep run` and `keep serve` share: the deployment, the workload, the module.
 #[derive(Debug, Args)]
-pub(crate) struct RunArgs {
+pub(crate) struct KeepArgs {
     /// The coordinator's URL.
     #[arg(long, env = "CLOISTER_COORDINATOR")]
     coordinator: String,
@@ -54,9 +60,26 @@ pub(crate) struct RunArgs {
     tee: TeeArgs,
     /// The module: a .wasm file, or a `cloister keep compile` artifact.
     module: PathBuf,
+}
+
+/// Arguments of `keep run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    keep: KeepArgs,
     /// Arguments for the module (after `--`), unless the manifest sets argv.
     #[arg(last = true)]
     args: Vec<String>,
+}
+
+/// Arguments of `keep serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    keep: KeepArgs,
+    /// Where to serve HTTPS.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
 }
 
 /// Arguments of `keep compile`.
@@ -76,6 +99,7 @@ pub(crate) fn run(command: KeepCommand, format: Format) -> Result<ExitCode> {
     init_logging();
     match command {
         KeepCommand::Run(args) => keep_run(args),
+        KeepCommand::Serve(args) => keep_serve(args),
         KeepCommand::Compile(args) => compile(args, format),
     }
 }
@@ -118,13 +142,21 @@ fn describe(loaded: &Loaded) -> String {
     )
 }
 
-fn keep_run(args: RunArgs) -> Result<ExitCode> {
+/// A module attested and activated: what the coordinator gave it, placed for the keep.
+struct Activated {
+    loaded: Loaded,
+    activation: api::ActivationResponse,
+    key: WorkloadKey,
+    prepared: keep::Prepared,
+}
+
+/// Load the module, attest it with the keep, activate, and place the workload's files.
+fn activate(engine: &KeepEngine, args: &KeepArgs, module_args: &[String]) -> Result<Activated> {
     if args.tee.simulated() {
         eprintln!(
             "keep: SIMULATION — the TEE is simulated; this keep protects nothing from the host"
         );
     }
-    let engine = KeepEngine::new()?;
     let bytes = read_module(&args.module)?;
     let what = args.module.display().to_string();
     let loaded = engine.load(&what, &bytes, || {
@@ -161,14 +193,57 @@ fn keep_run(args: RunArgs) -> Result<ExitCode> {
         &key,
         &args.workload,
         &program,
-        &args.args,
+        module_args,
         &args.dirs,
         files,
     )?;
-    let exit = keep::run(&engine, &loaded, &prepared.config)
-        .with_context(|| format!("running {what} as workload {}", args.workload))?;
-    drop(prepared);
+    Ok(Activated {
+        loaded,
+        activation,
+        key,
+        prepared,
+    })
+}
+
+fn keep_run(args: RunArgs) -> Result<ExitCode> {
+    let engine = KeepEngine::new()?;
+    let activated = activate(&engine, &args.keep, &args.args)?;
+    let exit =
+        keep::run(&engine, &activated.loaded, &activated.prepared.config).with_context(|| {
+            format!(
+                "running {} as workload {}",
+                args.keep.module.display(),
+                args.keep.workload
+            )
+        })?;
+    drop(activated);
     Ok(ExitCode::from(u8::try_from(exit.code).unwrap_or(1)))
+}
+
+fn keep_serve(args: ServeArgs) -> Result<ExitCode> {
+    let runtime = runtime()?;
+    // Bound before attesting, so that a taken port fails before an activation is spent.
+    let listener = runtime.block_on(keep::serve::bind(args.listen))?;
+    let local = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let engine = KeepEngine::for_serving()?;
+    let activated = activate(&engine, &args.keep, &[])?;
+    let identity = TlsIdentity::new(&activated.activation, &activated.key)?;
+    let server = Arc::new(keep::serve::Server::new(
+        &engine,
+        &activated.loaded,
+        activated.prepared.config.clone(),
+    )?);
+    println!("serving https://{local}");
+    runtime.block_on(async {
+        tokio::select! {
+            () = server.serve(listener, identity) => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("keep: interrupted; stopping"),
+        }
+    });
+    drop(activated);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn compile(args: CompileArgs, format: Format) -> Result<ExitCode> {

@@ -60,20 +60,21 @@ fn manifest(admin: &User, resource_policy: Option<&str>) -> String {
 
 /// A pinned TLS client for a deployment, as a user or anonymous.
 #[derive(Clone)]
-struct Client {
+pub(super) struct Client {
     addr: String,
+    name: String,
     config: Arc<rustls::ClientConfig>,
 }
 
 /// An answer: status, head and body.
-struct Answer {
-    status: u16,
+pub(super) struct Answer {
+    pub(super) status: u16,
     head: String,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
@@ -86,9 +87,26 @@ impl Answer {
 impl Client {
     fn new(d: &Deployment, user: Option<&User>) -> Self {
         let root = std::fs::read(d.dir.join("root.pem")).unwrap();
+        let identity = user.map(|u| (u.cert.as_bytes(), u.key.as_bytes()));
+        Self::to(
+            d.url.trim_start_matches("https://"),
+            &root,
+            identity,
+            "localhost",
+        )
+    }
+
+    /// A client of `addr` that trusts `root_pem` for a server named `name`, presenting
+    /// `identity` (certificate and key PEM) when given.
+    pub(super) fn to(
+        addr: &str,
+        root_pem: &[u8],
+        identity: Option<(&[u8], &[u8])>,
+        name: &str,
+    ) -> Self {
         let mut roots = rustls::RootCertStore::empty();
         roots
-            .add(CertificateDer::from_pem_slice(&root).unwrap())
+            .add(CertificateDer::from_pem_slice(root_pem).unwrap())
             .unwrap();
         let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
@@ -96,17 +114,20 @@ impl Client {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots);
-        let config = match user {
+        let config = match identity {
             None => builder.with_no_client_auth(),
-            Some(u) => builder
+            Some((cert, key)) => builder
                 .with_client_auth_cert(
-                    vec![CertificateDer::from_pem_slice(u.cert.as_bytes()).unwrap()],
-                    PrivateKeyDer::from_pem_slice(u.key.as_bytes()).unwrap(),
+                    CertificateDer::pem_slice_iter(cert)
+                        .map(Result::unwrap)
+                        .collect(),
+                    PrivateKeyDer::from_pem_slice(key).unwrap(),
                 )
                 .unwrap(),
         };
         Self {
-            addr: d.url.trim_start_matches("https://").to_string(),
+            addr: addr.to_string(),
+            name: name.to_string(),
             config: Arc::new(config),
         }
     }
@@ -117,7 +138,7 @@ impl Client {
     ) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
         let tcp = TcpStream::connect(&self.addr)?;
         tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let name = ServerName::try_from("localhost").unwrap();
+        let name = ServerName::try_from(self.name.clone()).unwrap();
         let conn = rustls::ClientConnection::new(Arc::clone(&self.config), name)
             .map_err(std::io::Error::other)?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -132,7 +153,7 @@ impl Client {
     }
 
     /// `method path` with `headers` (CRLF-terminated lines) and `body`; the connection closes.
-    fn try_send(
+    pub(super) fn try_send(
         &self,
         method: &str,
         path: &str,
@@ -156,7 +177,7 @@ impl Client {
         self.try_send(method, path, headers, body).unwrap()
     }
 
-    fn get(&self, path: &str) -> Answer {
+    pub(super) fn get(&self, path: &str) -> Answer {
         self.send("GET", path, "", b"")
     }
 

@@ -7,41 +7,44 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use super::hardening::Client;
 use super::{Deployment, mrenclave, stderr};
 
 /// The probe program, built once per test run, for both WASI targets.
 struct Guests {
     p1: PathBuf,
     p2: PathBuf,
+    handler: PathBuf,
 }
 
 fn guests() -> &'static Guests {
     static GUESTS: OnceLock<Guests> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let target = root.join("target/keep-guests");
-        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root.join("crates/keep/guests"))
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--target",
-                "wasm32-wasip1",
-            ])
-            .args(["--target", "wasm32-wasip2", "--target-dir"])
-            .arg(&target)
-            .output()
-            .expect("run cargo");
-        assert!(
-            out.status.success(),
-            "building the guests failed (are the wasm32-wasip1/wasip2 targets installed? \
-             rust-toolchain.toml lists them):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let target_dir = root.join("target/keep-guests");
+        let build = |target: &str, only: &[&str]| {
+            let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(root.join("crates/keep/guests"))
+                .args(["build", "--release", "--locked", "--target", target])
+                .args(only)
+                .arg("--target-dir")
+                .arg(&target_dir)
+                .output()
+                .expect("run cargo");
+            assert!(
+                out.status.success(),
+                "building the guests for {target} failed (rust-toolchain.toml lists the wasm \
+                 targets; is rustup's copy of them installed?):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        build("wasm32-wasip2", &[]);
+        build("wasm32-wasip1", &["--bin", "probe"]);
+        let target = target_dir;
         Guests {
             p1: target.join("wasm32-wasip1/release/probe.wasm"),
             p2: target.join("wasm32-wasip2/release/probe.wasm"),
+            handler: target.join("wasm32-wasip2/release/handler.wasm"),
         }
     })
 }
@@ -102,6 +105,15 @@ fn manifest(data: &Path, port: u16, tls_port: u16) -> String {
       "wasm": {{ "digest": "sha256:{d1}" }}
     }},
     "native": {{ "package": "keep" }},
+    "web": {{
+      "package": "keep",
+      "parameters": {{
+        "files": {{ "/secrets/key": "{{{{ hex .Secrets.k }}}}" }},
+        "env": {{ "APP_GREETING": "served from memory" }}
+      }},
+      "wasm": {{ "digest": "{dh}", "limits": {{ "memory_mib": 32, "deadline_ms": 1500 }} }}
+    }},
+    "web-public": {{ "package": "keep", "wasm": {{ "digest": "{dh}", "disable_client_auth": true }} }},
     "tls-server": {{ "package": "keep", "tls": ["echo"], "dns_names": ["127.0.0.1"], "wasm": {{ "digest": "{d2}" }} }},
     "tls-client": {{ "package": "keep", "tls": ["to-echo"], "wasm": {{ "digest": "{d2}" }} }}
   }},
@@ -114,6 +126,7 @@ fn manifest(data: &Path, port: u16, tls_port: u16) -> String {
         m = mrenclave(),
         d1 = digest(&g.p1),
         d2 = digest(&g.p2),
+        dh = digest(&g.handler),
         data = data.display(),
     )
 }
@@ -126,9 +139,20 @@ impl Deployment {
         flags: &[&str],
         args: &[&str],
     ) -> Command {
+        self.keep_verb("run", workload, module, flags, args)
+    }
+
+    fn keep_verb(
+        &self,
+        verb: &str,
+        workload: &str,
+        module: &Path,
+        flags: &[&str],
+        args: &[&str],
+    ) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
         command
-            .args(["keep", "run", "--simulation", "--workload", workload])
+            .args(["keep", verb, "--simulation", "--workload", workload])
             .args(flags)
             .arg(module)
             .arg("--")
@@ -502,4 +526,95 @@ fn two_modules_that_know_nothing_of_tls_talk_mtls() {
         "{}",
         stderr(&server)
     );
+}
+
+impl Deployment {
+    /// `keep serve` of the handler as `workload` on a free port; its URL's address.
+    fn serve(&self, workload: &str) -> (std::process::Child, String) {
+        let g = guests();
+        let mut server = self
+            .keep_verb(
+                "serve",
+                workload,
+                &g.handler,
+                &["--listen", "127.0.0.1:0"],
+                &[],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let Some(addr) = line.trim().strip_prefix("serving https://") else {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut err);
+            panic!("keep serve did not start: {line:?}\n{err}");
+        };
+        (server, addr.to_string())
+    }
+}
+
+#[test]
+fn keep_serve_answers_https_per_request_and_survives_its_handlers_failures() {
+    let (d, _data, _) = deployment("keep-serve");
+    let (mut server, addr) = d.serve("web");
+    // A deployment certificate for the client: the native workload's.
+    let launched = d.launch("native", &[], "true");
+    assert!(launched.status.success(), "{}", stderr(&launched));
+    let creds = d.dir.join("w-native-0");
+    let cert = std::fs::read(creds.join("workload-chain.pem")).unwrap();
+    let key = std::fs::read(creds.join("workload-key.pem")).unwrap();
+    let root = std::fs::read(d.dir.join("root.pem")).unwrap();
+    let client = Client::to(&addr, &root, Some((&cert, &key)), "web");
+
+    let hello = match client.try_send("GET", "/hello", "", b"") {
+        Ok(answer) => answer,
+        Err(e) => {
+            let _ = server.kill();
+            let out = server.wait_with_output().unwrap();
+            panic!("{e}: {}", stderr(&out));
+        }
+    };
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    assert_eq!(
+        hello.text(),
+        "hello from a keep: served from memory (/hello)"
+    );
+    // The handler read the secret the coordinator rendered: the same bytes a keep run sees.
+    let secret = client.get("/secret");
+    assert_eq!(secret.status, 200, "{}", secret.text());
+    let probe = d.keep("probe2", &guests().p2, &[], &["show", "/secrets/key"]);
+    assert_eq!(secret.text(), digest_line(&probe, "/secrets/key"));
+
+    // A trap, a memory limit, a deadline: an error for that request, and the server goes on.
+    let trap = client.get("/trap");
+    assert_eq!(trap.status, 500, "{}", trap.text());
+    let grow = client.get("/grow");
+    assert_eq!(grow.status, 500, "{}", grow.text());
+    assert!(grow.text().contains("past 32 MiB"), "{}", grow.text());
+    let spin = client.get("/spin");
+    assert_eq!(spin.status, 504, "{}", spin.text());
+    assert!(
+        spin.text().contains("deadline of 1500 ms"),
+        "{}",
+        spin.text()
+    );
+    assert_eq!(client.get("/hello").status, 200);
+
+    // Without a deployment certificate, no request reaches the handler.
+    let anonymous = Client::to(&addr, &root, None, "web");
+    assert!(anonymous.try_send("GET", "/hello", "", b"").is_err());
+    let _ = server.kill();
+    let _ = server.wait();
+
+    // Where the manifest says so, server-only TLS.
+    let (mut public, addr) = d.serve("web-public");
+    let anonymous = Client::to(&addr, &root, None, "web-public");
+    let hello = anonymous.get("/hello");
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    let _ = public.kill();
+    let _ = public.wait();
 }
