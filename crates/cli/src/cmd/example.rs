@@ -18,11 +18,17 @@ use crate::output::outln;
 /// `example` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ExampleCommand {
-    /// Answer one mTLS client, then exit.
+    /// Answer mTLS clients, then exit.
     Serve {
         /// Where to write the port it listens on.
         #[arg(long)]
         port_file: std::path::PathBuf,
+        /// The port to listen on (0: any).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// How many clients to answer.
+        #[arg(long, default_value_t = 1)]
+        clients: u32,
     },
     /// Call the server over mTLS.
     Fetch {
@@ -72,13 +78,22 @@ pub(crate) fn run(command: ExampleCommand) -> Result<ExitCode> {
     let creds = credentials()?;
     runtime()?.block_on(async {
         match command {
-            ExampleCommand::Serve { port_file } => serve(creds, &port_file).await,
+            ExampleCommand::Serve {
+                port_file,
+                port,
+                clients,
+            } => serve(creds, &port_file, port, clients).await,
             ExampleCommand::Fetch { addr } => fetch(creds, &addr).await,
         }
     })
 }
 
-async fn serve(creds: Credentials, port_file: &std::path::Path) -> Result<ExitCode> {
+async fn serve(
+    creds: Credentials,
+    port_file: &std::path::Path,
+    port: u16,
+    clients: u32,
+) -> Result<ExitCode> {
     let verifier =
         WebPkiClientVerifier::builder_with_provider(Arc::clone(&creds.roots), provider())
             .build()?;
@@ -86,21 +101,22 @@ async fn serve(creds: Credentials, port_file: &std::path::Path) -> Result<ExitCo
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(creds.chain, creds.key)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     std::fs::write(port_file, listener.local_addr()?.port().to_string())?;
-    let (tcp, _) = listener.accept().await?;
-    let mut tls = tokio_rustls::TlsAcceptor::from(Arc::new(config))
-        .accept(tcp)
-        .await?;
-    let mut line = String::new();
-    BufReader::new(&mut tls).read_line(&mut line).await?;
     let reply = format!(
         "hello from the server; greeting key fingerprint {}\n",
         fingerprint(&creds.secret)
     );
-    tls.write_all(reply.as_bytes()).await?;
-    tls.shutdown().await?;
-    outln!("server: answered an mTLS client whose certificate chains to the deployment root");
+    for _ in 0..clients {
+        let (tcp, _) = listener.accept().await?;
+        let mut tls = acceptor.accept(tcp).await?;
+        let mut line = String::new();
+        BufReader::new(&mut tls).read_line(&mut line).await?;
+        tls.write_all(reply.as_bytes()).await?;
+        tls.shutdown().await?;
+        outln!("server: answered an mTLS client whose certificate chains to the deployment root");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,7 @@
 //! `cloister quickstart`: the whole flow on a simulated TEE. Start a coordinator, verify it,
 //! set a manifest, and launch two workloads that talk mTLS with coordinator-issued
-//! certificates and share a templated secret.
+//! certificates and share a templated secret; then a WebAssembly workload in a keep does the
+//! same without knowing TLS.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,21 +24,44 @@ pub(crate) struct QuickstartArgs {
     dir: Option<PathBuf>,
 }
 
-/// The example manifest: two SGX workloads with the simulated enclave's MRENCLAVE, and a
-/// shared key each receives through a template.
-fn example_manifest() -> String {
+/// The quickstart's WebAssembly workload, built by the build script.
+const WASM_CLIENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/quickstart_wasm_client.wasm"));
+
+/// The example manifest: two SGX workloads with the simulated enclave's MRENCLAVE and a
+/// shared key each receives through a template, and a WebAssembly workload (the module's
+/// digest bound) whose connection to the server the keep wraps in mTLS.
+fn example_manifest(server_port: u16) -> String {
     let mrenclave = hex::encode(attest::crypto::sha256(b"cloister simulated enclave"));
+    let module = hex::encode(attest::crypto::sha256(WASM_CLIENT));
     format!(
         r#"{{
   "packages": {{ "demo": {{ "tee": "sgx", "unique_id": "{mrenclave}" }} }},
   "workloads": {{
-    "server": {{ "package": "demo", "parameters": {{ "env": {{ "GREETING_KEY": "{{{{ hex .Secrets.greeting_key }}}}" }} }} }},
-    "client": {{ "package": "demo", "parameters": {{ "env": {{ "GREETING_KEY": "{{{{ hex .Secrets.greeting_key }}}}" }} }} }}
+    "server": {{
+      "package": "demo",
+      "dns_names": ["127.0.0.1"],
+      "parameters": {{ "env": {{ "GREETING_KEY": "{{{{ hex .Secrets.greeting_key }}}}" }} }}
+    }},
+    "client": {{ "package": "demo", "parameters": {{ "env": {{ "GREETING_KEY": "{{{{ hex .Secrets.greeting_key }}}}" }} }} }},
+    "wasm-client": {{
+      "package": "demo",
+      "wasm": {{ "digest": "{module}" }},
+      "tls": ["to-server"],
+      "parameters": {{ "env": {{ "GREETING_KEY": "{{{{ hex .Secrets.greeting_key }}}}" }} }}
+    }}
   }},
+  "tls": {{ "to-server": {{ "outgoing": [{{ "addr": "127.0.0.1", "port": {server_port} }}] }} }},
   "secrets": {{ "greeting_key": {{ "type": "symmetric-key", "size": 256, "shared": true }} }}
 }}
 "#
     )
+}
+
+/// A free loopback port for the server (the manifest names it before the server starts).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 struct KillOnDrop(Child);
@@ -66,7 +90,7 @@ impl Narrator {
     }
 
     fn step(self, n: u32, text: &str) {
-        self.say(&format!("\n[{n}/5] {text}"));
+        self.say(&format!("\n[{n}/6] {text}"));
     }
 
     /// Where a workload's own output goes.
@@ -129,10 +153,12 @@ pub(crate) fn run(args: QuickstartArgs, format: Format) -> Result<ExitCode> {
     }
     say.step(3, "setting the manifest");
     let manifest_file = dir.join("manifest.json");
-    std::fs::write(&manifest_file, example_manifest())?;
+    let server_port = free_port()?;
+    let manifest_text = example_manifest(server_port);
+    std::fs::write(&manifest_file, &manifest_text)?;
     let client = launcher::client::Client::pinned(&url, &root, None)?;
     let set: Option<api::ManifestSetResponse> =
-        rt.block_on(client.post("/manifest", example_manifest().into_bytes()))?;
+        rt.block_on(client.post("/manifest", manifest_text.into_bytes()))?;
     let manifest_hash = set.map(|s| s.manifest_hash).unwrap_or_default();
     say.say(&format!(
         "      manifest sha256:{manifest_hash} ({})",
@@ -165,7 +191,20 @@ pub(crate) fn run(args: QuickstartArgs, format: Format) -> Result<ExitCode> {
         cmd.spawn().with_context(|| format!("launching {workload}"))
     };
     let port_arg = port_file.display().to_string();
-    let mut server = launch("server", &["example", "serve", "--port-file", &port_arg])?;
+    let port = server_port.to_string();
+    let mut server = launch(
+        "server",
+        &[
+            "example",
+            "serve",
+            "--port-file",
+            &port_arg,
+            "--port",
+            &port,
+            "--clients",
+            "2",
+        ],
+    )?;
     let port = wait_for_file(&port_file, Duration::from_secs(30))?;
     say.step(
         5,
@@ -173,11 +212,34 @@ pub(crate) fn run(args: QuickstartArgs, format: Format) -> Result<ExitCode> {
     );
     let addr = format!("127.0.0.1:{port}");
     let client_status = launch("client", &["example", "fetch", "--addr", &addr])?.wait()?;
+    say.step(
+        6,
+        "running workload `wasm-client` in a keep: it attests the module, gets the key, and \
+         speaks plain TCP that leaves the keep as mTLS",
+    );
+    let module = dir.join("wasm-client.wasm");
+    std::fs::write(&module, WASM_CLIENT)?;
+    let keep_status = Command::new(&exe)
+        .args(["keep", "run", "--simulation", "--coordinator", &url])
+        .args(["--workload", "wasm-client", "--root-ca"])
+        .arg(&root_file)
+        .arg(&module)
+        .args(["--", &addr])
+        .envs(env)
+        .stdout(say.child_stdout()?)
+        .status()
+        .context("running the keep")?;
     let server_status = server.wait()?;
-    if !client_status.success() || !server_status.success() {
-        bail!("the example workloads failed (client: {client_status}, server: {server_status})");
+    if !client_status.success() || !keep_status.success() || !server_status.success() {
+        bail!(
+            "the example workloads failed (client: {client_status}, keep: {keep_status}, \
+             server: {server_status})"
+        );
     }
-    say.say("\ndone: two attested workloads talked mTLS with certificates from the coordinator.");
+    say.say(
+        "\ndone: three attested workloads, one of them WebAssembly, talked mTLS with \
+         certificates from the coordinator.",
+    );
     say.say(&format!("working files: {}", dir.display()));
     if say.json {
         print_data(
@@ -188,7 +250,7 @@ pub(crate) fn run(args: QuickstartArgs, format: Format) -> Result<ExitCode> {
                 "coordinator": url,
                 "root_sha256": statement.root_sha256,
                 "manifest_hash": manifest_hash,
-                "workloads": ["server", "client"],
+                "workloads": ["server", "client", "wasm-client"],
                 "dir": dir.display().to_string(),
             }),
         );

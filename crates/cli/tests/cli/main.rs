@@ -642,6 +642,9 @@ fn quickstart_runs_the_whole_flow() {
     assert!(text.contains("SIMULATION"), "{text}");
     assert!(text.contains("coordinator verified"), "{text}");
     assert!(text.contains("same greeting key on both sides"), "{text}");
+    // The WebAssembly workload got the same key from the coordinator, and the keep spoke
+    // mTLS for it to the native server.
+    assert!(text.contains("wasm client: same greeting key"), "{text}");
     // Both workloads got a certificate chain from the coordinator and the shared root.
     for workload in ["server", "client"] {
         let chain = std::fs::read_to_string(dir.join(workload).join("workload-chain.pem")).unwrap();
