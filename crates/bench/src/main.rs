@@ -7,7 +7,8 @@
 //! ratio reported is the median of the per-round ratios, so a shared machine's drift cancels.
 //! Ratios to a peer are ratios of those floor-normalized figures.
 //!
-//! `cargo run --release -p bench -- activate` measures activations instead (see [`activate`]).
+//! `cargo run --release -p bench -- activate` measures activations instead (see [`activate`]),
+//! `kbs` key-broker round trips, `keep` WebAssembly keeps next to bare wasmtime.
 //!
 //! `cargo run --release -p bench` (vectors from `../shared/testdata/attestation` or
 //! `$CLOISTER_TESTDATA`; `BENCH_ROUNDS` and `BENCH_ROUND_MS` tune the harness).
@@ -16,6 +17,7 @@ mod activate;
 mod floor;
 mod harness;
 mod kbs_bench;
+mod keep_bench;
 mod peers;
 mod tls_floor;
 
@@ -283,6 +285,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("activate") => return activate::run(&args[1..]),
         Some("kbs") => return kbs_bench::run(&args[1..]),
+        Some("keep") => return keep_bench::run(),
         Some("serve-coordinator") => {
             let dir = args.get(1).context("serve-coordinator DIR")?;
             return activate::serve_child(std::path::Path::new(dir));
