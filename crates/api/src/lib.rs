@@ -352,6 +352,10 @@ pub struct WasmSpec {
     /// The module's SHA-256, hex: the bytes of the `.wasm` file (a core module or a component),
     /// never of a precompiled artifact.
     pub digest: String,
+    /// The OCI reference the module must be pulled from (`registry/repository:tag`, or
+    /// `…@sha256:…` to pin the manifest), when the manifest pins one.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reference: String,
     /// Guest path → host directory preopened there. Nothing else of the host is visible.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub dirs: BTreeMap<String, WasmDir>,

@@ -20,6 +20,7 @@ use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use keep::artifact::ArtifactKey;
+use keep::serve::NoOutgoingHttp;
 use keep::{KeepEngine, RunConfig};
 use serde_json::json;
 use wasmtime::Store;
@@ -65,7 +66,7 @@ struct Bare {
     wasi: WasiCtx,
     table: ResourceTable,
     http: WasiHttpCtx,
-    hooks: Deny,
+    hooks: NoOutgoingHttp,
 }
 
 impl WasiView for Bare {
@@ -87,32 +88,6 @@ impl WasiHttpView for Bare {
     }
 }
 
-/// Outgoing HTTP is not used by the measured handler; refuse it as the keep does.
-struct Deny;
-
-type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                ),
-                wasmtime_wasi_http::Error,
-            >,
-        > + Send,
->;
-
-impl wasmtime_wasi_http::WasiHttpHooks for Deny {
-    fn send_request(
-        &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> SendFuture {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
-}
-
 fn bare_store(engine: &wasmtime::Engine) -> Store<Bare> {
     let mut store = Store::new(
         engine,
@@ -120,7 +95,7 @@ fn bare_store(engine: &wasmtime::Engine) -> Store<Bare> {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: Deny,
+            hooks: NoOutgoingHttp,
         },
     );
     // The engine interrupts on epochs (for deadlines): a bare store needs a deadline too.

@@ -65,6 +65,12 @@ pub enum KeepError {
     /// The manifest asks for something keeps do not do yet.
     #[error("{0}")]
     Unsupported(String),
+    /// The module's origin is not the one the manifest pins.
+    #[error("{0}")]
+    SourceNotAllowed(String),
+    /// Pulling the module failed.
+    #[error("pulling the module: {0}")]
+    Pull(#[from] image::RegistryError),
     /// The operator asked for a host directory the manifest does not allow.
     #[error("{0}")]
     DirectoryNotAllowed(String),

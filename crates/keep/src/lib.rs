@@ -19,6 +19,7 @@ mod memfs;
 mod net;
 mod run;
 pub mod serve;
+mod source;
 mod ttls;
 mod workload;
 
@@ -26,6 +27,7 @@ pub use engine::{KeepEngine, Kind, Loaded, Program};
 pub use error::KeepError;
 pub use memfs::MemoryDir;
 pub use run::{Exit, RunConfig, run, run_async};
+pub use source::{ModuleSource, check_source};
 pub use workload::{DirBind, Prepared, prepare};
 
 /// The SHA-256 of a module's bytes: what the evidence binds and the manifest names.

@@ -35,6 +35,13 @@ use crate::{KeepEngine, KeepError, RunConfig};
 /// instances' memories.
 pub const MAX_CONCURRENT_REQUESTS: u32 = 64;
 
+/// Connections served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// How long a client has for its TLS handshake, and for each request's headers (also the
+/// longest a kept-alive connection may sit idle).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The longest a request may take when the manifest sets no deadline.
 const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -68,7 +75,8 @@ impl WasiHttpView for HttpState {
 
 /// Handlers answer requests; they make none (outgoing HTTP is not in the manifest's grammar
 /// yet, so it is refused rather than allowed unchecked).
-struct NoOutgoingHttp;
+#[derive(Debug, Clone, Copy)]
+pub struct NoOutgoingHttp;
 
 type SendFuture = Box<
     dyn Future<
@@ -246,22 +254,25 @@ impl Server {
     /// Serve HTTPS on `listener` until the task is dropped, each connection on its own task.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, identity: TlsIdentity) {
         let client_auth = !self.config.spec.disable_client_auth;
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let Ok(slot) = connections.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!("accepting a connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(crate::ttls::ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
             let server = self.clone();
             let acceptor = identity.acceptor(client_auth).clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let _ = tcp.set_nodelay(true);
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-                {
+                let tls = match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::warn!("TLS with {peer}: {e}");
@@ -276,7 +287,7 @@ impl Server {
                 if let Err(e) = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .keep_alive(true)
-                    .header_read_timeout(Duration::from_secs(10))
+                    .header_read_timeout(CLIENT_TIMEOUT)
                     .serve_connection(TokioIo::new(tls), service)
                     .await
                 {

@@ -35,6 +35,9 @@ use wasmtime_wasi::sockets::WasiSocketsCtxView;
 
 use crate::KeepError;
 
+/// How long an accept loop waits after a failed accept.
+pub(crate) const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
 const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// An outgoing rule the module can reach: the address it dials, where the proxy listens.
@@ -158,6 +161,8 @@ impl Intercept {
     async fn proxy_out(self: Arc<Self>, listener: TcpListener, addr: String, port: u16) {
         loop {
             let Ok((plain, peer)) = listener.accept().await else {
+                // Out of descriptors, most likely: wait instead of spinning.
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             };
             if !self.shared().expected.remove(&peer) {
@@ -182,6 +187,7 @@ impl Intercept {
     async fn front(self: Arc<Self>, listener: TcpListener, backend: SocketAddr) {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             };
             let Some(identity) = self.identity.clone() else {

@@ -136,6 +136,7 @@ static WORKLOAD: StructShape = closed(&[
 
 static WASM: StructShape = closed(&[
     field("digest", Shape::Leaf),
+    field("reference", Shape::Leaf),
     field("dirs", Shape::Map(&Shape::Struct(&WASM_DIR))),
     field("connect", Shape::Leaf),
     field("listen", Shape::Leaf),

@@ -507,6 +507,11 @@ fn check_wasm(path: &str, wasm: &api::WasmSpec, errors: &mut ValidationErrors) {
              (`sha256sum app.wasm` prints it)",
         );
     }
+    if !wasm.reference.is_empty()
+        && let Err(e) = image::Reference::parse(&wasm.reference)
+    {
+        errors.push(format!("{path}.reference"), e.to_string());
+    }
     for (guest, dir) in &wasm.dirs {
         let at = path_child(&format!("{path}.dirs"), guest);
         if !is_plain_absolute(guest) {

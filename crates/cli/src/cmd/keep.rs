@@ -8,13 +8,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use keep::artifact::ArtifactKey;
-use keep::{DirBind, KeepEngine, Kind, Loaded};
+use keep::{DirBind, KeepEngine, Kind, Loaded, ModuleSource};
 use launcher::WorkloadKey;
 use launcher::ttls::TlsIdentity;
 use serde_json::json;
 
 use crate::cmd::conn::runtime;
-use crate::cmd::launch::{TeeArgs, read_root};
+use crate::cmd::launch::{self, Target, TeeArgs};
 use crate::output::Format;
 
 /// The largest module or artifact a keep reads.
@@ -56,10 +56,14 @@ pub(crate) struct KeepArgs {
     /// $XDG_RUNTIME_DIR, /dev/shm, /run that is one].
     #[arg(long)]
     memory_dir: Option<PathBuf>,
+    /// A registry that may be spoken to in plain HTTP (host:port; loopback ones always may).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
     #[command(flatten)]
     tee: TeeArgs,
-    /// The module: a .wasm file, or a `cloister keep compile` artifact.
-    module: PathBuf,
+    /// The module: a .wasm file, a `cloister keep compile` artifact, or an OCI artifact
+    /// (`oci://registry/repository:tag`, one `application/wasm` layer, digest-checked).
+    module: String,
 }
 
 /// Arguments of `keep run`.
@@ -114,6 +118,27 @@ fn init_logging() {
         .try_init();
 }
 
+/// The module's bytes: read from a file, or pulled from a registry (digest-checked).
+fn fetch_module(module: &str, insecure: &[String]) -> Result<(Vec<u8>, ModuleSource)> {
+    if !(module.starts_with("oci://") || module.starts_with("docker://")) {
+        let path = PathBuf::from(module);
+        return Ok((read_module(&path)?, ModuleSource::File(path)));
+    }
+    let reference = image::Reference::parse(module)?;
+    eprintln!("keep: pulling oci://{reference}");
+    let registry = image::Registry::new(insecure)?;
+    let pulled = runtime()?
+        .block_on(registry.pull_layer(&reference, image::WASM_LAYER, MAX_MODULE_BYTES))
+        .map_err(keep::KeepError::from)?;
+    Ok((
+        pulled.bytes,
+        ModuleSource::Oci {
+            reference,
+            manifest_digest: pulled.manifest_digest,
+        },
+    ))
+}
+
 fn read_module(path: &Path) -> Result<Vec<u8>> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
@@ -157,8 +182,8 @@ fn activate(engine: &KeepEngine, args: &KeepArgs, module_args: &[String]) -> Res
             "keep: SIMULATION — the TEE is simulated; this keep protects nothing from the host"
         );
     }
-    let bytes = read_module(&args.module)?;
-    let what = args.module.display().to_string();
+    let (bytes, source) = fetch_module(&args.module, &args.insecure_registries)?;
+    let what = source.to_string();
     let loaded = engine.load(&what, &bytes, || {
         let seed = args
             .tee
@@ -171,23 +196,27 @@ fn activate(engine: &KeepEngine, args: &KeepArgs, module_args: &[String]) -> Res
     drop(bytes);
     eprintln!("keep: {what}: {}", describe(&loaded));
     let files = keep::MemoryDir::create(args.memory_dir.as_deref())?;
-    let attester = args.tee.attester()?;
-    let root = read_root(&args.root_ca)?;
-    let key = WorkloadKey::generate()?;
-    let request = launcher::Request {
+    let target = Target {
+        tee: &args.tee,
         coordinator: &args.coordinator,
-        root_der: &root,
+        root_ca: &args.root_ca,
         workload: &args.workload,
         uuid: args.uuid.as_deref(),
-        module_sha256: Some(loaded.module_sha256),
     };
-    let activation = runtime()?
-        .block_on(launcher::activate(&request, attester.as_ref(), &key, &key))
+    let (activation, key) = launch::activate(&target, Some(loaded.module_sha256))
         .with_context(|| format!("activating {what} as workload {}", args.workload))?;
-    let program = args
-        .module
-        .file_name()
-        .map_or_else(|| what.clone(), |n| n.to_string_lossy().into_owned());
+    if let Some(spec) = &activation.wasm {
+        keep::check_source(&args.workload, spec, &source)?;
+    }
+    let program = match &source {
+        ModuleSource::File(path) => path
+            .file_name()
+            .map_or_else(|| what.clone(), |n| n.to_string_lossy().into_owned()),
+        ModuleSource::Oci { reference, .. } => {
+            let name = reference.repository.rsplit('/').next().unwrap_or("module");
+            format!("{name}.wasm")
+        }
+    };
     let prepared = keep::prepare(
         &activation,
         &key,
@@ -212,8 +241,7 @@ fn keep_run(args: RunArgs) -> Result<ExitCode> {
         keep::run(&engine, &activated.loaded, &activated.prepared.config).with_context(|| {
             format!(
                 "running {} as workload {}",
-                args.keep.module.display(),
-                args.keep.workload
+                args.keep.module, args.keep.workload
             )
         })?;
     drop(activated);

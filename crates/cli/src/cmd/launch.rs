@@ -118,20 +118,45 @@ pub(crate) fn read_root(path: &std::path::Path) -> Result<Vec<u8>> {
         .context("the root certificate file holds no certificate")
 }
 
-/// Run `launch`: on success this process becomes the workload.
-pub(crate) fn run(args: LaunchArgs) -> Result<ExitCode> {
-    let attester = args.tee.attester()?;
-    let root = read_root(&args.root_ca)?;
+/// Where and as what a workload activates.
+pub(crate) struct Target<'a> {
+    pub(crate) tee: &'a TeeArgs,
+    pub(crate) coordinator: &'a str,
+    pub(crate) root_ca: &'a std::path::Path,
+    pub(crate) workload: &'a str,
+    pub(crate) uuid: Option<&'a str>,
+}
+
+/// Generate the workload's key, attest it (and the module a keep runs), and activate.
+pub(crate) fn activate(
+    target: &Target<'_>,
+    module_sha256: Option<[u8; 32]>,
+) -> Result<(api::ActivationResponse, WorkloadKey)> {
+    let attester = target.tee.attester()?;
+    let root = read_root(target.root_ca)?;
     let key = WorkloadKey::generate()?;
     let request = launcher::Request {
-        coordinator: &args.coordinator,
+        coordinator: target.coordinator,
         root_der: &root,
+        workload: target.workload,
+        uuid: target.uuid,
+        module_sha256,
+    };
+    let activation =
+        runtime()?.block_on(launcher::activate(&request, attester.as_ref(), &key, &key))?;
+    Ok((activation, key))
+}
+
+/// Run `launch`: on success this process becomes the workload.
+pub(crate) fn run(args: LaunchArgs) -> Result<ExitCode> {
+    let target = Target {
+        tee: &args.tee,
+        coordinator: &args.coordinator,
+        root_ca: &args.root_ca,
         workload: &args.workload,
         uuid: args.uuid.as_deref(),
-        module_sha256: None,
     };
-    let activation = runtime()?
-        .block_on(launcher::activate(&request, attester.as_ref(), &key, &key))
+    let (activation, key) = activate(&target, None)
         .with_context(|| format!("activating as workload {}", args.workload))?;
     let prepared = launcher::prepare(&activation, &key, &args.workload, &args.workdir)?;
     let argv = if prepared.argv.is_empty() {

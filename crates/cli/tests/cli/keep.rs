@@ -618,3 +618,218 @@ fn keep_serve_answers_https_per_request_and_survives_its_handlers_failures() {
     let _ = public.kill();
     let _ = public.wait();
 }
+
+/// A real OCI registry (the distribution project's, from Debian's docker-registry package) on a
+/// loopback port, killed on drop.
+struct Registry {
+    addr: String,
+    child: std::process::Child,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("registry").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian's docker-registry package; .ci/run installs it)");
+        let registry = Self { addr, child };
+        for _ in 0..100 {
+            if registry.http("GET", "/v2/", &[], b"").0 == 200 {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the registry did not start on {}", registry.addr);
+    }
+
+    /// One HTTP/1.1 exchange: status, headers (lowercase names), body.
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        use std::io::{Read as _, Write as _};
+        let Ok(mut tcp) = std::net::TcpStream::connect(&self.addr) else {
+            return (0, Vec::new(), Vec::new());
+        };
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        tcp.write_all(head.as_bytes()).unwrap();
+        tcp.write_all(body).unwrap();
+        let mut raw = Vec::new();
+        let _ = tcp.read_to_end(&mut raw);
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        (
+            status,
+            headers,
+            raw.get(split + 4..).unwrap_or_default().to_vec(),
+        )
+    }
+
+    fn push_blob(&self, repository: &str, bytes: &[u8]) -> String {
+        let digest = format!("sha256:{}", sha256_hex(bytes));
+        let (status, headers, _) = self.http(
+            "POST",
+            &format!("/v2/{repository}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 202, "starting an upload");
+        let location = headers
+            .iter()
+            .find(|(k, _)| k == "location")
+            .unwrap()
+            .1
+            .clone();
+        let path = location
+            .trim_start_matches(&format!("http://{}", self.addr))
+            .to_string();
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let (status, _, _) = self.http(
+            "PUT",
+            &format!("{path}{separator}digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            bytes,
+        );
+        assert_eq!(status, 201, "finishing an upload");
+        digest
+    }
+
+    /// Push `wasm` as a WebAssembly OCI artifact (the CNCF layout) under `repository:tag`.
+    fn push_wasm(&self, repository: &str, tag: &str, wasm: &[u8]) -> String {
+        let config = b"{}";
+        let config_digest = self.push_blob(repository, config);
+        let layer_digest = self.push_blob(repository, wasm);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.wasm.config.v0+json", "digest": config_digest, "size": config.len() },
+            "layers": [{ "mediaType": "application/wasm", "digest": layer_digest, "size": wasm.len() }],
+        })
+        .to_string();
+        let (status, _, body) = self.http(
+            "PUT",
+            &format!("/v2/{repository}/manifests/{tag}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            manifest.as_bytes(),
+        );
+        assert_eq!(
+            status,
+            201,
+            "pushing the manifest: {}",
+            String::from_utf8_lossy(&body)
+        );
+        format!("sha256:{}", sha256_hex(manifest.as_bytes()))
+    }
+}
+
+#[test]
+fn a_keep_runs_a_module_pulled_from_a_registry_where_the_manifest_pins_it() {
+    let d = Deployment::start("keep-oci");
+    d.verify();
+    let g = guests();
+    let registry = Registry::start(&d.dir);
+    let wasm = std::fs::read(&g.p2).unwrap();
+    let manifest_digest = registry.push_wasm("apps/probe", "1.0", &wasm);
+    registry.push_wasm("apps/probe", "2.0", &wasm);
+    let repo = format!("{}/apps/probe", registry.addr);
+    let pinned = format!("{repo}:1.0");
+    let manifest = format!(
+        r#"{{
+  "packages": {{ "keep": {{ "tee": "sgx", "unique_id": "{m}" }} }},
+  "workloads": {{
+    "pinned": {{ "package": "keep", "wasm": {{ "digest": "{d}", "reference": "{pinned}" }} }},
+    "by-digest": {{ "package": "keep", "wasm": {{ "digest": "{d}", "reference": "{repo}@{manifest_digest}" }} }}
+  }}
+}}"#,
+        m = mrenclave(),
+        d = sha256_hex(&wasm),
+    );
+    let set = d.set_manifest(&manifest);
+    assert!(set.status.success(), "{}", stderr(&set));
+
+    let oci = |text: &str| PathBuf::from(format!("oci://{text}"));
+    let ran = d.keep("pinned", &oci(&pinned), &[], &["show"]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert!(
+        stdout(&ran).contains(r#"args ["probe.wasm", "show"]"#),
+        "{}",
+        stdout(&ran)
+    );
+    assert!(stderr(&ran).contains(&manifest_digest), "{}", stderr(&ran));
+    // Pinned by manifest digest: the tag that resolves to it is fine.
+    let by_digest = d.keep("by-digest", &oci(&pinned), &[], &["show"]);
+    assert!(by_digest.status.success(), "{}", stderr(&by_digest));
+
+    // The same bytes from another tag, or from a file, are not what the manifest pins.
+    let other_tag = d.keep(
+        "pinned",
+        &oci(&format!("{}/apps/probe:2.0", registry.addr)),
+        &[],
+        &["show"],
+    );
+    assert_eq!(other_tag.status.code(), Some(2));
+    assert!(
+        stderr(&other_tag).contains("this one came from"),
+        "{}",
+        stderr(&other_tag)
+    );
+    let file = d.keep("pinned", &g.p2, &[], &["show"]);
+    assert!(stderr(&file).contains("is a file"), "{}", stderr(&file));
+    // A tag the registry does not have: a clear error, nothing activated.
+    let missing = d.keep(
+        "pinned",
+        &oci(&format!("{}/apps/probe:9.9", registry.addr)),
+        &[],
+        &["show"],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("no such repository, tag or blob"),
+        "{}",
+        stderr(&missing)
+    );
+}

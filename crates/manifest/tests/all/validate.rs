@@ -227,6 +227,7 @@ fn a_wasm_section_is_checked_field_by_field() {
       "package": "p",
       "wasm": {{
         "digest": "abc",
+        "reference": "Registry/UPPER:case",
         "dirs": {{ "data": {{ "host": "/srv/../etc" }} }},
         "connect": ["db.example:5432"],
         "listen": ["8080"],
@@ -242,6 +243,7 @@ fn a_wasm_section_is_checked_field_by_field() {
         paths,
         [
             "$.workloads.bad.wasm.digest",
+            "$.workloads.bad.wasm.reference",
             "$.workloads.bad.wasm.dirs.data",
             "$.workloads.bad.wasm.dirs.data.host",
             "$.workloads.bad.wasm.connect[0]",
