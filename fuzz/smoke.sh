@@ -28,11 +28,12 @@ if [ -d "$vectors" ]; then
   seed azure "$vectors"/azure/*.bin "$vectors"/azure/*.json
 fi
 
-# Manifests, key-broker messages and Rego policies need no vectors: small hand-written seeds
+# Manifests, key-broker messages, Rego policies and OCI references need no vectors: small hand-written seeds
 # live in the repository.
 seed manifest seeds/manifest/*
 seed kbs_messages seeds/kbs/*
 seed rego_policy seeds/rego/*
+seed oci_reference seeds/oci/*
 
 cargo fuzz build -O
 for target in $(cargo fuzz list); do
