@@ -29,6 +29,7 @@ pub struct ReferenceError {
 
 const DOCKER_HUB: &str = "registry-1.docker.io";
 const MAX_LEN: usize = 1024;
+const MAX_NAME_LEN: usize = 255;
 
 impl Reference {
     /// Parse `text`, with or without an `oci://` or `docker://` scheme.
@@ -77,6 +78,11 @@ impl Reference {
             _ if !name.contains('/') => (DOCKER_HUB.to_string(), format!("library/{name}")),
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
+        // Docker's rule: the name with its registry is at most 255 characters (so a printed
+        // reference, tag and digest included, stays well under the 1024 read here).
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(bad("the name with its registry is longer than 255 characters"));
+        }
         if repository.is_empty() || !repository.split('/').all(is_path_component) {
             return Err(bad(
                 "a repository is lowercase [a-z0-9] components joined by ., _, __ or -, separated by /",
