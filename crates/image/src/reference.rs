@@ -81,7 +81,9 @@ impl Reference {
         // Docker's rule: the name with its registry is at most 255 characters (so a printed
         // reference, tag and digest included, stays well under the 1024 read here).
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
-            return Err(bad("the name with its registry is longer than 255 characters"));
+            return Err(bad(
+                "the name with its registry is longer than 255 characters",
+            ));
         }
         if repository.is_empty() || !repository.split('/').all(is_path_component) {
             return Err(bad(

@@ -27,12 +27,6 @@ pub enum KeepError {
         /// What is wrong with it.
         reason: String,
     },
-    /// This TEE derives no key to authenticate precompiled code with.
-    #[error(
-        "this TEE offers no key to authenticate precompiled code ({0}); run the .wasm file, \
-         which is compiled in memory"
-    )]
-    NoArtifactKey(#[source] attest::attester::AttesterError),
     /// No memory-backed filesystem to mount the workload's files from.
     #[error(
         "no memory-backed filesystem (tmpfs) among {candidates}: the workload's files would \

@@ -7,7 +7,9 @@
 //! host directories and network addresses only where the manifest's `wasm` section allows them,
 //! and the manifest's limits.
 //!
-//! Modules are WASI 0.2 components (`wasi:cli/command`) or WASI preview 1 core modules.
+//! Modules are WASI 0.2 components (`wasi:cli/command` for [`run`], `wasi:http/proxy` for
+//! [`serve`]) or WASI preview 1 core modules, from a file or an OCI registry ([`ModuleSource`]).
+//! A workload's transparent-TLS rules are applied in its `wasi:sockets/tcp` (`ttls`).
 //! Precompiled code (`keep compile`) is authenticated with a key derived inside the TEE before
 //! wasmtime loads it ([`artifact`]).
 #![deny(unsafe_code)]

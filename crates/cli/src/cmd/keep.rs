@@ -278,12 +278,11 @@ fn compile(args: CompileArgs, format: Format) -> Result<ExitCode> {
     let engine = KeepEngine::new()?;
     let wasm = read_module(&args.module)?;
     let what = args.module.display().to_string();
-    let key = ArtifactKey::derive(&args.tee.sealing_key().map_err(|e| {
-        keep::KeepError::NoArtifactKey(attest::attester::AttesterError::Malformed {
-            what: "sealing key",
-            reason: format!("{e:#}"),
-        })
-    })?);
+    let seed = args.tee.sealing_key().context(
+        "deriving the key that authenticates precompiled code (a TEE without a sealing key, \
+         such as TDX, runs the .wasm itself, compiled in memory)",
+    )?;
+    let key = ArtifactKey::derive(&seed);
     let artifact = engine.precompile(&what, &wasm, &key)?;
     let out = args
         .out
