@@ -46,7 +46,7 @@ pub struct Exit {
     pub code: i32,
 }
 
-/// The limits of one store, enforced as wasmtime asks and remembered when hit.
+/// The limits of one store, enforced as wasmtime asks; growing past one is an error that names it.
 #[derive(Debug)]
 pub(crate) struct Limiter {
     limits: api::WasmLimits,
@@ -282,11 +282,16 @@ async fn run_component(
 
 /// A guest's `exit` is an ordinary end; everything else says what stopped the module.
 fn classify(error: wasmtime::Error) -> Result<Exit, KeepError> {
-    if let Some(exit) = error.downcast_ref::<I32Exit>() {
-        return Ok(Exit { code: exit.0 });
+    match error.downcast_ref::<I32Exit>() {
+        Some(exit) => Ok(Exit { code: exit.0 }),
+        None => Err(stopped_by(error)),
     }
-    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
-        return Err(KeepError::Limit(limit.clone()));
+}
+
+/// What stopped a module: a limit of the manifest's, or a trap.
+pub(crate) fn stopped_by(error: wasmtime::Error) -> KeepError {
+    match error.downcast_ref::<LimitExceeded>() {
+        Some(limit) => KeepError::Limit(limit.clone()),
+        None => KeepError::Trap(error),
     }
-    Err(KeepError::Trap(error))
 }

@@ -27,8 +27,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::engine::{Loaded, Program};
-use crate::error::LimitExceeded;
-use crate::run::{Limiter, new_store, wasi_builder};
+use crate::run::{Limiter, new_store, stopped_by, wasi_builder};
 use crate::{KeepEngine, KeepError, RunConfig};
 
 /// Requests handled at once; more wait for a slot. The pooling allocator holds this many
@@ -242,7 +241,7 @@ impl Server {
             )))),
             Err(_) => match task.await {
                 Ok(Err(_elapsed)) => Err(KeepError::Deadline { deadline_ms }),
-                Ok(Ok(Err(error))) => Err(classify(error)),
+                Ok(Ok(Err(error))) => Err(stopped_by(error)),
                 Ok(Ok(Ok(()))) => Err(KeepError::Trap(wasmtime::Error::msg(
                     "the handler returned without a response",
                 ))),
@@ -295,13 +294,6 @@ impl Server {
                 }
             });
         }
-    }
-}
-
-fn classify(error: wasmtime::Error) -> KeepError {
-    match error.downcast_ref::<LimitExceeded>() {
-        Some(limit) => KeepError::Limit(limit.clone()),
-        None => KeepError::Trap(error),
     }
 }
 
