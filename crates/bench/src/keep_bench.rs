@@ -1,7 +1,7 @@
 //! `bench keep`: what a keep's layers cost next to wasmtime used bare, in one run.
 //!
 //! - **warm**: one request's instantiation from the pre-instantiated handler component (store,
-//!   WASI context with the workload's files mounted, limiter) next to a bare `ProxyPre`
+//!   WASI context with the workload's files preopened, limiter) next to a bare `ProxyPre`
 //!   instantiation with a default store, on the same pooling engine;
 //! - **requests**: one request through `keep::serve::Server::handle` next to wasmtime's own
 //!   per-request serve machinery (the `wasmtime-wasi-http` pattern: store, incoming request,
@@ -211,24 +211,6 @@ pub(crate) fn run() -> Result<()> {
             rt.block_on(pre.instantiate_async(&mut store)).map(|_| ())
         },
     )?;
-    // What the files mount costs by itself: wasmtime-wasi takes a preopen only as a path, so
-    // each request opens (and later closes) the memory directory.
-    let dir = files.path().to_path_buf();
-    let mount = h.paired(
-        "  of which the files mount (a directory opened per request)",
-        || {
-            let mut builder = WasiCtx::builder();
-            builder
-                .preopened_dir(&dir, "/", wasmtime_wasi::FsPerms::ReadOnly)
-                .map(|_| ())?;
-            Ok::<_, wasmtime::Error>(builder.build())
-        },
-        1.0,
-        || {
-            let mut store = bare_store(pre.engine());
-            rt.block_on(pre.instantiate_async(&mut store)).map(|_| ())
-        },
-    )?;
     let requests = h.paired(
         "requests: /hello through keep::serve::Server::handle",
         || rt.block_on(async { drain(server.handle(hello()).await).await }),
@@ -262,7 +244,7 @@ pub(crate) fn run() -> Result<()> {
     )?;
 
     println!("\nkeeps next to wasmtime used bare (same engine, same guest, same run)");
-    print(&[&instantiate, &mount, &requests, &cold]);
+    print(&[&instantiate, &requests, &cold]);
     let req_ratio = requests.ratio_to_floor.map(|r| 1.0 / r);
     println!(
         "\n  warm instantiate {:.2} µs (target ≤ 10); requests/s {:.2}× bare (target ≥ 0.8); \
@@ -277,7 +259,6 @@ pub(crate) fn run() -> Result<()> {
         json!({
             "warm_instantiate_us": instantiate.micros(),
             "warm_instantiate_ratio_to_bare": instantiate.ratio_to_floor,
-            "files_mount_us": mount.micros(),
             "request_us": requests.micros(),
             "requests_per_second_ratio_to_bare": req_ratio,
             "cold_run_ms": cold.micros() / 1000.0,

@@ -19,6 +19,7 @@ mod engine;
 mod error;
 mod memfs;
 mod net;
+mod preopens;
 mod run;
 pub mod serve;
 mod source;

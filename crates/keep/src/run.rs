@@ -39,6 +39,21 @@ pub struct RunConfig {
     pub identity: Option<TlsIdentity>,
 }
 
+impl RunConfig {
+    /// Every directory the module sees: (host path, guest path, writable), the files first.
+    pub(crate) fn preopens(&self) -> impl Iterator<Item = (&Path, &str, bool)> {
+        let files = self
+            .files_root
+            .iter()
+            .map(|root| (root.as_path(), "/", false));
+        let dirs = self
+            .dirs
+            .iter()
+            .map(|(host, guest, writable)| (host.as_path(), guest.as_str(), *writable));
+        files.chain(dirs)
+    }
+}
+
 /// How a run ended without a keep error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
@@ -185,44 +200,45 @@ pub async fn run_async(
     outcome.or_else(classify)
 }
 
+/// The module's WASI context: argv, environment, output, sockets, and the preopened
+/// directories.
 pub(crate) fn wasi_builder(
     config: &RunConfig,
     intercept: Option<Arc<Intercept>>,
 ) -> Result<WasiCtxBuilder, KeepError> {
+    let mut builder = wasi_builder_without_preopens(config, intercept);
+    for (host, guest, writable) in config.preopens() {
+        builder
+            .preopened_dir(host, guest, perms(writable))
+            .map_err(|e| KeepError::Io {
+                path: host.to_path_buf(),
+                source: std::io::Error::other(format!("{e:#}")),
+            })?;
+    }
+    Ok(builder)
+}
+
+/// [`wasi_builder`] for a caller that provides the preopens itself.
+pub(crate) fn wasi_builder_without_preopens(
+    config: &RunConfig,
+    intercept: Option<Arc<Intercept>>,
+) -> WasiCtxBuilder {
     let mut builder = WasiCtxBuilder::new();
     builder
         .args(&config.argv)
         .inherit_stdout()
         .inherit_stderr()
         .envs(&config.env.iter().collect::<Vec<_>>());
-    if let Some(root) = &config.files_root {
-        preopen(&mut builder, root, "/", false)?;
-    }
-    for (host, guest, writable) in &config.dirs {
-        preopen(&mut builder, host, guest, *writable)?;
-    }
     SocketPolicy::new(&config.spec, intercept).apply(&mut builder);
-    Ok(builder)
+    builder
 }
 
-fn preopen(
-    builder: &mut WasiCtxBuilder,
-    host: &Path,
-    guest: &str,
-    writable: bool,
-) -> Result<(), KeepError> {
-    let perms = if writable {
+pub(crate) fn perms(writable: bool) -> FsPerms {
+    if writable {
         FsPerms::ReadWrite
     } else {
         FsPerms::ReadOnly
-    };
-    builder
-        .preopened_dir(host, guest, perms)
-        .map(|_| ())
-        .map_err(|e| KeepError::Io {
-            path: host.to_path_buf(),
-            source: std::io::Error::other(format!("{e:#}")),
-        })
+    }
 }
 
 /// A store that yields to the async runtime at every epoch tick, so deadlines and other

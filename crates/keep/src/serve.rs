@@ -27,7 +27,8 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::engine::{Loaded, Program};
-use crate::run::{Limiter, new_store, stopped_by, wasi_builder};
+use crate::preopens::{PreopensView, SharedPreopens};
+use crate::run::{Limiter, new_store, stopped_by, wasi_builder_without_preopens};
 use crate::{KeepEngine, KeepError, RunConfig};
 
 /// Requests handled at once; more wait for a slot. The pooling allocator holds this many
@@ -51,6 +52,7 @@ struct HttpState {
     http: WasiHttpCtx,
     hooks: NoOutgoingHttp,
     limiter: Limiter,
+    preopens: SharedPreopens,
 }
 
 impl WasiView for HttpState {
@@ -108,6 +110,7 @@ impl WasiHttpHooks for NoOutgoingHttp {
 pub struct Server {
     pre: ProxyPre<HttpState>,
     config: Arc<RunConfig>,
+    preopens: SharedPreopens,
     slots: Semaphore,
     deadline: Duration,
 }
@@ -136,6 +139,7 @@ impl Server {
         };
         Ok(Self {
             pre,
+            preopens: SharedPreopens::open(config.preopens())?,
             config: Arc::new(config),
             slots: Semaphore::new(MAX_CONCURRENT_REQUESTS as usize),
             deadline,
@@ -147,6 +151,10 @@ impl Server {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(KeepError::Setup)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(KeepError::Setup)?;
+        SharedPreopens::add_to_linker(&mut linker, |state: &mut HttpState| PreopensView {
+            preopens: &state.preopens,
+            table: &mut state.table,
+        })?;
         let pre = linker
             .instantiate_pre(component)
             .map_err(KeepError::Setup)?;
@@ -160,7 +168,7 @@ impl Server {
     /// A store for one request, instantiated; what a warm request costs before the handler
     /// runs (the benchmark measures it).
     pub async fn instantiate(&self) -> Result<(), KeepError> {
-        let mut store = self.store()?;
+        let mut store = self.store();
         self.pre
             .instantiate_async(&mut store)
             .await
@@ -168,18 +176,19 @@ impl Server {
             .map_err(KeepError::Setup)
     }
 
-    fn store(&self) -> Result<Store<HttpState>, KeepError> {
-        let wasi = wasi_builder(&self.config, None)?.build();
+    fn store(&self) -> Store<HttpState> {
+        let wasi = wasi_builder_without_preopens(&self.config, None).build();
         let state = HttpState {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             hooks: NoOutgoingHttp,
             limiter: Limiter::new(self.config.spec.limits),
+            preopens: self.preopens.clone(),
         };
         let mut store = new_store(self.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        Ok(store)
+        store
     }
 
     /// Answer one request: the handler's response, or an error response saying what stopped
@@ -213,7 +222,7 @@ impl Server {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let mut store = self.store()?;
+        let mut store = self.store();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
         let request = http

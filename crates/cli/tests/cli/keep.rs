@@ -588,6 +588,10 @@ fn keep_serve_answers_https_per_request_and_survives_its_handlers_failures() {
     assert_eq!(secret.status, 200, "{}", secret.text());
     let probe = d.keep("probe2", &guests().p2, &[], &["show", "/secrets/key"]);
     assert_eq!(secret.text(), digest_line(&probe, "/secrets/key"));
+    // Every request shares the server's handle on the files, read-only.
+    let write = client.get("/write");
+    assert_eq!(write.status, 403, "{}", write.text());
+    assert_eq!(client.get("/secret").text(), secret.text());
 
     // A trap, a memory limit, a deadline: an error for that request, and the server goes on.
     let trap = client.get("/trap");

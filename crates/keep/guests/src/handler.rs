@@ -2,6 +2,7 @@
 //!
 //! - `/hello`: 200 with the manifest's `APP_GREETING` and the request's path
 //! - `/secret`: 200 with the SHA-256 of `/secrets/key`, a file the coordinator rendered
+//! - `/write`: tries to overwrite `/secrets/key`; 403 with the error when it cannot (it must not)
 //! - `/trap`: panics (a trap)
 //! - `/spin`: never answers
 //! - `/grow`: allocates 64 MiB
@@ -29,6 +30,10 @@ impl wasi::exports::http::incoming_handler::Guest for Handler {
             "/secret" => match std::fs::read("/secrets/key") {
                 Ok(bytes) => (200, Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()),
                 Err(e) => (500, format!("reading /secrets/key: {e}")),
+            },
+            "/write" => match std::fs::write("/secrets/key", "changed") {
+                Ok(()) => (200, "wrote /secrets/key".into()),
+                Err(e) => (403, format!("writing /secrets/key: {e}")),
             },
             "/trap" => panic!("asked to trap"),
             "/spin" => loop {
