@@ -1,14 +1,19 @@
-//! OCI images and artifacts: references as `docker://` and `oci://` name them, and pulls from a
-//! registry over the OCI distribution API. Nothing fetched is trusted: a manifest named by
-//! digest must hash to it, and every blob must hash to the digest its manifest gives.
+//! OCI images and artifacts: references as `docker://`, `oci://` and `oci:DIR:TAG` name them;
+//! pulls and pushes over the OCI distribution API and OCI image layouts; ocicrypt layer
+//! encryption; and unpacking into a root filesystem. Nothing fetched is trusted: a manifest
+//! named by digest must hash to it, every blob must hash to the digest its manifest gives,
+//! and an unpacked entry must stay inside the root.
 #![forbid(unsafe_code)]
 
+pub mod media;
 mod reference;
-#[cfg(feature = "registry")]
+#[cfg(feature = "io")]
+pub mod ocicrypt;
+#[cfg(feature = "io")]
 mod registry;
 
 pub use reference::{Reference, ReferenceError};
-#[cfg(feature = "registry")]
+#[cfg(feature = "io")]
 pub use registry::{Pulled, Registry, RegistryError};
 
 /// The media type of a WebAssembly module in an OCI artifact (the CNCF wasm OCI artifact
