@@ -46,6 +46,9 @@ enum Command {
     /// Run WebAssembly workloads in an attested keep.
     #[command(subcommand)]
     Keep(cmd::keep::KeepCommand),
+    /// Confidential images: encrypt, pull (attested, checked, unpacked), inspect.
+    #[command(subcommand)]
+    Image(cmd::image::ImageCommand),
     /// Verify a coordinator's evidence and print the deployment's attestation statement.
     Verify(cmd::deploy::VerifyArgs),
     /// Set, get, validate or convert the manifest.
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Coordinator(c) => cmd::coordinator::run(c),
         Command::Launch(a) => cmd::launch::run(a),
         Command::Keep(c) => cmd::keep::run(c, cli.output),
+        Command::Image(c) => cmd::image::run(c, cli.output),
         Command::Verify(a) => cmd::deploy::verify(a, cli.output),
         Command::Manifest(c) => cmd::deploy::manifest(c, cli.output),
         Command::Status(conn) => cmd::deploy::status(conn, cli.output),

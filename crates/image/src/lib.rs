@@ -5,16 +5,32 @@
 //! and an unpacked entry must stay inside the root.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "io")]
+pub mod encrypt;
+#[cfg(feature = "io")]
+mod error;
 pub mod media;
-mod reference;
 #[cfg(feature = "io")]
 pub mod ocicrypt;
 #[cfg(feature = "io")]
+pub mod pull;
+mod reference;
+#[cfg(feature = "io")]
 mod registry;
+#[cfg(feature = "io")]
+mod stream;
+#[cfg(feature = "io")]
+mod transport;
+#[cfg(feature = "io")]
+pub mod unpack;
 
+#[cfg(feature = "io")]
+pub use error::ImageError;
 pub use reference::{Reference, ReferenceError};
 #[cfg(feature = "io")]
-pub use registry::{Pulled, Registry, RegistryError};
+pub use registry::{Credentials, Pulled, Registry, RegistryError};
+#[cfg(feature = "io")]
+pub use transport::{Endpoint, ImageName, Manifest};
 
 /// The media type of a WebAssembly module in an OCI artifact (the CNCF wasm OCI artifact
 /// layout: one `application/wasm` layer).

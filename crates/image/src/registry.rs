@@ -1,24 +1,33 @@
-//! Pulls over the OCI distribution API: a manifest, then the blobs it names, each checked
-//! against its digest before it is handed out. Anonymous bearer tokens are fetched when the
-//! registry asks for them (`WWW-Authenticate: Bearer realm=…,service=…`). Plain HTTP only for a
-//! registry on this machine, or when the caller allows it explicitly.
+//! The OCI distribution API: manifests and blobs, pulled and pushed. Tokens are fetched when
+//! the registry asks for them (`WWW-Authenticate: Bearer realm=…,service=…`), anonymously or
+//! with the credentials given, one per repository and access. Plain HTTP only for a registry
+//! on this machine, or when the caller allows it explicitly. What is pulled is bounded and
+//! digest-checked: a manifest in memory, a blob as it streams.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::Reference;
 use crate::reference::is_sha256_digest;
 
-/// The largest manifest a pull reads.
-const MAX_MANIFEST_BYTES: u64 = 4 << 20;
-const TIMEOUT: Duration = Duration::from_secs(60);
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
-                              application/vnd.docker.distribution.manifest.v2+json";
+/// The largest manifest or configuration a pull reads.
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a registry may leave a request without an answer, or a body without a byte.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The manifest types a pull accepts.
+pub(crate) const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
+                                  application/vnd.oci.image.index.v1+json, \
+                                  application/vnd.docker.distribution.manifest.v2+json, \
+                                  application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// Why a pull failed.
+/// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
@@ -71,7 +80,8 @@ pub enum RegistryError {
     },
     /// Plain HTTP to a registry that is not on this machine.
     #[error(
-        "{registry} is not on this machine: pulls use HTTPS unless --insecure-registry names it"
+        "{registry} is not on this machine: registries are spoken to over HTTPS unless \
+         --insecure-registry names it"
     )]
     Insecure {
         /// The registry.
@@ -90,18 +100,68 @@ pub struct Pulled {
     pub layer_digest: String,
 }
 
-#[derive(Deserialize)]
-struct Manifest {
-    #[serde(default)]
-    layers: Vec<Descriptor>,
+/// A manifest as the registry sent it.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    /// Its bytes, exactly (what its digest is of).
+    pub bytes: Vec<u8>,
+    /// Its media type, from the registry's `Content-Type` or its own `mediaType`.
+    pub media_type: String,
+    /// `sha256:` of its bytes.
+    pub digest: String,
 }
 
 #[derive(Deserialize)]
-struct Descriptor {
+struct ArtifactManifest {
+    #[serde(default)]
+    layers: Vec<ArtifactLayer>,
+}
+
+#[derive(Deserialize)]
+struct ArtifactLayer {
     #[serde(rename = "mediaType")]
     media_type: String,
     digest: String,
     size: u64,
+}
+
+/// Pull or push, for a repository's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Access {
+    Pull,
+    Push,
+}
+
+impl Access {
+    fn scope(self, repository: &str) -> String {
+        match self {
+            Self::Pull => format!("repository:{repository}:pull"),
+            Self::Push => format!("repository:{repository}:pull,push"),
+        }
+    }
+}
+
+/// Credentials for a registry's token service or basic authentication.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password or token.
+    pub password: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+enum Auth {
+    Bearer(String),
+    Basic,
 }
 
 /// A registry client.
@@ -109,6 +169,20 @@ struct Descriptor {
 pub struct Registry {
     http: reqwest::Client,
     insecure: Vec<String>,
+    credentials: Option<Credentials>,
+    tokens: Arc<TokenCache>,
+}
+
+/// How each (registry, repository, access) authenticates, once learned.
+type TokenCache = Mutex<HashMap<(String, String, Access), AuthSlot>>;
+
+#[derive(Clone)]
+struct AuthSlot(Auth);
+
+impl std::fmt::Debug for AuthSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthSlot(..)")
+    }
 }
 
 impl Registry {
@@ -126,22 +200,216 @@ impl Registry {
         .with_no_client_auth();
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
-            .timeout(TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
             .build()
             .map_err(|e| RegistryError::Client(e.to_string()))?;
         Ok(Self {
             http,
             insecure: insecure.to_vec(),
+            credentials: None,
+            tokens: Arc::default(),
         })
     }
 
-    fn base(&self, reference: &Reference) -> String {
+    /// Use `credentials` where a registry asks for them.
+    #[must_use]
+    pub fn with_credentials(mut self, credentials: Option<Credentials>) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    fn base(&self, reference: &Reference) -> Result<String, RegistryError> {
         let plain = reference.is_loopback() || self.insecure.contains(&reference.registry);
         let scheme = if plain { "http" } else { "https" };
-        format!(
+        Ok(format!(
             "{scheme}://{}/v2/{}",
             reference.registry, reference.repository
-        )
+        ))
+    }
+
+    /// The manifest `reference` names (by tag or digest), at most [`MAX_MANIFEST_BYTES`],
+    /// checked against the digest when the reference has one.
+    pub async fn manifest(&self, reference: &Reference) -> Result<RawManifest, RegistryError> {
+        self.manifest_at(reference, reference.manifest_ref()).await
+    }
+
+    /// The manifest `reference`'s repository holds at `tag_or_digest`.
+    pub async fn manifest_at(
+        &self,
+        reference: &Reference,
+        tag_or_digest: &str,
+    ) -> Result<RawManifest, RegistryError> {
+        let url = format!("{}/manifests/{tag_or_digest}", self.base(reference)?);
+        let response = self
+            .send(reference, Access::Pull, &url, |r| {
+                r.get(&url).header(ACCEPT, MANIFEST_TYPES)
+            })
+            .await?;
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default().trim().to_string());
+        let bytes = read_bounded(response, &url, MAX_MANIFEST_BYTES).await?;
+        let digest = sha256_digest(&bytes);
+        if is_sha256_digest(tag_or_digest) && tag_or_digest != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("the manifest of {reference}"),
+                expected: tag_or_digest.to_string(),
+                actual: digest,
+            });
+        }
+        #[derive(Deserialize)]
+        struct Typed {
+            #[serde(rename = "mediaType", default)]
+            media_type: Option<String>,
+        }
+        let own = serde_json::from_slice::<Typed>(&bytes)
+            .ok()
+            .and_then(|t| t.media_type);
+        let media_type = own
+            .or(content_type)
+            .unwrap_or_else(|| crate::media::OCI_MANIFEST.to_string());
+        Ok(RawManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// A small blob (a configuration), whole, at most `limit` bytes, digest-checked.
+    pub async fn blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let response = self.blob_response(reference, digest).await?;
+        let url = response.url().to_string();
+        let bytes = read_bounded(response, &url, limit).await?;
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob of {reference}"),
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The response whose body is the blob `digest`; the caller streams and checks it.
+    pub async fn blob_response(
+        &self,
+        reference: &Reference,
+        digest: &str,
+    ) -> Result<Response, RegistryError> {
+        if !is_sha256_digest(digest) {
+            return Err(RegistryError::Manifest {
+                reference: reference.to_string(),
+                reason: format!("blob digest {digest:?} is not sha256"),
+            });
+        }
+        let url = format!("{}/blobs/{digest}", self.base(reference)?);
+        self.send(reference, Access::Pull, &url, |r| r.get(&url))
+            .await
+    }
+
+    /// Whether the repository already holds blob `digest`.
+    pub async fn has_blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
+        let url = format!("{}/blobs/{digest}", self.base(reference)?);
+        match self
+            .send(reference, Access::Push, &url, |r| r.head(&url))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(RegistryError::Status { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Start a blob upload: the session to send chunks to.
+    pub async fn start_upload(&self, reference: &Reference) -> Result<Upload, RegistryError> {
+        let url = format!("{}/blobs/uploads/", self.base(reference)?);
+        let response = self
+            .send(reference, Access::Push, &url, |r| {
+                r.post(&url).header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        let location = self.location(&response, &url)?;
+        Ok(Upload {
+            location,
+            offset: 0,
+        })
+    }
+
+    /// Send the next chunk of an upload.
+    pub async fn upload_chunk(
+        &self,
+        reference: &Reference,
+        upload: &mut Upload,
+        chunk: Vec<u8>,
+    ) -> Result<(), RegistryError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let end = upload.offset + chunk.len() as u64 - 1;
+        let range = format!("{}-{end}", upload.offset);
+        let url = upload.location.clone();
+        let response = self
+            .send(reference, Access::Push, &upload.location, |r| {
+                r.request(Method::PATCH, &url)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_RANGE, range.clone())
+                    .body(chunk.clone())
+            })
+            .await?;
+        upload.location = self.location(&response, &upload.location)?;
+        upload.offset = end + 1;
+        Ok(())
+    }
+
+    /// Finish an upload as blob `digest`.
+    pub async fn finish_upload(
+        &self,
+        reference: &Reference,
+        upload: Upload,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
+        let separator = if upload.location.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let url = format!("{}{separator}digest={digest}", upload.location);
+        self.send(reference, Access::Push, &url, |r| {
+            r.put(&url).header(CONTENT_LENGTH, "0")
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Push a manifest under `tag_or_digest`.
+    pub async fn put_manifest(
+        &self,
+        reference: &Reference,
+        tag_or_digest: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), RegistryError> {
+        let url = format!("{}/manifests/{tag_or_digest}", self.base(reference)?);
+        self.send(reference, Access::Push, &url, |r| {
+            r.put(&url)
+                .header(CONTENT_TYPE, media_type)
+                .body(bytes.clone())
+        })
+        .await
+        .map(drop)
     }
 
     /// Pull the one layer of `media_type` from the artifact `reference` names, at most `limit`
@@ -152,8 +420,62 @@ impl Registry {
         media_type: &str,
         limit: u64,
     ) -> Result<Pulled, RegistryError> {
-        let base = self.base(reference);
-        if base.starts_with("http:")
+        let manifest = self.manifest(reference).await?;
+        let bad = |reason: String| RegistryError::Manifest {
+            reference: reference.to_string(),
+            reason,
+        };
+        let parsed: ArtifactManifest =
+            serde_json::from_slice(&manifest.bytes).map_err(|e| bad(e.to_string()))?;
+        let mut layers = parsed.layers.iter().filter(|l| l.media_type == media_type);
+        let (Some(layer), None) = (layers.next(), layers.next()) else {
+            return Err(bad(format!("it must have exactly one {media_type} layer")));
+        };
+        if layer.size > limit {
+            return Err(RegistryError::TooLarge {
+                what: format!("layer {}", layer.digest),
+                limit,
+            });
+        }
+        let bytes = self.blob(reference, &layer.digest, layer.size).await?;
+        Ok(Pulled {
+            bytes,
+            manifest_digest: manifest.digest,
+            layer_digest: layer.digest.clone(),
+        })
+    }
+
+    fn location(&self, response: &Response, url: &str) -> Result<String, RegistryError> {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Status {
+                url: url.to_string(),
+                status: response.status().as_u16(),
+                hint: ": the registry gave no upload location",
+            })?;
+        // The location may be relative to the registry.
+        let base = response.url();
+        base.join(location)
+            .map(|u| u.to_string())
+            .map_err(|_| RegistryError::Status {
+                url: url.to_string(),
+                status: response.status().as_u16(),
+                hint: ": the registry gave an upload location that is not a URL",
+            })
+    }
+
+    /// Send a request built by `build`, authenticating once if the registry asks; an error
+    /// for any status but success.
+    async fn send(
+        &self,
+        reference: &Reference,
+        access: Access,
+        url: &str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        if url.starts_with("http:")
             && !reference.is_loopback()
             && !self.insecure.contains(&reference.registry)
         {
@@ -161,156 +483,96 @@ impl Registry {
                 registry: reference.registry.clone(),
             });
         }
-        let url = format!("{base}/manifests/{}", reference.manifest_ref());
-        let (manifest_bytes, token) = self
-            .get(
-                &url,
-                Some(MANIFEST_TYPES),
-                None,
-                reference,
-                MAX_MANIFEST_BYTES,
-            )
-            .await?;
-        let manifest_digest = format!("sha256:{}", sha256_hex(&manifest_bytes));
-        if let Some(expected) = &reference.digest
-            && *expected != manifest_digest
-        {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("the manifest of {reference}"),
-                expected: expected.clone(),
-                actual: manifest_digest,
-            });
-        }
-        let bad = |reason: String| RegistryError::Manifest {
-            reference: reference.to_string(),
-            reason,
-        };
-        let manifest: Manifest =
-            serde_json::from_slice(&manifest_bytes).map_err(|e| bad(e.to_string()))?;
-        let mut layers = manifest
-            .layers
-            .iter()
-            .filter(|l| l.media_type == media_type);
-        let (Some(layer), None) = (layers.next(), layers.next()) else {
-            return Err(bad(format!("it must have exactly one {media_type} layer")));
-        };
-        if !is_sha256_digest(&layer.digest) {
-            return Err(bad(format!(
-                "layer digest {:?} is not sha256",
-                layer.digest
-            )));
-        }
-        if layer.size > limit {
-            return Err(RegistryError::TooLarge {
-                what: format!("layer {}", layer.digest),
-                limit,
-            });
-        }
-        let url = format!("{base}/blobs/{}", layer.digest);
-        let (bytes, _) = self.get(&url, None, token, reference, layer.size).await?;
-        let actual = format!("sha256:{}", sha256_hex(&bytes));
-        if actual != layer.digest || bytes.len() as u64 != layer.size {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("layer of {reference}"),
-                expected: layer.digest.clone(),
-                actual,
-            });
-        }
-        Ok(Pulled {
-            bytes,
-            manifest_digest,
-            layer_digest: layer.digest.clone(),
-        })
-    }
-
-    /// GET `url` (at most `limit` bytes), fetching an anonymous token once if the registry asks
-    /// for one; returns the body and the token used.
-    async fn get(
-        &self,
-        url: &str,
-        accept: Option<&str>,
-        token: Option<String>,
-        reference: &Reference,
-        limit: u64,
-    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
-        let mut token = token;
+        let key = (
+            reference.registry.clone(),
+            reference.repository.clone(),
+            access,
+        );
         for attempt in 0..2 {
-            let mut request = self.http.get(url);
-            if let Some(accept) = accept {
-                request = request.header(reqwest::header::ACCEPT, accept);
-            }
-            if let Some(token) = &token {
-                request = request.bearer_auth(token);
-            }
-            let mut response =
-                request
-                    .send()
-                    .await
-                    .map_err(|source| RegistryError::Unreachable {
-                        url: url.to_string(),
-                        source,
-                    })?;
-            let status = response.status().as_u16();
-            if status == 401 && attempt == 0 {
+            let auth = self
+                .tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned();
+            let mut request = build(&self.http);
+            request = match (auth, &self.credentials) {
+                (Some(AuthSlot(Auth::Bearer(token))), _) => request.bearer_auth(token),
+                (Some(AuthSlot(Auth::Basic)), Some(c)) => {
+                    request.basic_auth(&c.username, Some(c.password.as_str()))
+                }
+                _ => request,
+            };
+            let response = request
+                .send()
+                .await
+                .map_err(|source| RegistryError::Unreachable {
+                    url: url.to_string(),
+                    source,
+                })?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 let challenge = response
                     .headers()
                     .get(reqwest::header::WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();
-                token = Some(self.token(&challenge, reference).await?);
+                let auth = self.authenticate(&challenge, reference, access).await?;
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.clone(), AuthSlot(auth));
                 continue;
             }
-            if status != 200 {
-                let hint = match status {
-                    401 | 403 => ": the registry refuses anonymous pulls of it",
-                    404 => ": no such repository, tag or blob",
+            if !status.is_success() {
+                let hint = match (status.as_u16(), access) {
+                    (401 | 403, Access::Pull) => {
+                        ": the registry refuses this pull (give credentials with --creds)"
+                    }
+                    (401 | 403, Access::Push) => {
+                        ": the registry refuses this push (give credentials with --creds)"
+                    }
+                    (404, _) => ": no such repository, tag or blob",
+                    (416, _) => ": the registry refused the upload's byte range",
                     _ => "",
                 };
                 return Err(RegistryError::Status {
                     url: url.to_string(),
-                    status,
+                    status: status.as_u16(),
                     hint,
                 });
             }
-            let too_large = || RegistryError::TooLarge {
-                what: url.to_string(),
-                limit,
-            };
-            if response.content_length().is_some_and(|n| n > limit) {
-                return Err(too_large());
-            }
-            let mut body = Vec::new();
-            while let Some(chunk) =
-                response
-                    .chunk()
-                    .await
-                    .map_err(|source| RegistryError::Unreachable {
-                        url: url.to_string(),
-                        source,
-                    })?
-            {
-                if body.len() as u64 + chunk.len() as u64 > limit {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            return Ok((body, token));
+            return Ok(response);
         }
         Err(RegistryError::Status {
             url: url.to_string(),
             status: 401,
-            hint: ": the registry refused the token it issued",
+            hint: ": the registry refused the credentials it asked for",
         })
     }
 
-    /// An anonymous pull token from the realm a `Bearer` challenge names.
-    async fn token(&self, challenge: &str, reference: &Reference) -> Result<String, RegistryError> {
+    /// Answer a challenge: a token from the realm a `Bearer` challenge names (with the
+    /// credentials, when given), or basic authentication.
+    async fn authenticate(
+        &self,
+        challenge: &str,
+        reference: &Reference,
+        access: Access,
+    ) -> Result<Auth, RegistryError> {
         let refused = |hint| RegistryError::Status {
             url: reference.to_string(),
             status: 401,
             hint,
         };
+        if challenge.starts_with("Basic") {
+            return match self.credentials {
+                Some(_) => Ok(Auth::Basic),
+                None => Err(refused(
+                    ": the registry wants credentials: give them with --creds",
+                )),
+            };
+        }
         let params = challenge
             .strip_prefix("Bearer ")
             .ok_or_else(|| refused(": the registry wants credentials other than a bearer token"))?;
@@ -321,7 +583,7 @@ impl Registry {
             })
         };
         let realm = field("realm").ok_or_else(|| refused(": its challenge names no realm"))?;
-        let mut query = vec![("scope", format!("repository:{}:pull", reference.repository))];
+        let mut query = vec![("scope", access.scope(&reference.repository))];
         if let Some(service) = field("service") {
             query.push(("service", service));
         }
@@ -332,10 +594,11 @@ impl Registry {
             #[serde(default)]
             access_token: Option<String>,
         }
-        let response = self
-            .http
-            .get(&realm)
-            .query(&query)
+        let mut request = self.http.get(&realm).query(&query);
+        if let Some(c) = &self.credentials {
+            request = request.basic_auth(&c.username, Some(c.password.as_str()));
+        }
+        let response = request
             .send()
             .await
             .map_err(|source| RegistryError::Unreachable {
@@ -343,21 +606,61 @@ impl Registry {
                 source,
             })?;
         if !response.status().is_success() {
-            return Err(refused(": its token service refused an anonymous pull"));
+            return Err(refused(
+                ": its token service refused (give credentials with --creds)",
+            ));
         }
-        let token: Token = response
-            .json()
-            .await
-            .map_err(|source| RegistryError::Unreachable { url: realm, source })?;
+        let body = read_bounded(response, &realm, 64 << 10).await?;
+        let token: Token = serde_json::from_slice(&body).map_err(|_| {
+            refused(": its token service answered with something else than a token")
+        })?;
         token
             .token
             .or(token.access_token)
+            .map(Auth::Bearer)
             .ok_or_else(|| refused(": its token service answered without a token"))
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// A blob upload in progress.
+#[derive(Debug)]
+pub struct Upload {
+    location: String,
+    offset: u64,
+}
+
+async fn read_bounded(
+    mut response: Response,
+    url: &str,
+    limit: u64,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_large = || RegistryError::TooLarge {
+        what: url.to_string(),
+        limit,
+    };
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| RegistryError::Unreachable {
+            url: url.to_string(),
+            source,
+        })?
+    {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `sha256:` and the hex SHA-256 of `bytes`.
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
     let mut context = Context::new(&SHA256);
     context.update(bytes);
-    hex::encode(context.finish())
+    format!("sha256:{}", hex::encode(context.finish()))
 }

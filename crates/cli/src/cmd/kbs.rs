@@ -221,3 +221,40 @@ pub(crate) fn run(command: KbsCommand, format: Format) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Attest once to the broker at `url` (simulated when asked) and fetch each resource at
+/// `paths` (`repo/type/tag`), in order.
+pub(crate) async fn fetch_resources(
+    url: &str,
+    root_ca: &std::path::Path,
+    simulation: Option<SimulatedTee>,
+    paths: &[String],
+) -> Result<Vec<zeroize::Zeroizing<Vec<u8>>>> {
+    let common = Common {
+        url: url.to_string(),
+        root_ca: root_ca.to_path_buf(),
+        tee_key_file: None,
+        tee_key_algorithm: KeyAlgorithm::P256,
+        save_tee_key: None,
+        init_data: None,
+        simulation,
+    };
+    let key = common.key()?;
+    let client = common.client()?;
+    let attester = attester(simulation)?;
+    let prover = attester.as_deref().map_or(Prover::Sample, Prover::Attester);
+    let attested = client
+        .attest(&prover, &key, None)
+        .await
+        .with_context(|| format!("attesting to the key broker {url}"))?;
+    let credential = Credential::Cookie(attested.cookie);
+    let mut resources = Vec::with_capacity(paths.len());
+    for path in paths {
+        let resource = client
+            .get_resource(path, &key, &credential)
+            .await
+            .with_context(|| format!("fetching kbs:///{path} from the key broker"))?;
+        resources.push(resource);
+    }
+    Ok(resources)
+}

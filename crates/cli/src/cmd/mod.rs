@@ -5,6 +5,7 @@ pub(crate) mod coordinator;
 pub(crate) mod deploy;
 pub(crate) mod evidence;
 pub(crate) mod example;
+pub(crate) mod image;
 pub(crate) mod kbs;
 pub(crate) mod keep;
 pub(crate) mod launch;

@@ -84,7 +84,11 @@ impl LayerKey {
             EncryptionContext::Iv128(FixedLength::from(self.nonce)),
         )
         .map_err(|_| CryptError::Cipher)?;
-        Ok(LayerCipher::new(inner, Mode::Encrypt(Some(cipher)), self.hmac_key()))
+        Ok(LayerCipher::new(
+            inner,
+            Mode::Encrypt(Some(cipher)),
+            self.hmac_key(),
+        ))
     }
 
     /// Decrypt what `inner` reads, checking the HMAC of `public` at its end.
@@ -172,25 +176,39 @@ impl<R: Read> LayerCipher<R> {
         let produced = if n == 0 {
             match &mut self.mode {
                 Mode::Encrypt(key) => match key.take() {
-                    Some(key) => key.finish(&mut self.output).map_err(failed)?.1.written().len(),
+                    Some(key) => key
+                        .finish(&mut self.output)
+                        .map_err(failed)?
+                        .1
+                        .written()
+                        .len(),
                     None => 0,
                 },
                 Mode::Decrypt(key, _) => match key.take() {
-                    Some(key) => key.finish(&mut self.output).map_err(failed)?.written().len(),
+                    Some(key) => key
+                        .finish(&mut self.output)
+                        .map_err(failed)?
+                        .written()
+                        .len(),
                     None => 0,
                 },
             }
         } else {
             let input = &self.input[..n];
             match &mut self.mode {
-                Mode::Encrypt(Some(key)) => {
-                    key.update(input, &mut self.output).map_err(failed)?.written().len()
-                }
+                Mode::Encrypt(Some(key)) => key
+                    .update(input, &mut self.output)
+                    .map_err(failed)?
+                    .written()
+                    .len(),
                 Mode::Decrypt(Some(key), _) => {
                     if let Some(hmac) = &mut self.hmac {
                         hmac.update(input);
                     }
-                    key.update(input, &mut self.output).map_err(failed)?.written().len()
+                    key.update(input, &mut self.output)
+                        .map_err(failed)?
+                        .written()
+                        .len()
                 }
                 _ => return Err(io::Error::other(CryptError::Cipher)),
             }
@@ -266,14 +284,20 @@ mod tests {
         assert_eq!(cipher.len(), clear.len());
         assert_ne!(cipher[..64], clear[..64]);
         // The HMAC is of the ciphertext, keyed with the layer key (as ocicrypt computes it).
-        let expected = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key.key.as_slice()), &cipher);
+        let expected = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, key.key.as_slice()),
+            &cipher,
+        );
         assert_eq!(hmac, expected.as_ref());
         assert_eq!(decrypt(&key, &cipher, &hmac).ok(), Some(clear.clone()));
 
         let mut flipped = cipher.clone();
         flipped[CHUNK + 5] ^= 1;
         let error = decrypt(&key, &flipped, &hmac).err().map(|e| e.to_string());
-        assert_eq!(error.as_deref(), Some(CryptError::Hmac.to_string().as_str()));
+        assert_eq!(
+            error.as_deref(),
+            Some(CryptError::Hmac.to_string().as_str())
+        );
         assert!(decrypt(&key, &cipher[..cipher.len() - 1], &hmac).is_err());
 
         let empty = encrypt(&key, &[]);

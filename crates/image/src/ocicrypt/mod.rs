@@ -49,7 +49,9 @@ pub enum CryptError {
     #[error("the layer's cipher {0:?} is not supported (only {AES_256_CTR_HMAC_SHA256})")]
     UnsupportedCipher(String),
     /// None of the layer's recipients is a key we hold.
-    #[error("none of the layer's recipients ({recipients}) can be opened with the keys given: {reason}")]
+    #[error(
+        "none of the layer's recipients ({recipients}) can be opened with the keys given: {reason}"
+    )]
     NoKey {
         /// The recipient schemes on the layer.
         recipients: String,
@@ -184,28 +186,6 @@ pub fn decode_public(annotation: &str) -> Result<PublicOptions, CryptError> {
     Ok(options)
 }
 
-/// The recipients' key annotations of a layer: (annotation name, each base64-decoded blob).
-pub fn key_annotations(
-    annotations: &BTreeMap<String, String>,
-) -> Result<Vec<(&str, Vec<Vec<u8>>)>, CryptError> {
-    annotations
-        .iter()
-        .filter(|(name, _)| name.starts_with("org.opencontainers.image.enc.keys."))
-        .map(|(name, value)| {
-            let blobs = value
-                .split(',')
-                .filter(|part| !part.is_empty())
-                .map(|part| {
-                    STANDARD
-                        .decode(part)
-                        .map_err(|e| malformed("a key annotation")(format!("{name}: {e}")))
-                })
-                .collect::<Result<_, _>>()?;
-            Ok((name.as_str(), blobs))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,7 +202,10 @@ mod tests {
             json,
             r#"{"symkey":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=","digest":"sha256:00","cipheroptions":{"nonce":"AgICAgICAgICAgICAgICAg=="}}"#
         );
-        assert_eq!(PrivateOptions::from_json(json.as_bytes()).ok(), Some(private.clone()));
+        assert_eq!(
+            PrivateOptions::from_json(json.as_bytes()).ok(),
+            Some(private.clone())
+        );
         assert!(!format!("{private:?}").contains("AQEB"));
 
         let public = PublicOptions {

@@ -166,9 +166,18 @@ mod tests {
         assert_eq!(&parsed.open(&[7; 32]).unwrap()[..], b"{\"symkey\":\"\"}");
         assert!(parsed.open(&[8; 32]).is_err());
         assert!(parsed.open(&[7; 16]).is_err());
-        for bad in ["kbs:///a/b", "http:///a/b/c", "kbs:///a/../c", "kbs:///a/b/c/d", "kbs:///a//c"] {
+        for bad in [
+            "kbs:///a/b",
+            "http:///a/b/c",
+            "kbs:///a/../c",
+            "kbs:///a/b/c/d",
+            "kbs:///a//c",
+        ] {
             assert!(KeyId::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(KeyId::parse("kbs://broker:8080/a/b/c").unwrap().uri(), "kbs:///a/b/c");
+        assert_eq!(
+            KeyId::parse("kbs://broker:8080/a/b/c").unwrap().uri(),
+            "kbs:///a/b/c"
+        );
     }
 }
