@@ -494,3 +494,184 @@ fn gid(raw: u32) -> rustix::fs::Gid {
 fn makedev(major: u32, minor: u32) -> Dev {
     rustix::fs::makedev(major, minor)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+
+    use tar::EntryType;
+
+    use super::*;
+
+    /// A tar of raw entries: (name, type, link target, data, mode); names are written as given,
+    /// `..` and all.
+    fn tar(entries: &[(&str, EntryType, &str, &[u8], u32)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, link, data, mode) in entries {
+            let mut header = tar::Header::new_gnu();
+            let gnu = header.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(*mode);
+            header.set_mtime(1_700_000_000);
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn file<'a>(
+        name: &'a str,
+        data: &'static [u8],
+    ) -> (&'a str, EntryType, &'static str, &'static [u8], u32) {
+        (name, EntryType::Regular, "", data, 0o644)
+    }
+
+    fn scratch(name: &str) -> (PathBuf, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("cloister-unpack-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(dir.join("outside"), "outside").unwrap();
+        (dir, root)
+    }
+
+    fn refused(root: &Root, layer: &[u8]) -> String {
+        match root.apply(layer, "sha256:test") {
+            Err(e @ ImageError::Entry { .. }) => e.to_string(),
+            other => panic!("expected a refused entry, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn entries_that_would_leave_the_root_are_refused_by_name() {
+        let (dir, path) = scratch("escape");
+        let root = Root::open(&path).unwrap();
+        let climb = refused(&root, &tar(&[file("a/../../outside", b"x")]));
+        assert!(
+            climb.contains("\"a/../../outside\" climbs out of the root"),
+            "{climb}"
+        );
+
+        // A parent that is a link out of the root, absolute or relative.
+        for (link, target) in [("abs", "/"), ("rel", "../..")] {
+            let through = format!("{link}/outside");
+            let error = refused(
+                &root,
+                &tar(&[
+                    (link, EntryType::Symlink, target, b"", 0o777),
+                    file(&through, b"x"),
+                ]),
+            );
+            assert!(error.contains("leads out of the root"), "{error}");
+        }
+        // A hard link may only name something in the root.
+        let hard = refused(
+            &root,
+            &tar(&[("h", EntryType::Link, "../outside", b"", 0o644)]),
+        );
+        assert!(hard.contains("climbs out"), "{hard}");
+        let absolute = refused(
+            &root,
+            &tar(&[("h", EntryType::Link, "/outside", b"", 0o644)]),
+        );
+        assert!(absolute.contains("which does not exist"), "{absolute}");
+        // A whiteout through a link out of the root deletes nothing outside.
+        let whiteout = refused(
+            &root,
+            &tar(&[
+                ("up", EntryType::Symlink, "..", b"", 0o777),
+                file("up/.wh.outside", b""),
+            ]),
+        );
+        assert!(whiteout.contains("leads out of the root"), "{whiteout}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("outside")).unwrap(),
+            "outside"
+        );
+    }
+
+    #[test]
+    fn a_file_replaces_a_link_instead_of_writing_through_it() {
+        let (dir, path) = scratch("through");
+        let root = Root::open(&path).unwrap();
+        let target = dir.join("outside").display().to_string();
+        let link = tar(&[("x", EntryType::Symlink, target.as_str(), b"", 0o777)]);
+        root.apply(&link[..], "l1").unwrap();
+        root.apply(&tar(&[file("x", b"inside")])[..], "l2").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("outside")).unwrap(),
+            "outside"
+        );
+        assert_eq!(std::fs::read_to_string(path.join("x")).unwrap(), "inside");
+        assert!(std::fs::symlink_metadata(path.join("x")).unwrap().is_file());
+    }
+
+    #[test]
+    fn devices_need_root_and_fifos_do_not() {
+        let (_dir, path) = scratch("devices");
+        let root = Root {
+            privileged: false,
+            ..Root::open(&path).unwrap()
+        };
+        let error = refused(
+            &root,
+            &tar(&[("dev/null", EntryType::Char, "", b"", 0o666)]),
+        );
+        assert!(error.contains("\"dev/null\" is a device node"), "{error}");
+        root.apply(&tar(&[("fifo", EntryType::Fifo, "", b"", 0o600)])[..], "l")
+            .unwrap();
+        assert!(
+            std::fs::metadata(path.join("fifo"))
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_directories_follow_the_changeset_rules() {
+        let (_dir, path) = scratch("whiteouts");
+        let root = Root::open(&path).unwrap();
+        let lower = tar(&[
+            ("d/", EntryType::Directory, "", b"", 0o755),
+            file("d/old", b"1"),
+            file("gone", b"1"),
+            file("kept", b"1"),
+            ("ro/", EntryType::Directory, "", b"", 0o555),
+            file("ro/inside", b"1"),
+            ("hard", EntryType::Link, "kept", b"", 0o644),
+        ]);
+        root.apply(&lower[..], "l1").unwrap();
+        let upper = tar(&[
+            file("d/new", b"2"),
+            file("d/.wh..wh..opq", b""),
+            file(".wh.gone", b""),
+            file(".wh.never-existed", b""),
+        ]);
+        root.apply(&upper[..], "l2").unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(path.join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["new"],
+            "the opaque marker spares its own layer's entries"
+        );
+        assert!(!path.join("gone").exists());
+        let kept = std::fs::metadata(path.join("kept")).unwrap();
+        assert_eq!(
+            kept.ino(),
+            std::fs::metadata(path.join("hard")).unwrap().ino()
+        );
+        assert_eq!(
+            std::fs::metadata(path.join("ro")).unwrap().mode() & 0o777,
+            0o555
+        );
+    }
+}
