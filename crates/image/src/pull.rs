@@ -267,14 +267,14 @@ impl LayerJob {
         };
         let mut blob = Hashing::new(counted.take(self.descriptor.size().saturating_add(1)));
         let (opened, compression) = self.opened;
-        let diff_id = {
-            let mut clear: Box<dyn Read + '_> = match &opened {
-                Opened::Clear => Box::new(&mut blob),
-                // The private options' digest is not checked: skopeo writes the source's,
-                // which differs when it compressed the layer on the way. The HMAC binds the
-                // ciphertext, the blob digest the bytes, and the diff ID what is unpacked.
-                Opened::Encrypted { key, public } => Box::new(key.decrypt(&mut blob, public)?),
-            };
+        // The private options' digest is not checked: skopeo writes the source's, which
+        // differs when it compressed the layer on the way. The HMAC binds the ciphertext, the
+        // blob digest the bytes, and the diff ID what is unpacked.
+        let mut clear: Box<dyn Read + '_> = match &opened {
+            Opened::Clear => Box::new(&mut blob),
+            Opened::Encrypted { key, public } => Box::new(key.decrypt(&mut blob, public)?),
+        };
+        let unpacked = (|| {
             let decompressed: Box<dyn Read + '_> = match compression {
                 Compression::None => Box::new(&mut clear),
                 Compression::Gzip => Box::new(flate2::read::GzDecoder::new(&mut clear)),
@@ -284,13 +284,16 @@ impl LayerJob {
             };
             let mut diff = Hashing::new(decompressed);
             self.root.apply(&mut diff, &digest)?;
-            // The tar's end is not the stream's: read the rest so every digest and the HMAC
-            // cover all of it.
+            // The tar's end is not the stream's: read the rest so the digests cover it all.
             std::io::copy(&mut diff, &mut std::io::sink()).map_err(ImageError::Read)?;
-            let diff_id = diff.finish().0;
-            std::io::copy(&mut clear, &mut std::io::sink()).map_err(ImageError::Read)?;
-            diff_id
-        };
+            Ok::<_, ImageError>(diff.finish().0)
+        })();
+        // Whatever went wrong, the deeper cause is the one to report: a blob that is not the
+        // one the manifest names, then ciphertext its HMAC does not cover. Read the rest (at
+        // most the declared size) to know.
+        let authentic = std::io::copy(&mut clear, &mut std::io::sink());
+        drop(clear);
+        let _ = std::io::copy(&mut blob, &mut std::io::sink());
         let (actual, size) = blob.finish();
         if actual != digest || size != self.descriptor.size() {
             return Err(ImageError::Digest {
@@ -299,6 +302,10 @@ impl LayerJob {
                 actual,
             });
         }
+        if let Err(error) = authentic {
+            return Err(crypt_error(error));
+        }
+        let diff_id = unpacked?;
         if diff_id != self.diff_id {
             return Err(ImageError::Digest {
                 what: format!("the uncompressed layer {digest} (its diff ID)"),
@@ -307,6 +314,17 @@ impl LayerJob {
             });
         }
         Ok(())
+    }
+}
+
+/// A read error, as the cipher's own error when it is one (the HMAC check).
+fn crypt_error(error: std::io::Error) -> ImageError {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ocicrypt::CryptError>())
+    {
+        Some(ocicrypt::CryptError::Hmac) => ImageError::Crypt(ocicrypt::CryptError::Hmac),
+        _ => ImageError::Read(error),
     }
 }
 

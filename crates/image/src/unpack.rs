@@ -236,6 +236,8 @@ impl Layer<'_> {
                 )
                 .map_err(|e| self.io(&raw, e.into()))?;
                 self.chown(&dir, name, owner, &raw)?;
+                rustix::fs::utimensat(&dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.io(&raw, e.into()))?;
             }
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader

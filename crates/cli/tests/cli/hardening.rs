@@ -17,13 +17,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::{Deployment, scratch};
 
 /// A manifest user: their certificate and key (PEM).
-struct User {
-    cert: String,
-    key: String,
+pub(super) struct User {
+    pub(super) cert: String,
+    pub(super) key: String,
 }
 
 impl User {
-    fn new(name: &str) -> Self {
+    pub(super) fn new(name: &str) -> Self {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = rcgen::CertificateParams::new(vec![name.to_string()])
             .unwrap()

@@ -625,8 +625,8 @@ fn keep_serve_answers_https_per_request_and_survives_its_handlers_failures() {
 
 /// A real OCI registry (the distribution project's, from Debian's docker-registry package) on a
 /// loopback port, killed on drop.
-struct Registry {
-    addr: String,
+pub(super) struct Registry {
+    pub(super) addr: String,
     child: std::process::Child,
 }
 
@@ -638,7 +638,7 @@ impl Drop for Registry {
 }
 
 impl Registry {
-    fn start(dir: &Path) -> Self {
+    pub(super) fn start(dir: &Path) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
         let config = dir.join("registry.yml");
         std::fs::write(

@@ -1,0 +1,734 @@
+//! `cloister image` end to end, next to the tools people use: images built here, encrypted and
+//! decrypted by Debian's skopeo as well as by us, unpacked by umoci for reference, pushed to a
+//! real registry, and keys released by a coordinator's key broker.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest as _, Sha256};
+
+use super::hardening::User;
+use super::keep::Registry;
+use super::{Deployment, json, scratch, stderr};
+
+fn cloister(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(args)
+        .current_dir(dir)
+        .env("CLOISTER_SIM_DIR", dir.join("sim"))
+        .output()
+        .unwrap()
+}
+
+fn tool(dir: &Path, program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} ({e}); .ci/run installs it"));
+    assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
+    out
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// A layer's tar, built entry by entry.
+struct Layer {
+    builder: tar::Builder<Vec<u8>>,
+}
+
+impl Layer {
+    fn new() -> Self {
+        Self {
+            builder: tar::Builder::new(Vec::new()),
+        }
+    }
+
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(size);
+        header.set_mtime(1_700_000_000);
+        header.set_uid(0);
+        header.set_gid(0);
+        header
+    }
+
+    fn dir(mut self, path: &str, mode: u32) -> Self {
+        let mut header = Self::header(tar::EntryType::Directory, mode, 0);
+        self.builder
+            .append_data(&mut header, path, &b""[..])
+            .unwrap();
+        self
+    }
+
+    fn file(self, path: &str, mode: u32, data: &[u8]) -> Self {
+        self.owned_file(path, mode, data, 0)
+    }
+
+    fn owned_file(mut self, path: &str, mode: u32, data: &[u8], owner: u64) -> Self {
+        let mut header = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
+        header.set_uid(owner);
+        header.set_gid(owner);
+        self.builder.append_data(&mut header, path, data).unwrap();
+        self
+    }
+
+    fn link(mut self, kind: tar::EntryType, path: &str, target: &str) -> Self {
+        let mut header = Self::header(kind, 0o777, 0);
+        self.builder.append_link(&mut header, path, target).unwrap();
+        self
+    }
+
+    fn fifo(mut self, path: &str) -> Self {
+        let mut header = Self::header(tar::EntryType::Fifo, 0o600, 0);
+        self.builder
+            .append_data(&mut header, path, &b""[..])
+            .unwrap();
+        self
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.builder.into_inner().unwrap()
+    }
+}
+
+/// Write an OCI layout at `dir` holding one image, tagged `tag`, of `layers`.
+fn layout(dir: &Path, tag: &str, layers: Vec<(Vec<u8>, Compression)>) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        std::fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for (tar, compression) in layers {
+        diff_ids.push(sha256(&tar));
+        let (blob, media_type) = match compression {
+            Compression::None => (tar, "application/vnd.oci.image.layer.v1.tar"),
+            Compression::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&tar).unwrap();
+                (
+                    gz.finish().unwrap(),
+                    "application/vnd.oci.image.layer.v1.tar+gzip",
+                )
+            }
+            Compression::Zstd => (
+                zstd::encode_all(&tar[..], 3).unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            ),
+        };
+        let (digest, size) = put(&blob);
+        descriptors
+            .push(serde_json::json!({ "mediaType": media_type, "digest": digest, "size": size }));
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Entrypoint": ["/bin/tool"], "Env": ["PATH=/bin"] },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    })
+    .to_string();
+    let (config_digest, config_size) = put(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": descriptors,
+    })
+    .to_string();
+    let (manifest_digest, manifest_size) = put(manifest.as_bytes());
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "annotations": { "org.opencontainers.image.ref.name": tag },
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+}
+
+/// An image with what unpackers get wrong: modes (setuid, read-only directories), owners,
+/// implicit parents, hard and symbolic links (absolute and dangling), a FIFO, a long and a
+/// non-ASCII name, a large file, whiteouts, an opaque directory, a file turned directory.
+fn app_image(dir: &Path, tag: &str) {
+    let large: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let base = Layer::new()
+        .dir("etc", 0o755)
+        .file("etc/passwd", 0o644, b"root:x:0:0::/root:/bin/sh\n")
+        .file("etc/gone", 0o644, b"removed by the next layer\n")
+        .file("etc/conf", 0o600, b"a file, then a directory\n")
+        .dir("bin", 0o755)
+        .file("bin/tool", 0o4755, b"#!/bin/sh\necho tool\n")
+        .link(tar::EntryType::Link, "bin/tool-link", "bin/tool")
+        .file("usr/lib/libx.so", 0o755, b"\x7fELF")
+        .link(tar::EntryType::Symlink, "lib", "usr/lib")
+        .link(tar::EntryType::Symlink, "etc/alt", "/etc/alternatives/x")
+        .dir("var/cache", 0o755)
+        .file("var/cache/old", 0o644, b"emptied by an opaque directory\n")
+        .dir("ro", 0o555)
+        .file("ro/file", 0o444, b"read only\n")
+        .owned_file("home/user/file", 0o600, b"owned\n", 1000)
+        .fifo("run/fifo")
+        .finish();
+    let changes = Layer::new()
+        .file("etc/.wh.gone", 0o644, b"")
+        .file("var/cache/.wh..wh..opq", 0o644, b"")
+        .file("var/cache/new", 0o644, b"new\n")
+        .dir("etc/conf", 0o750)
+        .file("etc/conf/inner", 0o640, b"inside\n")
+        .file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0::/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
+        )
+        .finish();
+    let long = format!("deep/{}/file", "d".repeat(120));
+    let data = Layer::new()
+        .file(&long, 0o644, b"a name past 100 bytes\n")
+        .file("data/größe.txt", 0o644, "not ASCII\n".as_bytes())
+        .file("data/large.bin", 0o644, &large)
+        .finish();
+    layout(
+        dir,
+        tag,
+        vec![
+            (base, Compression::Gzip),
+            (changes, Compression::None),
+            (data, Compression::Gzip),
+        ],
+    );
+}
+
+/// What an unpacked tree holds, path by path: type, mode, owner, content or target, the mtime
+/// of everything but directories (their times depend on the order of unpacking), and which
+/// paths are hard links of one file.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut entries = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, String> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut children: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        children.sort();
+        for path in children {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            let kind = meta.file_type();
+            let what = if kind.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else if kind.is_symlink() {
+                format!(
+                    "symlink {} {}",
+                    std::fs::read_link(&path).unwrap().display(),
+                    meta.mtime()
+                )
+            } else if kind.is_fifo() {
+                format!("fifo {}", meta.mtime())
+            } else {
+                let first = inodes
+                    .entry(meta.ino())
+                    .or_insert_with(|| name.clone())
+                    .clone();
+                format!(
+                    "file {} {} links-to:{first} {}",
+                    meta.len(),
+                    sha256(&std::fs::read(&path).unwrap()),
+                    meta.mtime()
+                )
+            };
+            let mode = if kind.is_symlink() {
+                0
+            } else {
+                meta.mode() & 0o7777
+            };
+            entries.insert(
+                name,
+                format!("{what} mode {mode:o} owner {}:{}", meta.uid(), meta.gid()),
+            );
+        }
+    }
+    entries
+}
+
+/// The reference: umoci's unpacking of `image` (oci:DIR:TAG without the `oci:`).
+fn umoci(dir: &Path, image: &str, bundle: &str) -> BTreeMap<String, String> {
+    tool(dir, "umoci", &["unpack", "--image", image, bundle]);
+    tree(&dir.join(bundle).join("rootfs"))
+}
+
+fn keys(dir: &Path) {
+    for (name, algorithm) in [("ec", "EC"), ("rsa", "RSA"), ("other", "EC")] {
+        let key = format!("{name}.pem");
+        let mut args = vec!["genpkey", "-algorithm", algorithm, "-out", key.as_str()];
+        if algorithm == "EC" {
+            args.extend(["-pkeyopt", "ec_paramgen_curve:P-256"]);
+        } else {
+            args.extend(["-pkeyopt", "rsa_keygen_bits:2048"]);
+        }
+        tool(dir, "openssl", &args);
+        tool(
+            dir,
+            "openssl",
+            &[
+                "pkey",
+                "-in",
+                &key,
+                "-pubout",
+                "-out",
+                &format!("{name}.pub.pem"),
+            ],
+        );
+    }
+}
+
+fn assert_same(ours: &Path, reference: &BTreeMap<String, String>) {
+    let ours = tree(ours);
+    for (path, want) in reference {
+        assert_eq!(ours.get(path), Some(want), "{path}");
+    }
+    assert_eq!(
+        ours.len(),
+        reference.len(),
+        "ours has more: {:?}",
+        ours.keys()
+            .filter(|k| !reference.contains_key(*k))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn skopeo_encrypted_images_open_here_and_ours_open_in_skopeo_as_umoci_unpacks_them() {
+    let dir = scratch("image-skopeo");
+    keys(&dir);
+    app_image(&dir.join("clear"), "app");
+    let reference = umoci(&dir, "clear:app", "reference");
+    assert!(reference.contains_key("var/cache/new") && !reference.contains_key("var/cache/old"));
+
+    // The clear image, through us: the same tree as umoci's, and the image's configuration.
+    let out = ok(cloister(
+        &dir,
+        &[
+            "image",
+            "pull",
+            "oci:clear:app",
+            "--dest",
+            "clear-ours",
+            "-o",
+            "json",
+        ],
+    ));
+    assert_eq!(json(&out)["entrypoint"], serde_json::json!(["/bin/tool"]));
+    assert_same(&dir.join("clear-ours/rootfs"), &reference);
+
+    // skopeo encrypts (JWE to an EC key), we decrypt.
+    tool(
+        &dir,
+        "skopeo",
+        &[
+            "copy",
+            "--encryption-key",
+            "jwe:ec.pub.pem",
+            "oci:clear:app",
+            "oci:skopeo-enc:app",
+        ],
+    );
+    let inspect = json(&ok(cloister(
+        &dir,
+        &["image", "inspect", "oci:skopeo-enc:app", "-o", "json"],
+    )));
+    assert!(
+        inspect["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["encrypted"] == true && l["recipients"] == serde_json::json!(["jwe"]))
+    );
+    ok(cloister(
+        &dir,
+        &[
+            "image",
+            "pull",
+            "oci:skopeo-enc:app",
+            "--dest",
+            "from-skopeo",
+            "--decryption-key",
+            "ec.pem",
+        ],
+    ));
+    assert_same(&dir.join("from-skopeo/rootfs"), &reference);
+
+    // We encrypt to two recipients; skopeo decrypts with either key, to the same tree.
+    ok(cloister(
+        &dir,
+        &[
+            "image",
+            "encrypt",
+            "--recipient",
+            "jwe:ec.pub.pem",
+            "--recipient",
+            "jwe:rsa.pub.pem",
+            "oci:clear:app",
+            "oci:ours-enc:app",
+        ],
+    ));
+    for key in ["ec.pem", "rsa.pem"] {
+        let decrypted = format!("skopeo-dec-{key}");
+        tool(
+            &dir,
+            "skopeo",
+            &[
+                "copy",
+                "--decryption-key",
+                key,
+                "oci:ours-enc:app",
+                &format!("oci:{decrypted}:app"),
+            ],
+        );
+        assert_eq!(
+            umoci(
+                &dir,
+                &format!("{decrypted}:app"),
+                &format!("{decrypted}-bundle")
+            ),
+            reference
+        );
+        ok(cloister(
+            &dir,
+            &[
+                "image",
+                "pull",
+                "oci:ours-enc:app",
+                "--dest",
+                &format!("ours-{key}"),
+                "--decryption-key",
+                key,
+            ],
+        ));
+        assert_same(&dir.join(format!("ours-{key}/rootfs")), &reference);
+    }
+
+    // Without the key, or with another one, nothing opens and nothing is left behind.
+    for flags in [&[][..], &["--decryption-key", "other.pem"][..]] {
+        let mut args = vec!["image", "pull", "oci:ours-enc:app", "--dest", "locked"];
+        args.extend_from_slice(flags);
+        let out = cloister(&dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("is encrypted"), "{}", stderr(&out));
+        assert!(!dir.join("locked").exists());
+    }
+    let no_partials = std::fs::read_dir(&dir).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".partial-")
+    });
+    assert!(no_partials);
+}
+
+#[test]
+fn images_round_trip_through_a_registry() {
+    let dir = scratch("image-registry");
+    keys(&dir);
+    app_image(&dir.join("clear"), "app");
+    let reference = umoci(&dir, "clear:app", "reference");
+    let registry = Registry::start(&dir);
+    let at = |tag: &str| format!("docker://{}/team/app:{tag}", registry.addr);
+    tool(
+        &dir,
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "oci:clear:app",
+            &at("clear"),
+        ],
+    );
+
+    // Registry to registry, encrypted on the way; pulled back by skopeo and by us.
+    ok(cloister(
+        &dir,
+        &[
+            "image",
+            "encrypt",
+            "--recipient",
+            "jwe:ec.pub.pem",
+            &at("clear"),
+            &at("enc"),
+        ],
+    ));
+    tool(
+        &dir,
+        "skopeo",
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--decryption-key",
+            "ec.pem",
+            &at("enc"),
+            "oci:back:app",
+        ],
+    );
+    assert_eq!(umoci(&dir, "back:app", "back-bundle"), reference);
+    ok(cloister(
+        &dir,
+        &[
+            "image",
+            "pull",
+            &at("enc"),
+            "--dest",
+            "pulled",
+            "--decryption-key",
+            "ec.pem",
+        ],
+    ));
+    assert_same(&dir.join("pulled/rootfs"), &reference);
+    // A registry that is not on this machine is spoken to over HTTPS only.
+    let out = cloister(
+        &dir,
+        &["image", "inspect", "docker://registry.invalid:5000/x:1"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn corrupted_layers_are_refused_and_leave_nothing_behind() {
+    let dir = scratch("image-corrupt");
+    keys(&dir);
+    app_image(&dir.join("clear"), "app");
+    ok(cloister(
+        &dir,
+        &[
+            "image",
+            "encrypt",
+            "--recipient",
+            "jwe:ec.pub.pem",
+            "oci:clear:app",
+            "oci:enc:app",
+        ],
+    ));
+    let largest_blob = |layout: &str| {
+        std::fs::read_dir(dir.join(layout).join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .unwrap()
+    };
+    let pull = |image: &str, dest: &str| {
+        cloister(
+            &dir,
+            &[
+                "image",
+                "pull",
+                image,
+                "--dest",
+                dest,
+                "--decryption-key",
+                "ec.pem",
+            ],
+        )
+    };
+
+    // A flipped byte, then a truncated blob: the digest check refuses either.
+    let blob = largest_blob("clear");
+    let original = std::fs::read(&blob).unwrap();
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 1;
+    std::fs::write(&blob, &flipped).unwrap();
+    let out = pull("oci:clear:app", "flipped");
+    assert!(
+        stderr(&out).contains("does not match its digest"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&blob, &original[..original.len() - 100]).unwrap();
+    let out = pull("oci:clear:app", "truncated");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // Ciphertext changed and the manifest made to match it: the HMAC refuses it.
+    let blob = largest_blob("enc");
+    let mut ciphertext = std::fs::read(&blob).unwrap();
+    let old_digest = format!("sha256:{}", blob.file_name().unwrap().to_string_lossy());
+    ciphertext[1000] ^= 1;
+    let new_digest = sha256(&ciphertext);
+    std::fs::write(
+        dir.join("enc/blobs/sha256").join(&new_digest[7..]),
+        &ciphertext,
+    )
+    .unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("enc/index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest =
+        std::fs::read_to_string(dir.join("enc/blobs/sha256").join(&manifest_digest[7..])).unwrap();
+    let manifest = manifest.replace(&old_digest, &new_digest);
+    let patched = sha256(manifest.as_bytes());
+    std::fs::write(dir.join("enc/blobs/sha256").join(&patched[7..]), &manifest).unwrap();
+    let index = index
+        .to_string()
+        .replace(&manifest_digest, &patched)
+        .replace(
+            &format!(
+                "\"size\":{}",
+                std::fs::metadata(dir.join("enc/blobs/sha256").join(&manifest_digest[7..]))
+                    .unwrap()
+                    .len()
+            ),
+            &format!("\"size\":{}", manifest.len()),
+        );
+    std::fs::write(dir.join("enc/index.json"), index).unwrap();
+    let out = pull("oci:enc:app", "tampered");
+    assert!(
+        stderr(&out).contains("HMAC does not match"),
+        "{}",
+        stderr(&out)
+    );
+
+    for dest in ["flipped", "truncated", "tampered"] {
+        assert!(!dir.join(dest).exists(), "{dest} was left behind");
+    }
+    let partials: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+}
+
+#[test]
+fn broker_held_keys_open_images_only_in_an_attested_tee_of_the_right_package() {
+    let d = Deployment::start("image-kbs");
+    d.verify();
+    let dir = d.dir.clone();
+    let admin = User::new("admin");
+    std::fs::write(dir.join("admin.pem"), &admin.cert).unwrap();
+    std::fs::write(dir.join("admin.key"), &admin.key).unwrap();
+    let manifest = serde_json::json!({
+        "packages": { "pod": { "tee": "sample" }, "other": { "tee": "sgx", "unique_id": "00".repeat(32) } },
+        "secrets": {
+            "image_kek": { "type": "symmetric-key", "size": 256, "user_defined": true },
+            "other_kek": { "type": "symmetric-key", "size": 256, "shared": true }
+        },
+        "users": { "admin": { "certificate": admin.cert, "roles": ["write"] } },
+        "roles": { "write": { "resource_type": "Secrets", "resource_names": ["image_kek"], "actions": ["WriteSecret"] } },
+        "kbs": { "resources": {
+            "default/image-key/1": { "secret": "image_kek", "packages": ["pod"] },
+            "default/other-key/1": { "secret": "other_kek", "packages": ["other"] }
+        } }
+    });
+    assert!(d.set_manifest(&manifest.to_string()).status.success());
+    std::fs::write(dir.join("kek.bin"), [0x5a; 32]).unwrap();
+    let set = d.cmd(&[
+        "secret",
+        "set",
+        "image_kek",
+        "--key-file",
+        dir.join("kek.bin").to_str().unwrap(),
+        "--cert",
+        dir.join("admin.pem").to_str().unwrap(),
+        "--key",
+        dir.join("admin.key").to_str().unwrap(),
+    ]);
+    assert!(set.status.success(), "{}", stderr(&set));
+
+    let small = Layer::new()
+        .file("app/config", 0o644, b"confidential\n")
+        .finish();
+    layout(&dir.join("clear"), "app", vec![(small, Compression::Zstd)]);
+    let encrypt = |recipient: &str, destination: &str| {
+        ok(cloister(
+            &dir,
+            &[
+                "image",
+                "encrypt",
+                "--recipient",
+                recipient,
+                "--kek",
+                "kek.bin",
+                "oci:clear:app",
+                destination,
+            ],
+        ))
+    };
+    encrypt("kbs:///default/image-key/1", "oci:kbs-enc:app");
+    let inspect = json(&ok(cloister(
+        &dir,
+        &["image", "inspect", "oci:kbs-enc:app", "-o", "json"],
+    )));
+    assert_eq!(
+        inspect["broker_keys"],
+        serde_json::json!(["kbs:///default/image-key/1"])
+    );
+
+    let root = dir.join("root.pem").display().to_string();
+    let pull = |image: &str, dest: &str, simulation: Option<&str>| {
+        let mut args = vec!["image", "pull", image, "--dest", dest];
+        if let Some(tee) = simulation {
+            args.extend([
+                "--kbs",
+                d.url.as_str(),
+                "--root-ca",
+                root.as_str(),
+                "--simulation",
+                tee,
+            ]);
+        }
+        cloister(&dir, &args)
+    };
+    // Attested as the package the manifest names: the broker releases the key.
+    ok(pull("oci:kbs-enc:app", "opened", Some("sample")));
+    assert_eq!(
+        std::fs::read(dir.join("opened/rootfs/app/config")).unwrap(),
+        b"confidential\n"
+    );
+    // Without attestation nothing opens, and the error says how to.
+    let out = pull("oci:kbs-enc:app", "unattested", None);
+    assert!(stderr(&out).contains("pull with --kbs"), "{}", stderr(&out));
+    // A key the manifest gives another package is not released to this one.
+    encrypt("kbs:///default/other-key/1", "oci:other-enc:app");
+    let out = pull("oci:other-enc:app", "refused", Some("sample"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("default/other-key/1"),
+        "{}",
+        stderr(&out)
+    );
+    for dest in ["unattested", "refused"] {
+        assert!(!dir.join(dest).exists());
+    }
+}
