@@ -13,10 +13,14 @@ pub mod media;
 #[cfg(feature = "io")]
 pub mod ocicrypt;
 #[cfg(feature = "io")]
+pub mod policy;
+#[cfg(feature = "io")]
 pub mod pull;
 mod reference;
 #[cfg(feature = "io")]
 mod registry;
+#[cfg(feature = "io")]
+pub mod signature;
 #[cfg(feature = "io")]
 mod stream;
 #[cfg(feature = "io")]

@@ -316,6 +316,29 @@ impl Registry {
             .await
     }
 
+    /// GET a URL that is not a registry's (a signature store), at most `limit` bytes: `None`
+    /// when it is not there.
+    pub async fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, RegistryError> {
+        let response =
+            self.http
+                .get(url)
+                .send()
+                .await
+                .map_err(|source| RegistryError::Unreachable {
+                    url: url.to_string(),
+                    source,
+                })?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => read_bounded(response, url, limit).await.map(Some),
+            status => Err(RegistryError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                hint: "",
+            }),
+        }
+    }
+
     /// Whether the repository already holds blob `digest`.
     pub async fn has_blob(
         &self,

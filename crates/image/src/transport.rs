@@ -95,6 +95,11 @@ impl Endpoint {
         Self { name, registry }
     }
 
+    /// The registry client.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The image manifest, for this machine's platform when the name points at an index.
     pub async fn manifest(&self) -> Result<Manifest, ImageError> {
         let (bytes, media_type, digest) = self.raw_manifest(None).await?;

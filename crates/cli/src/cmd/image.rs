@@ -12,7 +12,9 @@ use clap::{Args, Subcommand};
 use image::encrypt::Recipients;
 use image::ocicrypt::jwe::{DecryptionKey, Recipient};
 use image::ocicrypt::provider::KeyId;
+use image::policy::{Policy, default_policy};
 use image::pull::{Keys, Progress};
+use image::signature::{Decision, Lookaside};
 use image::{Credentials, Endpoint, ImageName, Registry};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -67,6 +69,49 @@ impl RegistryArgs {
     }
 }
 
+/// Which images may be pulled.
+#[derive(Debug, Args)]
+pub(crate) struct PolicyArgs {
+    /// A containers-policy.json(5) [default: reject every image: say what to accept].
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A registries.d directory: where simple signatures are looked up (`lookaside`).
+    #[arg(long = "registries-d", value_name = "DIR")]
+    registries_d: Option<PathBuf>,
+}
+
+impl PolicyArgs {
+    fn load(&self) -> Result<(Policy, Lookaside)> {
+        let policy = match &self.policy {
+            Some(path) => Policy::parse(
+                &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            )?,
+            None => default_policy(),
+        };
+        let lookaside = match &self.registries_d {
+            Some(dir) => Lookaside::load(dir)?,
+            None => Lookaside::default(),
+        };
+        Ok((policy, lookaside))
+    }
+
+    /// The policy's decision on `manifest`, or why it refuses.
+    async fn check(&self, source: &Endpoint, manifest: &image::Manifest) -> Result<Decision> {
+        let (policy, lookaside) = self.load()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let decision = image::signature::check(&policy, source, manifest, &lookaside, now).await;
+        if decision.is_err() && self.policy.is_none() {
+            return decision.context(
+                "without --policy every image is refused: give a policy that says which \
+                 signatures to require (or, for unsigned images you trust, insecureAcceptAnything)",
+            );
+        }
+        Ok(decision?)
+    }
+}
+
 /// Arguments of `image encrypt`.
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
@@ -105,6 +150,8 @@ pub(crate) struct PullArgs {
     #[arg(long)]
     simulation: Option<SimulatedTee>,
     #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
     registry: RegistryArgs,
     /// The image: docker://… or oci:DIR[:TAG].
     image: String,
@@ -113,6 +160,8 @@ pub(crate) struct PullArgs {
 /// Arguments of `image inspect`.
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
+    #[command(flatten)]
+    policy: PolicyArgs,
     #[command(flatten)]
     registry: RegistryArgs,
     /// The image: docker://… or oci:DIR[:TAG].
@@ -192,6 +241,8 @@ async fn encrypt(args: EncryptArgs, format: Format) -> Result<ExitCode> {
 async fn pull(args: PullArgs, format: Format) -> Result<ExitCode> {
     let source = args.registry.endpoint(&args.image)?;
     let manifest = source.manifest().await?;
+    // The policy decides before anything is fetched beyond the manifest and signatures.
+    let decision = args.policy.check(&source, &manifest).await?;
     let mut keys = Keys::default();
     for path in &args.decryption_keys {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -228,6 +279,11 @@ async fn pull(args: PullArgs, format: Format) -> Result<ExitCode> {
             if let Some(cmd) = config.cmd() {
                 outln!("  cmd        {}", cmd.join(" "));
             }
+            outln!(
+                "  policy     {}: {}",
+                decision.scope,
+                decision.reasons.join("; ")
+            );
         }
         _ => print_data(
             format,
@@ -239,6 +295,7 @@ async fn pull(args: PullArgs, format: Format) -> Result<ExitCode> {
                 "cmd": config.cmd(),
                 "env": config.env(),
                 "working_dir": config.working_dir(),
+                "policy": { "scope": decision.scope, "reasons": decision.reasons },
             }),
         ),
     }
@@ -273,6 +330,11 @@ async fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
         .iter()
         .map(KeyId::uri)
         .collect();
+    let decision = args.policy.check(&source, &manifest).await;
+    let policy = match &decision {
+        Ok(d) => json!({ "accepted": true, "scope": d.scope, "reasons": d.reasons }),
+        Err(e) => json!({ "accepted": false, "reason": crate::output::error_chain(e.as_ref()) }),
+    };
     match format {
         Format::Text => {
             outln!("{} ({})", source.name, manifest.digest);
@@ -293,6 +355,13 @@ async fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
             for kid in &kids {
                 outln!("  key held by the key broker: {kid}");
             }
+            match &decision {
+                Ok(d) => outln!("  policy: accepted ({}): {}", d.scope, d.reasons.join("; ")),
+                Err(e) => outln!(
+                    "  policy: refused: {}",
+                    crate::output::error_chain(e.as_ref())
+                ),
+            }
         }
         _ => print_data(
             format,
@@ -302,6 +371,7 @@ async fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
                 "media_type": manifest.media_type,
                 "layers": layers,
                 "broker_keys": kids,
+                "policy": policy,
             }),
         ),
     }

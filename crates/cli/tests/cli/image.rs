@@ -14,14 +14,22 @@ use super::hardening::User;
 use super::keep::Registry;
 use super::{Deployment, json, scratch, stderr};
 
+/// `cloister` in `dir`; a pull without `--policy` accepts any image (`accept.json`).
 fn cloister(dir: &Path, args: &[&str]) -> Output {
+    let mut args = args.to_vec();
+    if args.starts_with(&["image", "pull"]) && !args.contains(&"--policy") {
+        std::fs::write(dir.join("accept.json"), ACCEPT).unwrap();
+        args.extend(["--policy", "accept.json"]);
+    }
     Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(args)
+        .args(&args)
         .current_dir(dir)
         .env("CLOISTER_SIM_DIR", dir.join("sim"))
         .output()
         .unwrap()
 }
+
+const ACCEPT: &str = r#"{"default": [{"type": "insecureAcceptAnything"}]}"#;
 
 fn tool(dir: &Path, program: &str, args: &[&str]) -> Output {
     let out = Command::new(program)
@@ -731,4 +739,305 @@ fn broker_held_keys_open_images_only_in_an_attested_tee_of_the_right_package() {
     for dest in ["unattested", "refused"] {
         assert!(!dir.join(dest).exists());
     }
+}
+
+/// A GPG key in its own home: (home, fingerprint, exported public keyring path).
+fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String, PathBuf) {
+    let home = dir.join(format!("gnupg-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str]| {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args(["--batch", "--passphrase", ""])
+            .args(args)
+            .output()
+            .expect("gpg (.ci/run installs it)");
+        assert!(out.status.success(), "gpg {args:?}: {}", stderr(&out));
+        out
+    };
+    gpg(&[
+        "--quick-gen-key",
+        &format!("{name} <{name}@example.com>"),
+        "ed25519",
+        "sign",
+        "never",
+    ]);
+    let listing = String::from_utf8(gpg(&["--list-keys", "--with-colons"]).stdout).unwrap();
+    let fingerprint = listing
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("fpr:")
+                .map(|r| r.trim_matches(':').to_string())
+        })
+        .unwrap();
+    let keyring = dir.join(format!("{name}.gpg"));
+    std::fs::write(&keyring, gpg(&["--export", &fingerprint]).stdout).unwrap();
+    (home, fingerprint, keyring)
+}
+
+/// Sign `manifest_digest` for `identity` the way containers/image and cosign store sigstore
+/// signatures: the payload as a layer of `sha256-<hex>.sig`, its ECDSA signature (openssl,
+/// over SHA-256 of the payload) in the layer's annotation.
+fn sigstore_sign(
+    dir: &Path,
+    registry: &Registry,
+    repository: &str,
+    manifest_digest: &str,
+    identity: &str,
+    key: &str,
+) {
+    let payload = serde_json::json!({
+        "critical": {
+            "identity": { "docker-reference": identity },
+            "image": { "docker-manifest-digest": manifest_digest },
+            "type": "cosign container image signature"
+        },
+        "optional": null
+    })
+    .to_string();
+    std::fs::write(dir.join("payload.json"), &payload).unwrap();
+    let signature = tool(
+        dir,
+        "openssl",
+        &["dgst", "-sha256", "-sign", key, "payload.json"],
+    )
+    .stdout;
+    use base64::Engine as _;
+    let annotation = base64::engine::general_purpose::STANDARD.encode(signature);
+    let payload_digest = registry.push_blob(repository, payload.as_bytes());
+    let config =
+        serde_json::json!({ "rootfs": { "type": "layers", "diff_ids": [payload_digest] } })
+            .to_string();
+    let config_digest = registry.push_blob(repository, config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": [{
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "digest": payload_digest,
+            "size": payload.len(),
+            "annotations": { "dev.cosignproject.cosign/signature": annotation }
+        }],
+    })
+    .to_string();
+    let tag = manifest_digest.replacen(':', "-", 1) + ".sig";
+    let (status, _, body) = registry.http(
+        "PUT",
+        &format!("/v2/{repository}/manifests/{tag}"),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        manifest.as_bytes(),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn signatures_are_checked_by_the_policy_before_anything_is_unpacked() {
+    let dir = scratch("image-signatures");
+    keys(&dir);
+    app_image(&dir.join("clear"), "app");
+    let registry = Registry::start(&dir);
+    let at = |tag: &str| format!("docker://{}/team/app:{tag}", registry.addr);
+    let (home, fingerprint, keyring) = gpg_key(&dir, "signer");
+    let (_, _, stranger) = gpg_key(&dir, "stranger");
+    std::fs::create_dir_all(dir.join("registries.d")).unwrap();
+    std::fs::write(
+        dir.join("registries.d/default.yaml"),
+        format!(
+            "default-docker:\n  lookaside: file://{}/lookaside\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let skopeo = |args: &[&str]| {
+        Command::new("skopeo")
+            .env("GNUPGHOME", &home)
+            .arg("--registries.d")
+            .arg(dir.join("registries.d"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    assert!(
+        ok(skopeo(&[
+            "copy",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &fingerprint,
+            "oci:clear:app",
+            &at("signed")
+        ]))
+        .status
+        .success()
+    );
+    let small = Layer::new().file("hello", 0o644, b"unsigned\n").finish();
+    layout(&dir.join("other"), "app", vec![(small, Compression::Gzip)]);
+    ok(skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "oci:other:app",
+        &at("unsigned"),
+    ]));
+
+    let policy = |name: &str, requirement: serde_json::Value| {
+        let text = serde_json::json!({
+            "default": [{ "type": "reject" }],
+            "transports": { "docker": { format!("{}/team", registry.addr): [requirement] } }
+        });
+        std::fs::write(dir.join(name), text.to_string()).unwrap();
+    };
+    policy(
+        "gpg.json",
+        serde_json::json!({ "type": "signedBy", "keyType": "GPGKeys", "keyPath": keyring }),
+    );
+    policy(
+        "stranger.json",
+        serde_json::json!({ "type": "signedBy", "keyType": "GPGKeys", "keyPath": stranger }),
+    );
+    let pull = |image: &str, dest: &str, policy: &str| {
+        cloister(
+            &dir,
+            &[
+                "image",
+                "pull",
+                image,
+                "--dest",
+                dest,
+                "--policy",
+                policy,
+                "--registries-d",
+                "registries.d",
+            ],
+        )
+    };
+    let refused = |out: Output, why: &str| {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(why),
+            "wanted {why:?}: {}",
+            stderr(&out)
+        );
+    };
+
+    // Signed by the policy's key: accepted, by us and by skopeo.
+    let out = ok(pull(&at("signed"), "signed", "gpg.json"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("signed by GPG key {fingerprint}"))
+    );
+    let skopeo_verdict = |image: &str, policy: &str| {
+        skopeo(&[
+            "--policy",
+            policy,
+            "copy",
+            "--src-tls-verify=false",
+            image,
+            &format!(
+                "dir:{}",
+                dir.join(format!("skopeo-{}", policy.len() + image.len()))
+                    .display()
+            ),
+        ])
+        .status
+        .success()
+    };
+    assert!(skopeo_verdict(&at("signed"), "gpg.json"));
+    // Unsigned, signed by someone else, or a signature of another manifest: refused, and
+    // skopeo agrees; nothing is unpacked.
+    refused(
+        pull(&at("unsigned"), "unsigned", "gpg.json"),
+        "a signature is required, but the image has none",
+    );
+    assert!(!skopeo_verdict(&at("unsigned"), "gpg.json"));
+    refused(
+        pull(&at("signed"), "stranger", "stranger.json"),
+        "no key of the policy made this signature",
+    );
+    assert!(!skopeo_verdict(&at("signed"), "stranger.json"));
+    let digest = |tag: &str| {
+        json(&ok(cloister(
+            &dir,
+            &[
+                "image",
+                "inspect",
+                &at(tag),
+                "-o",
+                "json",
+                "--policy",
+                "accept.json",
+            ],
+        )))["manifest_digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (signed, unsigned) = (digest("signed"), digest("unsigned"));
+    let store = |d: &str| dir.join(format!("lookaside/team/app@sha256={}", &d[7..]));
+    std::fs::create_dir_all(store(&unsigned)).unwrap();
+    std::fs::copy(
+        store(&signed).join("signature-1"),
+        store(&unsigned).join("signature-1"),
+    )
+    .unwrap();
+    refused(
+        pull(&at("unsigned"), "moved", "gpg.json"),
+        "is for manifest",
+    );
+    assert!(!skopeo_verdict(&at("unsigned"), "gpg.json"));
+    // Without a policy, nothing is pulled, and the error says what to give.
+    refused(
+        cloister(
+            &dir,
+            &[
+                "image",
+                "pull",
+                &at("signed"),
+                "--dest",
+                "none",
+                "--policy",
+                "/dev/null",
+            ],
+        ),
+        "signature policy",
+    );
+    for dest in ["unsigned", "stranger", "moved"] {
+        assert!(!dir.join(dest).exists());
+    }
+
+    // Sigstore: cosign's layout, signed with an EC key; the key and the identity decide.
+    sigstore_sign(
+        &dir,
+        &registry,
+        "team/app",
+        &unsigned,
+        &format!("{}/team/app", registry.addr),
+        "ec.pem",
+    );
+    policy(
+        "sigstore.json",
+        serde_json::json!({ "type": "sigstoreSigned", "keyPath": "ec.pub.pem", "signedIdentity": { "type": "matchRepository" } }),
+    );
+    policy(
+        "sigstore-other.json",
+        serde_json::json!({ "type": "sigstoreSigned", "keyPath": "other.pub.pem", "signedIdentity": { "type": "matchRepository" } }),
+    );
+    policy(
+        "sigstore-exact.json",
+        serde_json::json!({ "type": "sigstoreSigned", "keyPath": "ec.pub.pem" }),
+    );
+    ok(pull(&at("unsigned"), "sigstore", "sigstore.json"));
+    refused(
+        pull(&at("unsigned"), "sigstore-other", "sigstore-other.json"),
+        "does not verify with the policy's key",
+    );
+    // cosign signs the repository only: the default identity needs a tag or digest.
+    refused(
+        pull(&at("unsigned"), "sigstore-exact", "sigstore-exact.json"),
+        "is not accepted for",
+    );
+    refused(
+        pull(&at("signed"), "sigstore-none", "sigstore.json"),
+        "a signature is required",
+    );
 }

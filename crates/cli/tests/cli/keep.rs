@@ -667,7 +667,7 @@ impl Registry {
     }
 
     /// One HTTP/1.1 exchange: status, headers (lowercase names), body.
-    fn http(
+    pub(super) fn http(
         &self,
         method: &str,
         path: &str,
@@ -713,7 +713,7 @@ impl Registry {
         )
     }
 
-    fn push_blob(&self, repository: &str, bytes: &[u8]) -> String {
+    pub(super) fn push_blob(&self, repository: &str, bytes: &[u8]) -> String {
         let digest = format!("sha256:{}", sha256_hex(bytes));
         let (status, headers, _) = self.http(
             "POST",
