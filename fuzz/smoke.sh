@@ -28,12 +28,16 @@ if [ -d "$vectors" ]; then
   seed azure "$vectors"/azure/*.bin "$vectors"/azure/*.json
 fi
 
-# Manifests, key-broker messages, Rego policies and OCI references need no vectors: small hand-written seeds
+# Manifests, key-broker messages, Rego policies, OCI references, image policies, ocicrypt
+# annotations and layer tars need no vectors: small hand-written seeds
 # live in the repository.
 seed manifest seeds/manifest/*
 seed kbs_messages seeds/kbs/*
 seed rego_policy seeds/rego/*
 seed oci_reference seeds/oci/*
+seed image_policy seeds/image-policy/*
+seed ocicrypt_annotations seeds/ocicrypt/*
+seed image_layer seeds/image-layer/*
 
 cargo fuzz build -O
 for target in $(cargo fuzz list); do

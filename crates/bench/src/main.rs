@@ -8,7 +8,8 @@
 //! Ratios to a peer are ratios of those floor-normalized figures.
 //!
 //! `cargo run --release -p bench -- activate` measures activations instead (see [`activate`]),
-//! `kbs` key-broker round trips, `keep` WebAssembly keeps next to bare wasmtime.
+//! `kbs` key-broker round trips, `keep` WebAssembly keeps next to bare wasmtime, `image`
+//! confidential images next to skopeo and umoci.
 //!
 //! `cargo run --release -p bench` (vectors from `../shared/testdata/attestation` or
 //! `$CLOISTER_TESTDATA`; `BENCH_ROUNDS` and `BENCH_ROUND_MS` tune the harness).
@@ -16,6 +17,7 @@
 mod activate;
 mod floor;
 mod harness;
+mod image_bench;
 mod kbs_bench;
 mod keep_bench;
 mod peers;
@@ -286,6 +288,7 @@ fn main() -> Result<()> {
         Some("activate") => return activate::run(&args[1..]),
         Some("kbs") => return kbs_bench::run(&args[1..]),
         Some("keep") => return keep_bench::run(),
+        Some("image" | "image-child") => return image_bench::run(&args[1..]),
         Some("serve-coordinator") => {
             let dir = args.get(1).context("serve-coordinator DIR")?;
             return activate::serve_child(std::path::Path::new(dir));
