@@ -59,7 +59,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     );
     println!(
         "  pull + decrypt + unpack, {} MiB in {PULL_LAYERS} layers: {:.2} s; skopeo copy --decryption-key + umoci unpack: {:.2} s; {:.2}× (target ≤ 0.8)",
-        PULL_LAYERS * PULL_LAYER_BYTES >> 20,
+        (PULL_LAYERS * PULL_LAYER_BYTES) >> 20,
         pull.0,
         pull.1,
         pull.2
