@@ -294,6 +294,10 @@ pub struct ActivationResponse {
     /// The connections the runtime wraps in TLS for the workload (its manifest `tls` tags).
     #[serde(default, skip_serializing_if = "TransparentTls::is_empty")]
     pub tls: TransparentTls,
+    /// The containers-policy.json the workload pulls images with (its manifest
+    /// `image_policy`): attested with the rest of the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_policy: Option<serde_json::Value>,
 }
 
 /// The manifest's transparent-TLS rules of one workload, its tags resolved: the workload
@@ -550,6 +554,8 @@ pub mod env {
     pub const WORKLOAD: &str = "CLOISTER_WORKLOAD";
     /// The instance UUID.
     pub const UUID: &str = "CLOISTER_UUID";
+    /// Path of the containers-policy.json the manifest gives the workload for its images.
+    pub const IMAGE_POLICY_FILE: &str = "CLOISTER_IMAGE_POLICY";
 }
 
 /// What the coordinator puts where a template asks for the workload's own private key

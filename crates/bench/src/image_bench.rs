@@ -50,7 +50,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let work = Scratch::new()?;
     let registry = RegistryProcess::start(&work.0)?;
     let pull = pull(&work.0, &registry)?;
-    let rss_mib = memory(&work.0, &registry)?;
+    let (start_mib, rss_mib) = memory(&work.0, &registry)?;
 
     println!("\nconfidential images next to their floor and peer (same machine, same run)");
     println!(
@@ -65,7 +65,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         pull.2
     );
     println!(
-        "  peak RSS pulling one encrypted {} MiB layer: {rss_mib:.1} MiB (target ≤ 64)",
+        "  peak RSS pulling one encrypted {} MiB layer: {rss_mib:.1} MiB (target ≤ 64), of which {start_mib:.1} MiB before the pull began",
         BIG_LAYER_BYTES >> 20
     );
     println!(
@@ -77,6 +77,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "skopeo_umoci_s": pull.1,
             "pull_ratio_to_peer": pull.2,
             "peak_rss_mib_1gib_layer": rss_mib,
+            "rss_mib_before_pull": start_mib,
         })
     );
     Ok(())
@@ -171,8 +172,9 @@ fn pull(work: &Path, registry: &RegistryProcess) -> Result<(f64, f64, f64)> {
     Ok((median(mine), median(theirs), median(ratios)))
 }
 
-/// Peak RSS (MiB) of a child process pulling one encrypted 1 GiB layer.
-fn memory(work: &Path, registry: &RegistryProcess) -> Result<f64> {
+/// The RSS (MiB) of a child process before, and at its peak while, pulling one encrypted
+/// 1 GiB layer.
+fn memory(work: &Path, registry: &RegistryProcess) -> Result<(f64, f64)> {
     let big = layer_tar(BIG_LAYER_BYTES, 4, 99);
     layout(&work.join("big-clear"), &[big], false)?;
     let (key, reference) = push_encrypted(work, registry, "big-clear", "bench/big:enc")?;
@@ -189,28 +191,34 @@ fn memory(work: &Path, registry: &RegistryProcess) -> Result<f64> {
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let kib: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("peak_rss_kib "))
-        .context("the child reported no peak RSS")?
-        .trim()
-        .parse()?;
+    let figure = |name: &str| -> Result<f64> {
+        let kib: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .with_context(|| format!("the child reported no {name}"))?
+            .trim()
+            .parse()?;
+        Ok(kib / 1024.0)
+    };
     std::fs::remove_dir_all(work.join("big-dest"))?;
-    Ok(kib / 1024.0)
+    Ok((figure("start_rss_kib ")?, figure("peak_rss_kib ")?))
 }
 
 fn child(reference: &str, key: &Path, dest: &Path) -> Result<()> {
+    println!("start_rss_kib {}", status_kib("VmRSS:")?);
     pull_in_process(reference, key, dest)?;
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let peak = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .context("no VmHWM in /proc/self/status")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim();
-    println!("peak_rss_kib {peak}");
+    println!("peak_rss_kib {}", status_kib("VmHWM:")?);
     Ok(())
+}
+
+/// A `/proc/self/status` figure in KiB.
+fn status_kib(field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .with_context(|| format!("no {field} in /proc/self/status"))?;
+    Ok(value.trim().trim_end_matches("kB").trim().parse()?)
 }
 
 struct Quiet;

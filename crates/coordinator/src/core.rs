@@ -882,6 +882,7 @@ impl Coordinator {
             simulated: claims.simulated,
             wasm: workload.wasm.clone(),
             tls: d.manifest.tls_rules(workload),
+            image_policy: workload.image_policy.clone(),
         })
     }
 

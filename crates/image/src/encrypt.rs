@@ -47,7 +47,7 @@ pub async fn encrypt(
     progress: Arc<dyn crate::pull::Progress>,
 ) -> Result<Encrypted, ImageError> {
     if recipients.jwe.is_empty() && recipients.kbs.is_empty() {
-        return Err(ImageError::Name(
+        return Err(ImageError::Usage(
             "no recipients: give --recipient jwe:PUBLIC.pem or --recipient kbs:///REPO/TYPE/TAG"
                 .into(),
         ));

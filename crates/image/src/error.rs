@@ -10,8 +10,14 @@ use crate::ocicrypt::CryptError;
 #[non_exhaustive]
 pub enum ImageError {
     /// The image name does not parse.
+    #[error(transparent)]
+    Name(#[from] crate::NameError),
+    /// The signature policy does not parse.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The request cannot be carried out as given.
     #[error("{0}")]
-    Name(String),
+    Usage(String),
     /// A registry operation failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),

@@ -10,9 +10,9 @@ pub mod encrypt;
 #[cfg(feature = "io")]
 mod error;
 pub mod media;
+mod name;
 #[cfg(feature = "io")]
 pub mod ocicrypt;
-#[cfg(feature = "io")]
 pub mod policy;
 #[cfg(feature = "io")]
 pub mod pull;
@@ -30,11 +30,12 @@ pub mod unpack;
 
 #[cfg(feature = "io")]
 pub use error::ImageError;
+pub use name::{ImageName, NameError};
 pub use reference::{Reference, ReferenceError};
 #[cfg(feature = "io")]
 pub use registry::{Credentials, Pulled, Registry, RegistryError};
 #[cfg(feature = "io")]
-pub use transport::{Endpoint, ImageName, Manifest};
+pub use transport::{Endpoint, Manifest};
 
 /// The media type of a WebAssembly module in an OCI artifact (the CNCF wasm OCI artifact
 /// layout: one `application/wasm` layer).

@@ -14,7 +14,12 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::{ImageError, ImageName, Reference};
+use crate::{ImageName, Reference};
+
+/// Why a policy document is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the signature policy: {0}")]
+pub struct PolicyError(pub String);
 
 /// A policy.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -118,9 +123,8 @@ pub fn default_policy() -> Policy {
 
 impl Policy {
     /// Parse a policy document.
-    pub fn parse(json: &[u8]) -> Result<Self, ImageError> {
-        let policy: Self = serde_json::from_slice(json)
-            .map_err(|e| ImageError::Format(format!("the signature policy: {e}")))?;
+    pub fn parse(json: &[u8]) -> Result<Self, PolicyError> {
+        let policy: Self = serde_json::from_slice(json).map_err(|e| PolicyError(e.to_string()))?;
         for requirement in policy.all() {
             requirement.check()?;
         }
@@ -153,12 +157,8 @@ impl Policy {
 }
 
 impl Requirement {
-    fn check(&self) -> Result<(), ImageError> {
-        let bad = |reason: &str| {
-            Err(ImageError::Format(format!(
-                "the signature policy: {reason}"
-            )))
-        };
+    fn check(&self) -> Result<(), PolicyError> {
+        let bad = |reason: &str| Err(PolicyError(reason.into()));
         match self {
             Self::SignedBy {
                 key_type,

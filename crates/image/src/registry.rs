@@ -378,6 +378,8 @@ impl Registry {
         upload: &mut Upload,
         chunk: Vec<u8>,
     ) -> Result<(), RegistryError> {
+        // Cheap to clone when the registry asks for a token and the request is sent again.
+        let chunk = bytes::Bytes::from(chunk);
         if chunk.is_empty() {
             return Ok(());
         }

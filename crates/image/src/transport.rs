@@ -1,6 +1,5 @@
-//! Where images live, as skopeo names them: `docker://REGISTRY/REPO[:TAG|@DIGEST]` (a
-//! registry) and `oci:DIR[:TAG]` (an OCI image layout). A source hands out the manifest, small
-//! blobs whole and layers as streams; a destination takes blobs and manifests.
+//! Image sources and destinations: a registry or an OCI layout. A source hands out the
+//! manifest, small blobs whole and layers as streams; a destination takes blobs and manifests.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,64 +8,9 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use crate::media::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::registry::{MAX_MANIFEST_BYTES, sha256_digest};
-use crate::{ImageError, Reference, Registry};
+use crate::{ImageError, ImageName, Registry};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
-
-/// An image's location.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageName {
-    /// In a registry.
-    Registry(Reference),
-    /// In an OCI image layout directory, under a tag (or its only image).
-    Layout {
-        /// The layout's directory.
-        dir: PathBuf,
-        /// The `org.opencontainers.image.ref.name` of the image.
-        tag: Option<String>,
-    },
-}
-
-impl std::fmt::Display for ImageName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Registry(reference) => write!(f, "docker://{reference}"),
-            Self::Layout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
-            Self::Layout { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
-        }
-    }
-}
-
-impl ImageName {
-    /// Parse `docker://…` or `oci:DIR[:TAG]`.
-    pub fn parse(text: &str) -> Result<Self, ImageError> {
-        if let Some(rest) = text.strip_prefix("oci:")
-            && !rest.starts_with("//")
-        {
-            let (dir, tag) = match rest.split_once(':') {
-                Some((dir, tag)) => (dir, Some(tag.to_string())),
-                None => (rest, None),
-            };
-            if dir.is_empty() || tag.as_deref() == Some("") {
-                return Err(ImageError::Name(format!(
-                    "{text:?}: an OCI layout is named oci:DIRECTORY[:TAG]"
-                )));
-            }
-            return Ok(Self::Layout {
-                dir: dir.into(),
-                tag,
-            });
-        }
-        if text.starts_with("docker://") {
-            return Reference::parse(text)
-                .map(Self::Registry)
-                .map_err(|e| ImageError::Name(e.to_string()));
-        }
-        Err(ImageError::Name(format!(
-            "{text:?}: name an image docker://REGISTRY/REPOSITORY[:TAG] or oci:DIRECTORY[:TAG]"
-        )))
-    }
-}
 
 /// An image's manifest, as stored.
 #[derive(Debug, Clone)]

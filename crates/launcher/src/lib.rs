@@ -220,6 +220,17 @@ pub fn render(
         let value = substitute(value.as_bytes(), &substitutions);
         env.insert(name.clone(), String::from_utf8_lossy(&value).into_owned());
     }
+    if let Some(policy) = &activation.image_policy {
+        let name = "image-policy.json";
+        files.push((
+            PathBuf::from(name),
+            Zeroizing::new(policy.to_string().into_bytes()),
+        ));
+        env.insert(
+            api::env::IMAGE_POLICY_FILE.into(),
+            root.join(name).display().to_string(),
+        );
+    }
     env.insert(api::env::WORKLOAD.into(), workload.to_string());
     env.insert(api::env::UUID.into(), activation.uuid.clone());
     Ok(Rendered {

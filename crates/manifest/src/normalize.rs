@@ -132,6 +132,8 @@ static WORKLOAD: StructShape = closed(&[
     field("tls", Shape::Leaf),
     field("disable_secret_binding", Shape::Leaf),
     field("wasm", Shape::Struct(&WASM)),
+    // A containers-policy.json, kept verbatim (its keys are case-sensitive).
+    field("image_policy", Shape::Leaf),
 ]);
 
 static WASM: StructShape = closed(&[

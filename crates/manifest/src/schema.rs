@@ -219,6 +219,10 @@ pub struct Workload {
     /// evidence) and how it runs it. Native workloads have none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wasm: Option<api::WasmSpec>,
+    /// The containers-policy.json(5) the workload pulls images with (`cloister image pull`
+    /// reads it from `CLOISTER_IMAGE_POLICY`): in the manifest, it is attested with the rest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_policy: Option<Value>,
 }
 
 /// What a workload receives at activation.

@@ -67,6 +67,14 @@ impl Manifest {
         if let Some(wasm) = &workload.wasm {
             check_wasm(&format!("{path}.wasm"), wasm, errors);
         }
+        if let Some(policy) = &workload.image_policy {
+            let parsed = serde_json::to_vec(policy)
+                .map_err(|e| e.to_string())
+                .and_then(|json| image::policy::Policy::parse(&json).map_err(|e| e.to_string()));
+            if let Err(reason) = parsed {
+                errors.push(format!("{path}.image_policy"), reason);
+            }
+        }
         // Values (NUL, UTF-8) are checked by the dry run, which renders every env value.
         for name in workload.parameters.env.keys() {
             if name.is_empty() || name.contains(['=', '\0']) {

@@ -72,8 +72,9 @@ impl RegistryArgs {
 /// Which images may be pulled.
 #[derive(Debug, Args)]
 pub(crate) struct PolicyArgs {
-    /// A containers-policy.json(5) [default: reject every image: say what to accept].
-    #[arg(long)]
+    /// A containers-policy.json(5); in a launched workload, the manifest's `image_policy`
+    /// [default: reject every image: say what to accept].
+    #[arg(long, env = "CLOISTER_IMAGE_POLICY")]
     policy: Option<PathBuf>,
     /// A registries.d directory: where simple signatures are looked up (`lookaside`).
     #[arg(long = "registries-d", value_name = "DIR")]

@@ -1041,3 +1041,56 @@ fn signatures_are_checked_by_the_policy_before_anything_is_unpacked() {
         "a signature is required",
     );
 }
+
+#[test]
+fn the_manifest_gives_a_workload_its_image_policy() {
+    let d = Deployment::start("image-policy");
+    d.verify();
+    let dir = d.dir.clone();
+    app_image(&dir.join("trusted"), "app");
+    let small = Layer::new().file("x", 0o644, b"x\n").finish();
+    layout(
+        &dir.join("untrusted"),
+        "app",
+        vec![(small, Compression::None)],
+    );
+    let policy = serde_json::json!({
+        "default": [{ "type": "reject" }],
+        "transports": { "oci": { dir.join("trusted").display().to_string(): [{ "type": "insecureAcceptAnything" }] } }
+    });
+    let manifest = |policy: &serde_json::Value| {
+        serde_json::json!({
+            "packages": { "app": { "tee": "sgx", "unique_id": super::mrenclave() } },
+            "workloads": { "puller": { "package": "app", "image_policy": policy } }
+        })
+        .to_string()
+    };
+    // A policy the manifest cannot hold is refused where it stands.
+    let bad = d.set_manifest(&manifest(
+        &serde_json::json!({ "default": [{ "type": "bogus" }] }),
+    ));
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("workloads.puller.image_policy"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(d.set_manifest(&manifest(&policy)).status.success());
+
+    // In the attested workload, `image pull` takes the manifest's policy by itself.
+    let bin = env!("CARGO_BIN_EXE_cloister");
+    let script = format!(
+        "{bin} image pull oci:{d}/trusted:app --dest {d}/pulled && \
+         {bin} image pull oci:{d}/untrusted:app --dest {d}/refused",
+        d = dir.display()
+    );
+    let out = d.launch("puller", &[], &script);
+    assert!(!out.status.success(), "the second pull must be refused");
+    assert!(
+        dir.join("pulled/rootfs/etc/passwd").exists(),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("rejects it"), "{}", stderr(&out));
+    assert!(!dir.join("refused").exists());
+}
