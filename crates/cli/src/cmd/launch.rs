@@ -33,11 +33,58 @@ pub(crate) struct LaunchArgs {
     /// Where credentials and relative manifest files are written.
     #[arg(long, default_value = "cloister-workload")]
     workdir: PathBuf,
+    /// Run in an image pulled by `cloister image pull --dest DIR`: the workload's files go to
+    /// `/cloister` in its root, the command defaults to the image's entrypoint and command,
+    /// and the environment is the image's with the manifest's over it (needs root, for
+    /// chroot).
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
     #[command(flatten)]
     tee: TeeArgs,
-    /// The command to run, after `--`.
-    #[arg(last = true, required = true)]
+    /// The command to run, after `--` (optional with --bundle).
+    #[arg(last = true, required_unless_present = "bundle")]
     command: Vec<String>,
+}
+
+/// Where the workload's files go inside a bundle's root, and what its `CLOISTER_*` paths say.
+const BUNDLE_FILES: &str = "/cloister";
+
+/// What a pulled image says about running it.
+struct ImageDefaults {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+fn image_defaults(bundle: &std::path::Path) -> Result<ImageDefaults> {
+    let path = bundle.join(image::pull::CONFIG_FILE);
+    let text = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (pull the image with `cloister image pull --dest`)",
+            path.display()
+        )
+    })?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let strings = |key: &str| -> Vec<String> {
+        config["config"][key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut argv = strings("Entrypoint");
+    argv.extend(strings("Cmd"));
+    let env = strings("Env")
+        .into_iter()
+        .filter_map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    Ok(ImageDefaults { argv, env })
 }
 
 /// The TEE a workload runs in: this machine's, or the simulated one.
@@ -158,18 +205,56 @@ pub(crate) fn run(args: LaunchArgs) -> Result<ExitCode> {
     };
     let (activation, key) = activate(&target, None)
         .with_context(|| format!("activating as workload {}", args.workload))?;
-    let prepared = launcher::prepare(&activation, &key, &args.workload, &args.workdir)?;
-    let argv = if prepared.argv.is_empty() {
-        args.command.clone()
-    } else {
-        prepared.argv.clone()
+    let Some(bundle) = &args.bundle else {
+        let prepared = launcher::prepare(&activation, &key, &args.workload, &args.workdir)?;
+        let argv = if prepared.argv.is_empty() {
+            args.command.clone()
+        } else {
+            prepared.argv.clone()
+        };
+        let Some((program, rest)) = argv.split_first() else {
+            bail!("no command to run");
+        };
+        let error = std::process::Command::new(program)
+            .args(rest)
+            .envs(&prepared.env)
+            .exec();
+        bail!("cannot run {program}: {error}")
     };
-    let Some((program, rest)) = argv.split_first() else {
-        bail!("no command to run");
-    };
-    let error = std::process::Command::new(program)
-        .args(rest)
-        .envs(&prepared.env)
+    // In the image's root: the files inside it, its defaults under the manifest's.
+    let rootfs = bundle.join("rootfs");
+    let defaults = image_defaults(bundle)?;
+    let rendered = launcher::render(
+        &activation,
+        &key,
+        &args.workload,
+        std::path::Path::new(BUNDLE_FILES),
+    )?;
+    launcher::write_tree(
+        &rootfs.join(BUNDLE_FILES.trim_start_matches('/')),
+        &rendered.files,
+    )?;
+    let argv = [&rendered.prepared.argv, &args.command, &defaults.argv]
+        .into_iter()
+        .find(|argv| !argv.is_empty())
+        .context("no command to run: the manifest, the command line and the image name none")?;
+    // The workload's environment replaces ours, PATH too: find chroot with ours.
+    let chroot = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("chroot"))
+        .find(|path| path.is_file())
+        .context("chroot (coreutils) is not on PATH")?;
+    let error = std::process::Command::new(chroot)
+        .arg(&rootfs)
+        .args(argv)
+        .env_clear()
+        .envs(defaults.env)
+        .envs(&rendered.prepared.env)
         .exec();
-    bail!("cannot run {program}: {error}")
+    bail!(
+        "cannot run {} in {}: {error} (chroot needs root)",
+        argv[0],
+        rootfs.display()
+    )
 }

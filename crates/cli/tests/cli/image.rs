@@ -124,6 +124,12 @@ impl Layer {
 
 /// Write an OCI layout at `dir` holding one image, tagged `tag`, of `layers`.
 fn layout(dir: &Path, tag: &str, layers: Vec<(Vec<u8>, Compression)>) {
+    let config = serde_json::json!({ "Entrypoint": ["/bin/tool"], "Env": ["PATH=/bin"] });
+    layout_with(dir, tag, layers, config);
+}
+
+/// [`layout`] with the image configuration's `config` given.
+fn layout_with(dir: &Path, tag: &str, layers: Vec<(Vec<u8>, Compression)>, run: serde_json::Value) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| {
@@ -157,7 +163,7 @@ fn layout(dir: &Path, tag: &str, layers: Vec<(Vec<u8>, Compression)>) {
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": { "Entrypoint": ["/bin/tool"], "Env": ["PATH=/bin"] },
+        "config": run,
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
     })
     .to_string();
@@ -1093,4 +1099,62 @@ fn the_manifest_gives_a_workload_its_image_policy() {
     );
     assert!(stderr(&out).contains("rejects it"), "{}", stderr(&out));
     assert!(!dir.join("refused").exists());
+}
+
+/// A layer holding this machine's `/bin/sh` and the libraries it loads: enough to run a
+/// program in an image's root.
+fn shell_layer() -> Vec<u8> {
+    let mut layer = Layer::new()
+        .dir("etc", 0o755)
+        .file("etc/marker", 0o644, b"in the image\n");
+    let ldd = String::from_utf8(tool(Path::new("/"), "ldd", &["/bin/sh"]).stdout).unwrap();
+    let mut files = vec!["/bin/sh".to_string()];
+    files.extend(
+        ldd.split_whitespace()
+            .filter(|w| w.starts_with('/'))
+            .map(str::to_string),
+    );
+    for file in files {
+        let data = std::fs::read(&file).unwrap();
+        layer = layer.file(file.trim_start_matches('/'), 0o755, &data);
+    }
+    layer.finish()
+}
+
+#[test]
+fn launch_runs_a_pulled_image_with_its_defaults_and_the_workloads_files() {
+    let d = Deployment::start("image-launch");
+    d.verify();
+    let dir = d.dir.clone();
+    let script = "read -r line < \"$CLOISTER_ROOT_CA_FILE\"; read -r marker < /etc/marker; \
+                  echo \"$marker|$IMAGE_VAR|$MANIFEST_VAR|$line\"";
+    layout_with(
+        &dir.join("runnable"),
+        "app",
+        vec![(shell_layer(), Compression::Gzip)],
+        serde_json::json!({ "Entrypoint": ["/bin/sh", "-c"], "Cmd": [script], "Env": ["IMAGE_VAR=from the image", "MANIFEST_VAR=overridden"] }),
+    );
+    ok(cloister(
+        &dir,
+        &["image", "pull", "oci:runnable:app", "--dest", "bundle"],
+    ));
+    let manifest = serde_json::json!({
+        "packages": { "app": { "tee": "sgx", "unique_id": super::mrenclave() } },
+        "workloads": { "runner": { "package": "app", "parameters": { "env": { "MANIFEST_VAR": "from the manifest" } } } }
+    });
+    assert!(d.set_manifest(&manifest.to_string()).status.success());
+    let bundle = dir.join("bundle").display().to_string();
+    let out = ok(d.cmd(&[
+        "launch",
+        "--simulation",
+        "--workload",
+        "runner",
+        "--bundle",
+        &bundle,
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "in the image|from the image|from the manifest|-----BEGIN CERTIFICATE-----"
+    );
+    assert!(dir.join("bundle/rootfs/cloister/workload-key.pem").exists());
 }
