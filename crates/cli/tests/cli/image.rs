@@ -1158,3 +1158,174 @@ fn launch_runs_a_pulled_image_with_its_defaults_and_the_workloads_files() {
     );
     assert!(dir.join("bundle/rootfs/cloister/workload-key.pem").exists());
 }
+
+/// A token service for a registry with `auth: token`: it issues an ES256 JWT (its certificate
+/// in `x5c`) granting the requested scope, to a client with the right basic credentials only.
+struct TokenService {
+    realm: String,
+    bundle: PathBuf,
+}
+
+impl TokenService {
+    fn start(dir: &Path, user: &'static str, password: &'static str) -> Self {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let signer =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let _ = signer.public_key();
+        let key = rcgen::KeyPair::try_from(pkcs8.as_ref()).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["token-issuer".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let bundle = dir.join("token-root.pem");
+        std::fs::write(&bundle, cert.pem()).unwrap();
+        let x5c = STANDARD.encode(cert.der());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n")
+                    && std::io::Read::read(&mut stream, &mut byte).unwrap_or(0) == 1
+                {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let authorized = head.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == expected
+                    })
+                });
+                let query = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .split_once('?')
+                    .map(|(_, q)| q.to_string())
+                    .unwrap_or_default();
+                let scope = query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("scope="))
+                    .map(|s| {
+                        s.replace("%3A", ":")
+                            .replace("%2F", "/")
+                            .replace("%2C", ",")
+                    })
+                    .unwrap_or_default();
+                let response = if !authorized {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                } else {
+                    let mut parts = scope.splitn(3, ':');
+                    let (_, name, actions) = (
+                        parts.next(),
+                        parts.next().unwrap_or_default(),
+                        parts.next().unwrap_or_default(),
+                    );
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let header = serde_json::json!({ "alg": "ES256", "typ": "JWT", "x5c": [x5c] });
+                    let claims = serde_json::json!({
+                        "iss": "test-issuer", "sub": user, "aud": "test-registry",
+                        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{name}"),
+                        "access": [{ "type": "repository", "name": name, "actions": actions.split(',').collect::<Vec<_>>() }]
+                    });
+                    let signing_input = format!(
+                        "{}.{}",
+                        URL_SAFE_NO_PAD.encode(header.to_string()),
+                        URL_SAFE_NO_PAD.encode(claims.to_string())
+                    );
+                    let signature = signer.sign(&rng, signing_input.as_bytes()).unwrap();
+                    let token = format!(
+                        "{signing_input}.{}",
+                        URL_SAFE_NO_PAD.encode(signature.as_ref())
+                    );
+                    let body =
+                        serde_json::json!({ "token": token, "access_token": token }).to_string();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = std::io::Write::write_all(&mut stream, response.as_bytes());
+            }
+        });
+        Self { realm, bundle }
+    }
+}
+
+#[test]
+fn registries_with_token_auth_need_the_credentials() {
+    let dir = scratch("image-token");
+    keys(&dir);
+    app_image(&dir.join("clear"), "app");
+    let tokens = TokenService::start(&dir, "alice", "s3cret");
+    let registry = Registry::start_with(
+        &dir,
+        &format!(
+            "auth:\n  token:\n    realm: {}\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+            tokens.realm,
+            tokens.bundle.display()
+        ),
+    );
+    let at = |tag: &str| format!("docker://{}/team/app:{tag}", registry.addr);
+    tool(
+        &dir,
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:s3cret",
+            "oci:clear:app",
+            &at("clear"),
+        ],
+    );
+    // Without credentials the token service refuses, and the error says what to give.
+    let out = cloister(&dir, &["image", "inspect", &at("clear")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--creds"), "{}", stderr(&out));
+    // With them: a pull token, then a push token for encrypting into the same repository.
+    let creds = ["--creds", "alice:s3cret"];
+    ok(cloister(
+        &dir,
+        &[
+            &[
+                "image",
+                "encrypt",
+                "--recipient",
+                "jwe:ec.pub.pem",
+                &at("clear"),
+                &at("enc"),
+            ][..],
+            &creds,
+        ]
+        .concat(),
+    ));
+    ok(cloister(
+        &dir,
+        &[
+            &[
+                "image",
+                "pull",
+                &at("enc"),
+                "--dest",
+                "pulled",
+                "--decryption-key",
+                "ec.pem",
+            ][..],
+            &creds,
+        ]
+        .concat(),
+    ));
+    assert!(dir.join("pulled/rootfs/etc/passwd").exists());
+}

@@ -639,12 +639,17 @@ impl Drop for Registry {
 
 impl Registry {
     pub(super) fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "")
+    }
+
+    /// A registry with `extra` configuration (YAML, e.g. an `auth` section).
+    pub(super) fn start_with(dir: &Path, extra: &str) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
         let config = dir.join("registry.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{extra}",
                 dir.join("registry").display()
             ),
         )
@@ -658,7 +663,7 @@ impl Registry {
             .expect("docker-registry (Debian's docker-registry package; .ci/run installs it)");
         let registry = Self { addr, child };
         for _ in 0..100 {
-            if registry.http("GET", "/v2/", &[], b"").0 == 200 {
+            if matches!(registry.http("GET", "/v2/", &[], b"").0, 200 | 401) {
                 return registry;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
