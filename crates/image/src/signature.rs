@@ -198,6 +198,18 @@ pub async fn check(
     Ok(Decision { scope, reasons })
 }
 
+/// How many signatures the image has: simple signatures in its lookaside store, sigstore
+/// attachments in its repository (neither verified: that is the policy's job).
+pub async fn count(
+    source: &Endpoint,
+    manifest: &Manifest,
+    lookaside: &Lookaside,
+) -> Result<(usize, usize), ImageError> {
+    let simple = simple_signatures(source, manifest, lookaside).await?;
+    let sigstore = sigstore_signatures(source, manifest).await?;
+    Ok((simple.len(), sigstore.len()))
+}
+
 /// The first signature `verify` accepts, or every reason they were not.
 fn accept_any<T>(
     signatures: impl Iterator<Item = T>,

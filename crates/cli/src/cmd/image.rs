@@ -89,11 +89,14 @@ impl PolicyArgs {
             )?,
             None => default_policy(),
         };
-        let lookaside = match &self.registries_d {
+        Ok((policy, self.lookaside()?))
+    }
+
+    fn lookaside(&self) -> Result<Lookaside> {
+        Ok(match &self.registries_d {
             Some(dir) => Lookaside::load(dir)?,
             None => Lookaside::default(),
-        };
-        Ok((policy, lookaside))
+        })
     }
 
     /// The policy's decision on `manifest`, or why it refuses.
@@ -331,6 +334,8 @@ async fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
         .iter()
         .map(KeyId::uri)
         .collect();
+    let lookaside = args.policy.lookaside()?;
+    let (simple, sigstore) = image::signature::count(&source, &manifest, &lookaside).await?;
     let decision = args.policy.check(&source, &manifest).await;
     let policy = match &decision {
         Ok(d) => json!({ "accepted": true, "scope": d.scope, "reasons": d.reasons }),
@@ -356,6 +361,7 @@ async fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
             for kid in &kids {
                 outln!("  key held by the key broker: {kid}");
             }
+            outln!("  signatures: {simple} simple (lookaside), {sigstore} sigstore");
             match &decision {
                 Ok(d) => outln!("  policy: accepted ({}): {}", d.scope, d.reasons.join("; ")),
                 Err(e) => outln!(
@@ -372,6 +378,7 @@ async fn inspect(args: InspectArgs, format: Format) -> Result<ExitCode> {
                 "media_type": manifest.media_type,
                 "layers": layers,
                 "broker_keys": kids,
+                "signatures": { "simple": simple, "sigstore": sigstore },
                 "policy": policy,
             }),
         ),

@@ -1033,6 +1033,32 @@ fn signatures_are_checked_by_the_policy_before_anything_is_unpacked() {
         serde_json::json!({ "type": "sigstoreSigned", "keyPath": "ec.pub.pem" }),
     );
     ok(pull(&at("unsigned"), "sigstore", "sigstore.json"));
+    let inspect = |tag: &str| {
+        let args = [
+            "image",
+            "inspect",
+            &at(tag),
+            "--registries-d",
+            "registries.d",
+            "--policy",
+            "sigstore.json",
+            "-o",
+            "json",
+        ];
+        json(&ok(cloister(&dir, &args)))
+    };
+    let signed_view = inspect("signed");
+    assert_eq!(
+        signed_view["signatures"],
+        serde_json::json!({ "simple": 1, "sigstore": 0 })
+    );
+    assert_eq!(signed_view["policy"]["accepted"], false);
+    let unsigned_view = inspect("unsigned");
+    assert_eq!(
+        unsigned_view["signatures"],
+        serde_json::json!({ "simple": 1, "sigstore": 1 })
+    );
+    assert_eq!(unsigned_view["policy"]["accepted"], true);
     refused(
         pull(&at("unsigned"), "sigstore-other", "sigstore-other.json"),
         "does not verify with the policy's key",
