@@ -78,6 +78,21 @@ struct DirectoryMeta {
     path: PathBuf,
     mode: u32,
     mtime: u64,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// The extended attributes a PAX header gives an entry (`SCHILY.xattr.NAME`).
+fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
+    let Ok(Some(extensions)) = entry.pax_extensions() else {
+        return Vec::new();
+    };
+    extensions
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.key().ok()?.strip_prefix("SCHILY.xattr.")?;
+            Some((name.to_string(), e.value_bytes().to_vec()))
+        })
+        .collect()
 }
 
 struct Layer<'a> {
@@ -101,6 +116,7 @@ impl Layer<'_> {
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), ImageError> {
         let raw = entry.path().map_err(ImageError::Read)?.into_owned();
+        let xattrs = xattrs(&mut entry);
         let Some(path) = self.normalize(&raw)? else {
             return Ok(()); // the root itself
         };
@@ -144,6 +160,7 @@ impl Layer<'_> {
                     path: path.clone(),
                     mode,
                     mtime,
+                    xattrs,
                 });
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -167,6 +184,7 @@ impl Layer<'_> {
                 }
                 rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
                     .map_err(|e| self.io(&raw, e.into()))?;
+                self.set_xattrs(&file, &xattrs, &raw)?;
                 rustix::fs::futimens(&file, &times(mtime)).map_err(|e| self.io(&raw, e.into()))?;
             }
             tar::EntryType::Symlink => {
@@ -370,6 +388,31 @@ impl Layer<'_> {
         .map_err(|e| self.io(entry, e.into()))
     }
 
+    /// Set extended attributes (after the owner and mode: a `security.capability` survives
+    /// neither a chown nor a chmod). Without root, those of namespaces only root may set are
+    /// skipped, as rootless unpackers do.
+    fn set_xattrs(
+        &self,
+        fd: &impl AsFd,
+        xattrs: &[(String, Vec<u8>)],
+        entry: &Path,
+    ) -> Result<(), ImageError> {
+        for (name, value) in xattrs {
+            match rustix::fs::fsetxattr(fd, name.as_str(), value, rustix::fs::XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(Errno::PERM | Errno::OPNOTSUPP)
+                    if !self.root.privileged && !name.starts_with("user.") => {}
+                Err(e) => {
+                    return Err(self.refuse(
+                        entry,
+                        format!("could not get extended attribute {name}: {e}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Empty `parent` of everything earlier layers put there.
     fn make_opaque(&mut self, parent: &Path, entry: &Path) -> Result<(), ImageError> {
         let Some(dir) = self.open_parent(parent, entry, true)? else {
@@ -409,6 +452,7 @@ impl Layer<'_> {
                 .map_err(|e| self.io(&meta.path, e.into()))?;
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
                 .map_err(|e| self.io(&meta.path, e.into()))?;
+            self.set_xattrs(&fd, &meta.xattrs, &meta.path)?;
             rustix::fs::futimens(&fd, &times(meta.mtime))
                 .map_err(|e| self.io(&meta.path, e.into()))?;
         }

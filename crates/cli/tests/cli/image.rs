@@ -103,6 +103,26 @@ impl Layer {
         self
     }
 
+    /// A file with extended attributes, in a PAX header before it.
+    fn xattr_file(mut self, path: &str, mode: u32, data: &[u8], xattrs: &[(&str, &[u8])]) -> Self {
+        let mut records = Vec::new();
+        for (name, value) in xattrs {
+            let body = [format!(" SCHILY.xattr.{name}=").as_bytes(), value, b"\n"].concat();
+            // The length counts its own digits.
+            let mut length = body.len() + 1;
+            while format!("{length}").len() + body.len() != length {
+                length = format!("{length}").len() + body.len();
+            }
+            records.extend_from_slice(format!("{length}").as_bytes());
+            records.extend_from_slice(&body);
+        }
+        let mut pax = Self::header(tar::EntryType::XHeader, 0o644, records.len() as u64);
+        self.builder
+            .append_data(&mut pax, "PaxHeaders/x", &records[..])
+            .unwrap();
+        self.file(path, mode, data)
+    }
+
     fn link(mut self, kind: tar::EntryType, path: &str, target: &str) -> Self {
         let mut header = Self::header(kind, 0o777, 0);
         self.builder.append_link(&mut header, path, target).unwrap();
@@ -205,6 +225,15 @@ fn app_image(dir: &Path, tag: &str) {
         .file("bin/tool", 0o4755, b"#!/bin/sh\necho tool\n")
         .link(tar::EntryType::Link, "bin/tool-link", "bin/tool")
         .file("usr/lib/libx.so", 0o755, b"\x7fELF")
+        .xattr_file(
+            "bin/ping",
+            0o755,
+            b"#!/bin/sh\n",
+            &[
+                ("user.origin", b"the image"),
+                ("security.capability", b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"),
+            ],
+        )
         .link(tar::EntryType::Symlink, "lib", "usr/lib")
         .link(tar::EntryType::Symlink, "etc/alt", "/etc/alternatives/x")
         .dir("var/cache", 0o755)
@@ -288,13 +317,36 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
             } else {
                 meta.mode() & 0o7777
             };
+            let xattrs = xattrs_of(&path);
             entries.insert(
                 name,
-                format!("{what} mode {mode:o} owner {}:{}", meta.uid(), meta.gid()),
+                format!(
+                    "{what} mode {mode:o} owner {}:{} xattrs {xattrs}",
+                    meta.uid(),
+                    meta.gid()
+                ),
             );
         }
     }
     entries
+}
+
+/// A path's extended attributes, sorted: `name=hex;…`.
+fn xattrs_of(path: &Path) -> String {
+    let mut names = vec![0u8; 4096];
+    let n = rustix::fs::llistxattr(path, &mut names[..]).unwrap_or(0);
+    let mut pairs: Vec<String> = names[..n]
+        .split(|b| *b == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            let name = String::from_utf8_lossy(name).into_owned();
+            let mut value = vec![0u8; 4096];
+            let len = rustix::fs::lgetxattr(path, name.as_str(), &mut value[..]).unwrap_or(0);
+            format!("{name}={}", hex(&value[..len]))
+        })
+        .collect();
+    pairs.sort();
+    pairs.join(";")
 }
 
 /// The reference: umoci's unpacking of `image` (oci:DIR:TAG without the `oci:`).
@@ -350,6 +402,11 @@ fn skopeo_encrypted_images_open_here_and_ours_open_in_skopeo_as_umoci_unpacks_th
     app_image(&dir.join("clear"), "app");
     let reference = umoci(&dir, "clear:app", "reference");
     assert!(reference.contains_key("var/cache/new") && !reference.contains_key("var/cache/old"));
+    let ping = &reference["bin/ping"];
+    assert!(
+        ping.contains("security.capability=") && ping.contains("user.origin="),
+        "{ping}"
+    );
 
     // The clear image, through us: the same tree as umoci's, and the image's configuration.
     let out = ok(cloister(
