@@ -300,10 +300,11 @@ fn verify_openpgp(
             keys.push(key.map_err(|e| format!("the policy's keyring does not parse: {e}"))?);
         }
     }
-    let message = Message::from_bytes(blob)
+    let mut message = Message::from_bytes(blob)
         .and_then(Message::decompress)
         .map_err(|e| format!("a signature is not an OpenPGP message: {e}"))?;
-    let mut message = message;
+    // Exactly one signature, as gpg requires (the reader may know the count before the data
+    // or only once it is read: both are asked).
     let one_signature =
         matches!(&message, Message::Signed { reader, .. } if reader.num_signatures() == 1);
     if !message.is_signed() {
