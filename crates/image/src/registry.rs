@@ -219,13 +219,13 @@ impl Registry {
         self
     }
 
-    fn base(&self, reference: &Reference) -> Result<String, RegistryError> {
+    fn base(&self, reference: &Reference) -> String {
         let plain = reference.is_loopback() || self.insecure.contains(&reference.registry);
         let scheme = if plain { "http" } else { "https" };
-        Ok(format!(
+        format!(
             "{scheme}://{}/v2/{}",
             reference.registry, reference.repository
-        ))
+        )
     }
 
     /// The manifest `reference` names (by tag or digest), at most [`MAX_MANIFEST_BYTES`],
@@ -240,7 +240,7 @@ impl Registry {
         reference: &Reference,
         tag_or_digest: &str,
     ) -> Result<RawManifest, RegistryError> {
-        let url = format!("{}/manifests/{tag_or_digest}", self.base(reference)?);
+        let url = format!("{}/manifests/{tag_or_digest}", self.base(reference));
         let response = self
             .send(reference, Access::Pull, &url, |r| {
                 r.get(&url).header(ACCEPT, MANIFEST_TYPES)
@@ -311,7 +311,7 @@ impl Registry {
                 reason: format!("blob digest {digest:?} is not sha256"),
             });
         }
-        let url = format!("{}/blobs/{digest}", self.base(reference)?);
+        let url = format!("{}/blobs/{digest}", self.base(reference));
         self.send(reference, Access::Pull, &url, |r| r.get(&url))
             .await
     }
@@ -319,15 +319,7 @@ impl Registry {
     /// GET a URL that is not a registry's (a signature store), at most `limit` bytes: `None`
     /// when it is not there.
     pub async fn fetch(&self, url: &str, limit: u64) -> Result<Option<Vec<u8>>, RegistryError> {
-        let response =
-            self.http
-                .get(url)
-                .send()
-                .await
-                .map_err(|source| RegistryError::Unreachable {
-                    url: url.to_string(),
-                    source,
-                })?;
+        let response = send(self.http.get(url), url).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => read_bounded(response, url, limit).await.map(Some),
@@ -345,7 +337,7 @@ impl Registry {
         reference: &Reference,
         digest: &str,
     ) -> Result<bool, RegistryError> {
-        let url = format!("{}/blobs/{digest}", self.base(reference)?);
+        let url = format!("{}/blobs/{digest}", self.base(reference));
         match self
             .send(reference, Access::Push, &url, |r| r.head(&url))
             .await
@@ -358,7 +350,7 @@ impl Registry {
 
     /// Start a blob upload: the session to send chunks to.
     pub async fn start_upload(&self, reference: &Reference) -> Result<Upload, RegistryError> {
-        let url = format!("{}/blobs/uploads/", self.base(reference)?);
+        let url = format!("{}/blobs/uploads/", self.base(reference));
         let response = self
             .send(reference, Access::Push, &url, |r| {
                 r.post(&url).header(CONTENT_LENGTH, "0")
@@ -427,7 +419,7 @@ impl Registry {
         media_type: &str,
         bytes: Vec<u8>,
     ) -> Result<(), RegistryError> {
-        let url = format!("{}/manifests/{tag_or_digest}", self.base(reference)?);
+        let url = format!("{}/manifests/{tag_or_digest}", self.base(reference));
         self.send(reference, Access::Push, &url, |r| {
             r.put(&url)
                 .header(CONTENT_TYPE, media_type)
@@ -528,13 +520,7 @@ impl Registry {
                 }
                 _ => request,
             };
-            let response = request
-                .send()
-                .await
-                .map_err(|source| RegistryError::Unreachable {
-                    url: url.to_string(),
-                    source,
-                })?;
+            let response = send(request, url).await?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && attempt == 0 {
                 let challenge = response
@@ -623,13 +609,7 @@ impl Registry {
         if let Some(c) = &self.credentials {
             request = request.basic_auth(&c.username, Some(c.password.as_str()));
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: realm.clone(),
-                source,
-            })?;
+        let response = send(request, &realm).await?;
         if !response.status().is_success() {
             return Err(refused(
                 ": its token service refused (give credentials with --creds)",
@@ -652,6 +632,17 @@ impl Registry {
 pub struct Upload {
     location: String,
     offset: u64,
+}
+
+/// Send `request` to `url`: a transport failure says where it went.
+async fn send(request: RequestBuilder, url: &str) -> Result<Response, RegistryError> {
+    request
+        .send()
+        .await
+        .map_err(|source| RegistryError::Unreachable {
+            url: url.to_string(),
+            source,
+        })
 }
 
 async fn read_bounded(
@@ -688,4 +679,35 @@ pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
     let mut context = Context::new(&SHA256);
     context.update(bytes);
     format!("sha256:{}", hex::encode(context.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_or_named_registries() {
+        let reference = |text: &str| Reference::parse(text).unwrap();
+        let registry = Registry::new(&["mirror.lan:5000".into()]).unwrap();
+        assert!(
+            registry
+                .base(&reference("reg.example.com/team/app:1"))
+                .starts_with("https://")
+        );
+        assert!(
+            registry
+                .base(&reference("127.0.0.1:5000/app:1"))
+                .starts_with("http://")
+        );
+        assert!(
+            registry
+                .base(&reference("mirror.lan:5000/app:1"))
+                .starts_with("http://")
+        );
+        assert!(
+            registry
+                .base(&reference("mirror.lan:5001/app:1"))
+                .starts_with("https://")
+        );
+    }
 }

@@ -586,12 +586,6 @@ fn images_round_trip_through_a_registry() {
         ],
     ));
     assert_same(&dir.join("pulled/rootfs"), &reference);
-    // A registry that is not on this machine is spoken to over HTTPS only.
-    let out = cloister(
-        &dir,
-        &["image", "inspect", "docker://registry.invalid:5000/x:1"],
-    );
-    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -1251,14 +1245,13 @@ struct TokenService {
 
 impl TokenService {
     fn start(dir: &Path, user: &'static str, password: &'static str) -> Self {
-        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
         use base64::Engine as _;
         use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         let signer =
             EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-        let _ = signer.public_key();
         let key = rcgen::KeyPair::try_from(pkcs8.as_ref()).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["token-issuer".into()])
             .unwrap()
