@@ -93,6 +93,9 @@ impl StateHead {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
+    /// The sealed state does not open on this platform: the coordinator waits for recovery
+    /// shares and serves nothing else.
+    Recovery,
     /// Waiting for the first manifest; no workload can activate yet.
     AcceptingManifest,
     /// A manifest is set; workloads activate against it.
@@ -103,6 +106,7 @@ impl State {
     /// The name used in JSON and in readable output.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Recovery => "recovery",
             Self::AcceptingManifest => "accepting-manifest",
             Self::AcceptingWorkloads => "accepting-workloads",
         }
@@ -122,6 +126,54 @@ pub struct StatusResponse {
     pub manifest_hash: Option<String>,
     /// The coordinator's version.
     pub version: String,
+    /// In recovery mode: what recovery needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStatus>,
+}
+
+/// What a coordinator in recovery mode waits for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryStatus {
+    /// How many shares open the state.
+    pub threshold: u64,
+    /// The recovery key holders, by name, with the SHA-256 of their public key
+    /// (SubjectPublicKeyInfo DER, hex).
+    pub holders: BTreeMap<String, String>,
+    /// The holders whose shares arrived in this session.
+    pub received: Vec<String>,
+    /// This recovery session (hex): shares are signed over it, so an upload cannot be replayed
+    /// into another session.
+    pub session: String,
+}
+
+/// `POST /recover`: one holder's share of the state key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverRequest {
+    /// The holder (a `recovery_keys` name in the manifest).
+    pub holder: String,
+    /// The decrypted share, base64.
+    pub share: String,
+    /// RSA PKCS#1 v1.5 SHA-256 signature by the holder's key over [`recovery_message`], base64.
+    pub signature: String,
+}
+
+/// `POST /recover` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverResponse {
+    /// Shares still missing (0 once recovered).
+    pub remaining: u64,
+    /// Whether the state is open again.
+    pub recovered: bool,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// What a holder signs to upload `share` in recovery session `session`.
+pub fn recovery_message(session: &[u8], share: &[u8]) -> Vec<u8> {
+    let mut message = b"cloister recovery share v1\0".to_vec();
+    message.extend_from_slice(session);
+    message.extend_from_slice(share);
+    message
 }
 
 /// Evidence with what verifies it, as it travels between processes.
@@ -250,6 +302,10 @@ pub struct ManifestSetResponse {
     /// Things the coordinator ignored or wants you to know, with their JSON paths.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Each recovery key holder's share of the state key, RSA-OAEP-SHA256 encrypted to their
+    /// key, base64: returned once, when the recovery keys are set or change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recovery_secrets: BTreeMap<String, String>,
 }
 
 /// `GET /manifest`.
@@ -258,6 +314,61 @@ pub struct ManifestResponse {
     /// The manifest exactly as uploaded, base64.
     pub manifest: String,
     /// Its hex SHA-256.
+    pub manifest_hash: String,
+    /// Security versions raised by package updates since, by package (they override the
+    /// manifest's own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub package_updates: BTreeMap<String, u16>,
+}
+
+/// `POST /manifest/update` and `POST /manifest/update/acknowledge` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateResponse {
+    /// Whether the change is in force now.
+    pub applied: bool,
+    /// The manifest in force (when applied) or proposed, hex SHA-256.
+    pub manifest_hash: String,
+    /// Acknowledgements still needed (0 when applied).
+    pub missing_acknowledgements: u64,
+    /// Users who may still acknowledge.
+    #[serde(default)]
+    pub missing_users: Vec<String>,
+    /// What happened, and what it means for running workloads.
+    pub message: String,
+    /// New recovery shares, when the update changed the recovery keys (see
+    /// [`ManifestSetResponse::recovery_secrets`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recovery_secrets: BTreeMap<String, String>,
+}
+
+/// A full manifest update waiting for acknowledgements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    /// The proposed manifest, base64.
+    pub manifest: String,
+    /// Its hex SHA-256: what acknowledgements name.
+    pub manifest_hash: String,
+    /// Who proposed it.
+    pub initiator: String,
+    /// Who acknowledged it (the initiator first).
+    pub acknowledged: Vec<String>,
+    /// Acknowledgements still needed.
+    pub missing_acknowledgements: u64,
+    /// Users who may still acknowledge.
+    pub missing_users: Vec<String>,
+}
+
+/// `GET /manifest/update`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    /// The update waiting for acknowledgements, if any.
+    pub pending: Option<PendingUpdate>,
+}
+
+/// `POST /manifest/update/acknowledge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    /// The hex SHA-256 of the manifest acknowledged: it must be the pending one.
     pub manifest_hash: String,
 }
 
@@ -496,6 +607,37 @@ pub struct AuditEntry {
     pub prev_hash: String,
     /// SHA-256 over this entry's canonical fields and `prev_hash`, hex.
     pub hash: String,
+}
+
+/// The hash of an audit entry: SHA-256 over the compact JSON array
+/// `[seq, time, event, actor, details, prev_hash]`, hex.
+pub fn audit_entry_hash(
+    seq: u64,
+    time: &str,
+    event: &str,
+    actor: &str,
+    details: &serde_json::Value,
+    prev_hash: &str,
+) -> String {
+    // A tuple serializes as the compact JSON array without building (and cloning `details`
+    // into) a `Value` first. It cannot fail: integers, strings and a `Value` always serialize.
+    let canonical =
+        serde_json::to_vec(&(seq, time, event, actor, details, prev_hash)).unwrap_or_default();
+    hex::encode(attest::crypto::sha256(&canonical))
+}
+
+impl AuditEntry {
+    /// What [`Self::hash`] must be, computed from the entry's fields.
+    pub fn computed_hash(&self) -> String {
+        audit_entry_hash(
+            self.seq,
+            &self.time,
+            &self.event,
+            &self.actor,
+            &self.details,
+            &self.prev_hash,
+        )
+    }
 }
 
 /// The most entries one `GET /audit` returns.

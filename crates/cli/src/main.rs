@@ -56,7 +56,10 @@ enum Command {
     Manifest(cmd::deploy::ManifestCommand),
     /// The coordinator's state.
     Status(cmd::conn::Conn),
-    /// Read the coordinator's audit log (needs a manifest user's certificate).
+    /// Upload a recovery share to a coordinator in recovery mode (after verifying it).
+    Recover(cmd::recover::RecoverArgs),
+    /// Read and verify the coordinator's hash-chained audit log (needs a manifest user's
+    /// certificate).
     Audit(cmd::deploy::AuditArgs),
     /// Print one of the deployment's CA certificates.
     Certificate {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Manifest(c) => cmd::deploy::manifest(c, cli.output),
         Command::Status(conn) => cmd::deploy::status(conn, cli.output),
         Command::Audit(a) => cmd::deploy::audit(a, cli.output),
+        Command::Recover(a) => cmd::recover::recover(a, cli.output),
         Command::Certificate { which, conn } => cmd::deploy::certificate(which, conn),
         Command::Secret(c) => cmd::deploy::secret(c, cli.output),
         Command::Example(c) => cmd::example::run(c),

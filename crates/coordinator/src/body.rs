@@ -14,6 +14,10 @@ pub(crate) const MANIFEST: usize = manifest::MAX_MANIFEST_BYTES;
 pub(crate) const SECRETS: usize = 1 << 20;
 /// The largest activation request (evidence with its collateral).
 pub(crate) const ACTIVATION: usize = 2 << 20;
+/// The largest small JSON body (an acknowledgement).
+pub(crate) const SMALL: usize = 4 << 10;
+/// The largest `POST /recover` body (a share and an RSA signature of up to 8192 bits).
+pub(crate) const RECOVER: usize = 20 << 10;
 /// The largest key-broker `/auth` request (a version, a TEE name, extra parameters).
 pub(crate) const KBS_AUTH: usize = 64 << 10;
 /// The largest key-broker `/attest` request (evidence, event logs, init-data).

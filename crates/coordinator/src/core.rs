@@ -136,6 +136,7 @@ pub type ServerIdentity = (Vec<Vec<u8>>, Zeroizing<Vec<u8>>);
 type Counter = Arc<AtomicU64>;
 
 /// The manifest in force and what was generated for it.
+#[derive(Clone)]
 pub(crate) struct Deployment {
     pub(crate) manifest: Manifest,
     pub(crate) raw: Vec<u8>,
@@ -145,6 +146,8 @@ pub(crate) struct Deployment {
     counters: HashMap<String, Counter>,
     /// The manifest's key-broker resource policy, compiled.
     kbs_policy: Option<Arc<kbs::policy::ResourcePolicy>>,
+    /// Security versions raised by package updates (already applied to `manifest`).
+    pub(crate) package_updates: BTreeMap<String, u16>,
 }
 
 impl Deployment {
@@ -170,12 +173,12 @@ impl Deployment {
 
 /// A manifest read, validated and with its resource policy compiled: the CPU-heavy part of
 /// setting one, done on the heavy pool.
-struct Prepared {
+pub(crate) struct Prepared {
     parsed: manifest::Parsed,
     kbs_policy: Option<Arc<kbs::policy::ResourcePolicy>>,
 }
 
-fn prepare_manifest(raw: &[u8]) -> Result<Prepared, ApiError> {
+pub(crate) fn prepare_manifest(raw: &[u8]) -> Result<Prepared, ApiError> {
     let parsed = Manifest::parse(raw).map_err(ApiError::MalformedManifest)?;
     parsed
         .manifest
@@ -209,14 +212,48 @@ fn compile_kbs_policy(
 }
 
 /// What a coordinator runs on: its attester, sealing key and trust anchors.
-struct Platform {
-    attester: Box<dyn Attester>,
-    sealer: Sealer,
+pub(crate) struct Platform {
+    pub(crate) attester: Box<dyn Attester>,
+    /// The platform's sealing key, which seals the state key.
+    pub(crate) kek: Sealer,
     verifiers: Verifiers,
     collateral: CollateralSource,
 }
 
 impl Platform {
+    /// The simulated platform or this machine's TEE, as `config` says.
+    fn open(config: &Config, now: OffsetDateTime) -> Result<Self, StartError> {
+        if config.simulation {
+            Self::simulated(config, now)
+        } else {
+            Self::hardware(config)
+        }
+    }
+
+    /// Fresh evidence over `report_data`, with what verifies it: what the attester gave, and
+    /// what the vendors' services add (so that clients, and offline bundles, need no service).
+    pub(crate) async fn evidence(
+        &self,
+        report_data: &[u8; 64],
+    ) -> Result<api::EvidenceBundle, ApiError> {
+        let evidence = self
+            .attester
+            .evidence(report_data)
+            .map_err(|e| ApiError::Internal(format!("the coordinator cannot attest: {e}")))?;
+        let mut inputs = evidence.verification_inputs();
+        if let Err(e) = self.collateral.complete(&evidence.bytes, &mut inputs).await {
+            tracing::warn!(
+                error = %e,
+                "the coordinator's evidence goes out without all that verifies it"
+            );
+        }
+        Ok(api::EvidenceBundle::new(
+            evidence.tee,
+            &evidence.bytes,
+            inputs,
+        ))
+    }
+
     /// A simulated TEE: evidence and sealing from the shared simulated platform's keys.
     fn simulated(config: &Config, now: OffsetDateTime) -> Result<Self, StartError> {
         let platform = SimPlatform::open(&config.sim_dir, now)?;
@@ -231,7 +268,7 @@ impl Platform {
             .with_measurements(simulated_coordinator());
         Ok(Self {
             attester: Box::new(attester),
-            sealer,
+            kek: sealer,
             verifiers: Verifiers::with_anchors(dcap, snp),
             collateral: CollateralSource::simulated(Arc::new(platform)),
         })
@@ -254,7 +291,7 @@ impl Platform {
         );
         Ok(Self {
             attester,
-            sealer,
+            kek: sealer,
             verifiers: Verifiers::with_anchors(
                 attest::TrustAnchor::intel(),
                 attest::TrustAnchor::amd(),
@@ -296,19 +333,19 @@ fn check_module(
 /// A running coordinator's state.
 pub struct Coordinator {
     pub(crate) ca: Arc<Ca>,
-    store: Store,
+    pub(crate) store: Store,
     simulation: bool,
     sealing: &'static str,
-    verifiers: Verifiers,
-    collateral: CollateralSource,
-    attester: Box<dyn Attester>,
-    deployment: ArcSwapOption<Deployment>,
+    platform: Platform,
+    pub(crate) deployment: ArcSwapOption<Deployment>,
     /// Evidence over the root and current manifest with no nonce, refreshed on manifest set.
     cached_attestation: ArcSwap<api::EvidenceBundle>,
     /// The Confidential Containers key broker.
     pub(crate) broker: crate::broker::Broker,
     /// Serializes manifest and secret updates (admin calls only, never activations).
-    admin: tokio::sync::Mutex<()>,
+    pub(crate) admin: tokio::sync::Mutex<()>,
+    /// The full update waiting for acknowledgements (changed only under `admin`).
+    pending: Mutex<Option<crate::update::Pending>>,
     /// Every workload type's activation count, for the coordinator's whole life (changed only
     /// under `admin`; activations use the deployment's copies of the same counters).
     counters: Mutex<HashMap<String, Counter>>,
@@ -334,9 +371,26 @@ const MANIFEST_RECORD: &str = "manifest";
 const SECRETS_RECORD: &str = "secrets";
 const ROOT_SECRET_RECORD: &str = "root-secret";
 const COUNTER_PREFIX: &str = "activations/";
+/// Security versions raised by package updates, JSON `{package: version}` (empty: none).
+pub(crate) const PACKAGE_UPDATES_RECORD: &str = "package-updates";
+use crate::recovery_mode::COMMITMENTS_RECORD;
 
 fn counter_record(workload: &str) -> String {
     format!("{COUNTER_PREFIX}{workload}")
+}
+
+/// A started coordinator, or one waiting for recovery.
+#[derive(Debug)]
+pub enum Node {
+    /// Serving.
+    Ready(Arc<Coordinator>),
+    /// Waiting for recovery shares.
+    Recovery(Arc<crate::recovery_mode::RecoveryMode>),
+}
+
+/// The state file.
+fn state_path(config: &Config) -> PathBuf {
+    config.data_dir.join("state.redb")
 }
 
 /// Threads for heavy jobs (a manifest, a policy to compile, key generation) ...
@@ -360,21 +414,48 @@ fn first_setter(peer: Option<&[u8]>) -> String {
 }
 
 impl Coordinator {
-    /// Start: unseal the state (or create it), attest, and be ready for requests.
+    /// Start: unseal the state (or create it), attest, and be ready for requests. A state
+    /// sealed on another platform is [`crate::store::StoreError::Locked`]; [`Self::open`]
+    /// answers that with recovery mode.
     pub async fn start(config: &Config) -> Result<Arc<Self>, StartError> {
+        match Self::open(config).await? {
+            Node::Ready(coordinator) => Ok(coordinator),
+            Node::Recovery(mode) => Err(StartError::Store(crate::store::StoreError::Locked {
+                recovery: mode.commitments_bytes(),
+            })),
+        }
+    }
+
+    /// Start, or enter recovery mode when the state is sealed under another platform's key.
+    pub async fn open(config: &Config) -> Result<Node, StartError> {
         let now = OffsetDateTime::now_utc();
-        let platform = if config.simulation {
-            Platform::simulated(config, now)?
-        } else {
-            Platform::hardware(config)?
-        };
-        let sealing = platform.sealer.source().describe();
-        let sealer = Arc::new(platform.sealer);
+        let platform = Platform::open(config, now)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
-        let store = Store::open(&config.data_dir.join("state.redb"), sealer)?;
+        match Store::open(&state_path(config), &platform.kek) {
+            Ok(store) => Ok(Node::Ready(Self::assemble(config, platform, store).await?)),
+            Err(crate::store::StoreError::Locked { recovery }) => {
+                tracing::warn!(
+                    "the state key does not open with this platform's key: recovery mode"
+                );
+                Ok(Node::Recovery(Arc::new(
+                    crate::recovery_mode::RecoveryMode::new(config, platform, recovery, now)?,
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A coordinator over an open store.
+    pub(crate) async fn assemble(
+        config: &Config,
+        platform: Platform,
+        store: Store,
+    ) -> Result<Arc<Self>, StartError> {
+        let now = OffsetDateTime::now_utc();
+        let sealing = platform.kek.source().describe();
         let ca = match store.get(CA_RECORD)? {
             Some(saved) => Ca::from_saved(&saved)?,
             None => {
@@ -395,18 +476,18 @@ impl Coordinator {
         let mut counters = load_counters(&store)?;
         let deployment = load_deployment(&store, &mut counters)?;
         let broker = crate::broker::Broker::open(&store, config.limits.kbs_sessions).await?;
+        let pending = crate::update::load_pending(&store)?;
         let coordinator = Self {
             ca: Arc::new(ca),
             store,
             simulation: config.simulation,
             sealing,
-            verifiers: platform.verifiers,
-            collateral: platform.collateral,
-            attester: platform.attester,
+            platform,
             deployment: ArcSwapOption::from(deployment.map(Arc::new)),
             cached_attestation: ArcSwap::from_pointee(api::EvidenceBundle::default()),
             broker,
             admin: tokio::sync::Mutex::new(()),
+            pending: Mutex::new(pending),
             counters: Mutex::new(counters),
             heavy: Heavy::new("heavy work", HEAVY_THREADS, HEAVY_DEADLINE)
                 .map_err(StartError::Threads)?,
@@ -442,12 +523,12 @@ impl Coordinator {
 
     /// The evidence verifiers.
     pub(crate) fn verifiers(&self) -> &Verifiers {
-        &self.verifiers
+        &self.platform.verifiers
     }
 
     /// Where DCAP collateral comes from for evidence that arrives without it.
     pub(crate) fn collateral(&self) -> &CollateralSource {
-        &self.collateral
+        &self.platform.collateral
     }
 
     /// Commit a state change durably.
@@ -515,7 +596,23 @@ impl Coordinator {
         )))
     }
 
-    fn current(&self) -> Result<Arc<Deployment>, ApiError> {
+    /// The update waiting for acknowledgements.
+    pub(crate) fn pending(&self) -> Option<crate::update::Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replace the update waiting for acknowledgements (under `admin`, after its commit).
+    pub(crate) fn set_pending(&self, pending: Option<crate::update::Pending>) {
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = pending;
+    }
+
+    pub(crate) fn current(&self) -> Result<Arc<Deployment>, ApiError> {
         self.deployment.load_full().ok_or(ApiError::NoManifest)
     }
 
@@ -532,6 +629,7 @@ impl Coordinator {
             sealing: self.sealing.to_string(),
             manifest_hash: deployment.as_ref().map(|d| hex::encode(d.hash)),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            recovery: None,
         }
     }
 
@@ -562,8 +660,7 @@ impl Coordinator {
         })
     }
 
-    /// Fresh evidence of this coordinator, with what verifies it: what the attester gave, and
-    /// what the vendors' services add (so that clients, and offline bundles, need no service).
+    /// Fresh evidence of this coordinator over its root, manifest, state and `nonce`.
     async fn attest(
         &self,
         manifest_hash: Option<&[u8; 32]>,
@@ -578,22 +675,7 @@ impl Coordinator {
             sha256,
         )
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let evidence = self
-            .attester
-            .evidence(&report_data)
-            .map_err(|e| ApiError::Internal(format!("the coordinator cannot attest: {e}")))?;
-        let mut inputs = evidence.verification_inputs();
-        if let Err(e) = self.collateral.complete(&evidence.bytes, &mut inputs).await {
-            tracing::warn!(
-                error = %e,
-                "the coordinator's evidence goes out without all that verifies it"
-            );
-        }
-        Ok(api::EvidenceBundle::new(
-            evidence.tee,
-            &evidence.bytes,
-            inputs,
-        ))
+        self.platform.evidence(&report_data).await
     }
 
     async fn refresh_cached_attestation(&self) -> Result<(), StartError> {
@@ -612,6 +694,7 @@ impl Coordinator {
         Ok(api::ManifestResponse {
             manifest: B64.encode(&d.raw),
             manifest_hash: hex::encode(d.hash),
+            package_updates: d.package_updates.clone(),
         })
     }
 
@@ -631,27 +714,65 @@ impl Coordinator {
     }
 
     /// `POST /manifest`: the first set needs no identity; a replacement needs a user with
-    /// `UpdateManifest` in the manifest in force. The caller is authorized before anything of
-    /// the manifest is read; parsing, validation, policy compilation and key generation run on
-    /// the heavy pool.
+    /// `UpdateManifest` in the manifest in force, and is refused when the deployment needs
+    /// more than one acknowledgement (`manifest update apply`). The caller is authorized
+    /// before anything of the manifest is read; parsing, validation, policy compilation and
+    /// key generation run on the heavy pool.
     pub async fn set_manifest(
         &self,
         raw: &[u8],
         peer: Option<&[u8]>,
     ) -> Result<api::ManifestSetResponse, ApiError> {
         self.manifest_setter(peer)?;
-        let owned = raw.to_vec();
-        let Prepared { parsed, kbs_policy } = self
-            .heavy
-            .run("manifest parsing", move |_| prepare_manifest(&owned))
-            .await??;
+        let prepared = self.prepare(raw).await?;
         let _admin = self.admin.lock().await;
         // The manifest in force may have changed while this one was read: authorize again.
         let actor = self.manifest_setter(peer)?;
+        if let Some(d) = self.deployment() {
+            let needed = crate::update::required_acknowledgements(&d.manifest);
+            if needed > 1 {
+                return Err(ApiError::NeedsAcknowledgements { needed });
+            }
+        }
+        let warnings = prepared
+            .parsed
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let (hash, recovery_secrets) = self
+            .apply_manifest(raw, prepared, actor, "manifest-set")
+            .await?;
+        Ok(api::ManifestSetResponse {
+            manifest_hash: hex::encode(hash),
+            warnings,
+            recovery_secrets,
+        })
+    }
+
+    /// Parse, validate and compile a manifest on the heavy pool.
+    pub(crate) async fn prepare(&self, raw: &[u8]) -> Result<Prepared, ApiError> {
+        let owned = raw.to_vec();
+        self.heavy
+            .run("manifest parsing", move |_| prepare_manifest(&owned))
+            .await?
+    }
+
+    /// Put `prepared` in force (the caller holds `admin`): what it does not change is kept
+    /// (secrets whose spec is the same, generated or uploaded; the root secret, so per-instance
+    /// keys stay the same; activation counts), a pending update and package updates end, and
+    /// recovery material is made when its recovery keys differ from the last. Returns the
+    /// manifest hash and the new encrypted recovery shares.
+    pub(crate) async fn apply_manifest(
+        &self,
+        raw: &[u8],
+        prepared: Prepared,
+        actor: String,
+        event: &'static str,
+    ) -> Result<([u8; 32], BTreeMap<String, String>), ApiError> {
+        let Prepared { parsed, kbs_policy } = prepared;
         let old = self.deployment.load_full();
         let now = OffsetDateTime::now_utc();
-        // An update keeps what it does not change: secrets whose spec is the same (generated or
-        // uploaded), the root secret (so per-instance keys stay the same), activation counts.
         let mut secrets = BTreeMap::new();
         if let Some(old) = &old {
             for (name, stored) in &old.secrets {
@@ -685,18 +806,19 @@ impl Coordinator {
             }
         };
         let hash = sha256(raw);
-        self.store
-            .commit(
-                Change::new(AuditEvent {
-                    event: "manifest-set",
-                    actor,
-                    details: json!({ "manifest_hash": hex::encode(hash) }),
-                })
-                .put(MANIFEST_RECORD, Zeroizing::new(raw.to_vec()))
-                .put(SECRETS_RECORD, encode_secrets(&secrets)?)
-                .put(ROOT_SECRET_RECORD, Zeroizing::new(root_secret.to_vec())),
-            )
-            .await?;
+        let change = Change::new(AuditEvent {
+            event,
+            actor,
+            details: json!({ "manifest_hash": hex::encode(hash) }),
+        })
+        .put(MANIFEST_RECORD, Zeroizing::new(raw.to_vec()))
+        .put(SECRETS_RECORD, encode_secrets(&secrets)?)
+        .put(ROOT_SECRET_RECORD, Zeroizing::new(root_secret.to_vec()))
+        .put(PACKAGE_UPDATES_RECORD, Zeroizing::new(Vec::new()))
+        .put(crate::update::PENDING_RECORD, Zeroizing::new(Vec::new()));
+        let (change, recovery_secrets) =
+            self.recovery_material(change, old.as_deref(), &parsed.manifest)?;
+        self.store.commit(change).await?;
         let counters = self.counters_for(&parsed.manifest);
         self.deployment.store(Some(Arc::new(Deployment {
             manifest: parsed.manifest,
@@ -706,14 +828,49 @@ impl Coordinator {
             root_secret,
             counters,
             kbs_policy,
+            package_updates: BTreeMap::new(),
         })));
+        self.set_pending(None);
         self.refresh_cached_attestation()
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok(api::ManifestSetResponse {
-            manifest_hash: hex::encode(hash),
-            warnings: parsed.warnings.iter().map(ToString::to_string).collect(),
-        })
+        Ok((hash, recovery_secrets))
+    }
+
+    /// Split the state key for `new`'s recovery keys when they differ from `old`'s, adding the
+    /// commitments to `change`; return the encrypted shares (base64) to hand out once.
+    fn recovery_material(
+        &self,
+        change: Change,
+        old: Option<&Deployment>,
+        new: &Manifest,
+    ) -> Result<(Change, BTreeMap<String, String>), ApiError> {
+        let keys = |m: &Manifest| (m.recovery_keys.clone(), m.config.recovery_threshold);
+        let unchanged = old.is_some_and(|d| keys(&d.manifest) == keys(new));
+        if unchanged || (old.is_none() && new.recovery_keys.is_empty()) {
+            return Ok((change, BTreeMap::new()));
+        }
+        if new.recovery_keys.is_empty() {
+            let change = change
+                .recovery(Vec::new())
+                .put(COMMITMENTS_RECORD, Zeroizing::new(Vec::new()));
+            return Ok((change, BTreeMap::new()));
+        }
+        let split = crate::recovery::split(
+            self.store.state_key(),
+            &new.recovery_keys,
+            new.config.recovery_threshold,
+        )?;
+        let commitments = split.commitments.to_bytes();
+        let change = change
+            .recovery(commitments.clone())
+            .put(COMMITMENTS_RECORD, Zeroizing::new(commitments));
+        let shares = split
+            .encrypted
+            .into_iter()
+            .map(|(holder, sealed)| (holder, B64.encode(sealed)))
+            .collect();
+        Ok((change, shares))
     }
 
     /// The activation counters of `manifest`'s workloads: the ones every earlier deployment
@@ -785,13 +942,13 @@ impl Coordinator {
             .evidence
             .decode()
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        self.collateral
+        self.collateral()
             .complete(&evidence, &mut inputs)
             .await
             .map_err(ApiError::from_collateral)?;
         let now = OffsetDateTime::now_utc();
         let (_, claims) = self
-            .verifiers
+            .verifiers()
             .verify(&evidence, &inputs, now)
             .map_err(ApiError::EvidenceRejected)?;
         if claims.report_data[..32] != sha256(&spki) {
@@ -986,29 +1143,23 @@ impl Coordinator {
                 .put(SECRETS_RECORD, encode_secrets(&secrets)?),
             )
             .await?;
-        let next = Deployment {
-            manifest: d.manifest.clone(),
-            raw: d.raw.clone(),
-            hash: d.hash,
+        self.deployment.store(Some(Arc::new(Deployment {
             secrets,
-            root_secret: d.root_secret.clone(),
-            counters: d.counters.clone(),
-            kbs_policy: d.kbs_policy.clone(),
-        };
-        self.deployment.store(Some(Arc::new(next)));
+            ..(*d).clone()
+        })));
         Ok(())
     }
 }
 
 /// The manifest user `peer` (a client certificate) is.
-fn authenticate(manifest: &Manifest, peer: Option<&[u8]>) -> Result<String, ApiError> {
+pub(crate) fn authenticate(manifest: &Manifest, peer: Option<&[u8]>) -> Result<String, ApiError> {
     peer.and_then(|der| manifest.find_user_by_cert(der))
         .map(|(user, _)| user.to_string())
         .ok_or(ApiError::Unauthenticated)
 }
 
 /// The user `peer` authenticates as, if the manifest lets them do `action`.
-fn authorize(
+pub(crate) fn authorize(
     manifest: &Manifest,
     peer: Option<&[u8]>,
     action: manifest::Action,
@@ -1100,9 +1251,15 @@ fn load_deployment(
     let Some(raw) = store.get(MANIFEST_RECORD)? else {
         return Ok(None);
     };
-    let manifest = Manifest::parse(&raw)
+    let mut manifest = Manifest::parse(&raw)
         .map_err(|_| StartError::Corrupt(MANIFEST_RECORD))?
         .manifest;
+    let package_updates: BTreeMap<String, u16> = match store.get(PACKAGE_UPDATES_RECORD)? {
+        Some(bytes) if !bytes.is_empty() => serde_json::from_slice(&bytes)
+            .map_err(|_| StartError::Corrupt(PACKAGE_UPDATES_RECORD))?,
+        _ => BTreeMap::new(),
+    };
+    crate::update::raise_security_versions(&mut manifest, &package_updates);
     let secrets = match store.get(SECRETS_RECORD)? {
         Some(bytes) => {
             serde_json::from_slice(&bytes).map_err(|_| StartError::Corrupt(SECRETS_RECORD))?
@@ -1137,6 +1294,7 @@ fn load_deployment(
         secrets,
         root_secret: Zeroizing::new(root_secret),
         kbs_policy,
+        package_updates,
     }))
 }
 

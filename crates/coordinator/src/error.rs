@@ -114,6 +114,36 @@ pub enum ApiError {
     /// CPU-heavy work (a manifest, a policy, key generation) could not be done now.
     #[error("{0}")]
     Busy(String),
+    /// `POST /manifest` over a manifest whose updates need several acknowledgements.
+    #[error(
+        "this deployment's manifest changes only with {needed} acknowledgements: propose it \
+         with `cloister manifest update apply`"
+    )]
+    NeedsAcknowledgements {
+        /// Acknowledgements an update needs.
+        needed: u64,
+    },
+    /// A manifest update cannot be made as asked.
+    #[error("{0}")]
+    InvalidUpdate(String),
+    /// A manifest update conflicts with the pending one.
+    #[error("{0}")]
+    UpdateConflict(String),
+    /// No update is pending.
+    #[error("no manifest update is pending: propose one with `cloister manifest update apply`")]
+    NoPendingUpdate,
+    /// The coordinator is in recovery mode and serves only status, attestation and recovery.
+    #[error(
+        "the coordinator is in recovery mode: its state is sealed under another platform's key; \
+         recovery key holders upload their shares with `cloister recover`"
+    )]
+    InRecovery,
+    /// A recovery share was refused, or recovery material could not be made.
+    #[error(transparent)]
+    Recovery(#[from] crate::recovery::RecoveryError),
+    /// `POST /recover` on a coordinator whose state is open.
+    #[error("the coordinator is not in recovery mode: its state is open")]
+    NotInRecovery,
     /// Something failed on the coordinator's side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -224,6 +254,35 @@ impl ApiError {
             ),
             Self::TooCostly(_) => (S::UNPROCESSABLE_ENTITY, "too-costly", "Request too costly"),
             Self::Busy(_) => (S::SERVICE_UNAVAILABLE, "busy", "Coordinator busy"),
+            Self::NeedsAcknowledgements { .. } => (
+                S::CONFLICT,
+                "needs-acknowledgements",
+                "The update needs acknowledgements",
+            ),
+            Self::InvalidUpdate(_) => (
+                S::UNPROCESSABLE_ENTITY,
+                "invalid-update",
+                "Invalid manifest update",
+            ),
+            Self::UpdateConflict(_) => (S::CONFLICT, "update-conflict", "Update conflict"),
+            Self::NoPendingUpdate => (S::NOT_FOUND, "no-pending-update", "No pending update"),
+            Self::InRecovery => (
+                S::SERVICE_UNAVAILABLE,
+                "in-recovery",
+                "The coordinator is in recovery mode",
+            ),
+            Self::Recovery(e) => {
+                use crate::recovery::RecoveryError as R;
+                let status = match e {
+                    R::BadKey { .. } | R::TooManyHolders { .. } => S::UNPROCESSABLE_ENTITY,
+                    R::UnknownHolder { .. } => S::NOT_FOUND,
+                    R::BadSignature { .. } | R::WrongShare { .. } => S::FORBIDDEN,
+                    R::Duplicate { .. } | R::NotRecoverable => S::CONFLICT,
+                    R::Malformed(_) | R::Crypto => S::INTERNAL_SERVER_ERROR,
+                };
+                (status, "recovery", "Recovery refused")
+            }
+            Self::NotInRecovery => (S::CONFLICT, "not-in-recovery", "Not in recovery mode"),
             Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }

@@ -53,11 +53,24 @@ fn v1_operations() -> Vec<Operation> {
         (Method::GET, "/attestation", get(attestation)),
         (Method::GET, "/manifest", get(get_manifest)),
         (Method::POST, "/manifest", post(set_manifest)),
+        (Method::GET, "/manifest/update", get(update_status)),
+        (Method::POST, "/manifest/update", post(update_manifest)),
+        (
+            Method::POST,
+            "/manifest/update/acknowledge",
+            post(acknowledge_update),
+        ),
+        (Method::POST, "/manifest/update/cancel", post(cancel_update)),
         (Method::GET, "/certificates/{which}", get(certificate)),
         (Method::GET, "/secrets", get(get_secrets)),
         (Method::POST, "/secrets", post(set_secrets)),
         (Method::GET, "/audit", get(audit)),
         (Method::POST, "/activate", post(activate)),
+        (
+            Method::POST,
+            "/recover",
+            post(|| async { ApiError::NotInRecovery }),
+        ),
         (Method::GET, "/openapi.json", get(openapi)),
     ]
 }
@@ -118,7 +131,7 @@ async fn count_requests(
     response
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Response {
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
@@ -169,7 +182,7 @@ fn describe_json_error(path: &str, e: &serde_json::Error) -> String {
     )
 }
 
-fn parse_api<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_api<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     parse(body).map_err(ApiError::BadRequest)
 }
 
@@ -232,7 +245,13 @@ async fn attestation(
     State(c): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let nonce = match query_values(q.as_deref(), "nonce").as_slice() {
+    let nonce = nonce_of(q.as_deref())?;
+    Ok(json(&c.attestation(nonce.as_deref()).await?))
+}
+
+/// The `nonce` of an attestation request's query, if any.
+pub(crate) fn nonce_of(q: Option<&str>) -> Result<Option<Vec<u8>>, ApiError> {
+    Ok(match query_values(q, "nonce").as_slice() {
         [] => None,
         [hex_text] => {
             let nonce = hex::decode(hex_text).map_err(|_| {
@@ -247,8 +266,7 @@ async fn attestation(
             Some(nonce)
         }
         _ => return Err(ApiError::BadRequest("give nonce once".into())),
-    };
-    Ok(json(&c.attestation(nonce.as_deref()).await?))
+    })
 }
 
 async fn get_manifest(State(c): State<AppState>) -> Result<Response, ApiError> {
@@ -263,6 +281,41 @@ async fn set_manifest(
     c.manifest_setter(peer.der())?;
     let body = read_body(&c, body, crate::body::MANIFEST).await?;
     Ok(json(&c.set_manifest(&body, peer.der()).await?))
+}
+
+async fn update_status(State(c): State<AppState>) -> Result<Response, ApiError> {
+    Ok(json(&c.update_status()?))
+}
+
+async fn update_manifest(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    c.updater(peer.der())?;
+    let body = read_body(&c, body, crate::body::MANIFEST).await?;
+    Ok(json(&c.update_manifest(&body, peer.der()).await?))
+}
+
+async fn acknowledge_update(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    c.updater(peer.der())?;
+    let body = read_body(&c, body, crate::body::SMALL).await?;
+    let ack: api::Acknowledgement = parse_api(&body)?;
+    Ok(json(
+        &c.acknowledge_update(&ack.manifest_hash, peer.der()).await?,
+    ))
+}
+
+async fn cancel_update(
+    State(c): State<AppState>,
+    Extension(peer): Extension<PeerCert>,
+) -> Result<Response, ApiError> {
+    c.cancel_update(peer.der()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn certificate(
@@ -352,15 +405,33 @@ async fn metrics(State(c): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Serve `router` over TLS on `listener` until the task is dropped: at most
-/// `limits.max_connections` connections at once, each within the limits' deadlines.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+/// What a connection is served with: the TLS identity and the routes. Recovery mode replaces
+/// its own with the recovered coordinator's; connections already open keep theirs.
+#[derive(Clone)]
+pub struct Site {
+    acceptor: TlsAcceptor,
     router: Router,
-    limits: Limits,
-) {
-    let acceptor = TlsAcceptor::from(tls);
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site").finish_non_exhaustive()
+    }
+}
+
+impl Site {
+    /// `router` behind `tls`.
+    pub fn new(tls: Arc<rustls::ServerConfig>, router: Router) -> Self {
+        Self {
+            acceptor: TlsAcceptor::from(tls),
+            router,
+        }
+    }
+}
+
+/// Serve the current `site` over TLS on `listener` until the task is dropped: at most
+/// `limits.max_connections` connections at once, each within the limits' deadlines.
+pub async fn serve(listener: TcpListener, site: Arc<arc_swap::ArcSwap<Site>>, limits: Limits) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let limits = Arc::new(limits);
     let mut failures = AcceptFailures::default();
@@ -379,8 +450,7 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
+        let Site { acceptor, router } = Site::clone(&site.load());
         let limits = Arc::clone(&limits);
         tokio::spawn(async move {
             let _slot = slot;

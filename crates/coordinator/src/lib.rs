@@ -19,16 +19,19 @@ pub mod heavy;
 pub mod http;
 mod kbs_http;
 pub mod metrics;
+pub mod recovery;
+pub mod recovery_mode;
 pub mod seal;
 pub mod secrets;
 pub mod store;
 pub mod tls;
+mod update;
 mod usersecret;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use crate::core::{Config, Coordinator, Limits, StartError};
+pub use crate::core::{Config, Coordinator, Limits, Node, StartError};
 
 /// A random (v4) UUID from aws-lc's generator, which needs no system call per draw (the
 /// `uuid` crate's own asks the kernel every time); the kernel's is the fallback.
@@ -48,12 +51,25 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// The coordinator.
-    pub coordinator: Arc<Coordinator>,
+    /// The coordinator, or the recovery mode it waits in.
+    pub node: Node,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
+    /// The root certificate it serves under now (DER): the deployment's, or in recovery mode
+    /// a temporary one.
+    pub fn root_der(&self) -> Vec<u8> {
+        match &self.node {
+            Node::Ready(c) => c.root_der().to_vec(),
+            Node::Recovery(m) => m
+                .recovered()
+                .borrow()
+                .as_ref()
+                .map_or_else(|| m.root_der().to_vec(), |c| c.root_der().to_vec()),
+        }
+    }
+
     /// Serve until the process ends.
     pub async fn wait(mut self) {
         let _ = (&mut self.task).await;
@@ -89,30 +105,80 @@ pub enum ServeError {
     Ca(#[from] ca::CaError),
 }
 
-/// Start a coordinator and serve its API on `addr` (port 0 picks a free port).
+/// Start a coordinator and serve its API on `addr` (port 0 picks a free port). A coordinator
+/// that cannot unseal its state serves recovery mode until holders recover it, then serves as
+/// the recovered coordinator on the same socket.
 pub async fn serve(config: &Config, addr: SocketAddr) -> Result<Running, ServeError> {
-    let coordinator = Coordinator::start(config).await?;
+    let node = Coordinator::open(config).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
+    let names = server_names(config);
+    let site = match &node {
+        Node::Ready(c) => ready_site(c, &names)?,
+        Node::Recovery(mode) => {
+            let (chain, key) = mode.server_identity(&names)?;
+            let tls = tls::server_config(chain, &key)?;
+            http::Site::new(tls, recovery_mode::router(Arc::clone(mode)))
+        }
+    };
+    let site = Arc::new(arc_swap::ArcSwap::from_pointee(site));
+    if let Node::Recovery(mode) = &node {
+        tokio::spawn(switch_when_recovered(
+            mode.recovered(),
+            Arc::clone(&site),
+            names,
+        ));
+    }
+    let task = tokio::spawn(http::serve(listener, site, config.limits.clone()));
+    Ok(Running {
+        addr: local,
+        node,
+        task,
+    })
+}
+
+/// The names of the server certificate: the configured ones and loopback.
+fn server_names(config: &Config) -> Vec<String> {
     let mut names = config.dns_names.clone();
     for default in ["localhost", "127.0.0.1", "::1"] {
         if !names.iter().any(|n| n == default) {
             names.push(default.to_string());
         }
     }
-    let (chain, key) = coordinator.server_identity(&names)?;
+    names
+}
+
+/// The coordinator's own TLS identity and routes.
+fn ready_site(coordinator: &Arc<Coordinator>, names: &[String]) -> Result<http::Site, ServeError> {
+    let (chain, key) = coordinator.server_identity(names)?;
     let tls = tls::server_config(chain, &key)?;
-    let router = http::router(Arc::clone(&coordinator));
-    let task = tokio::spawn(http::serve(listener, tls, router, config.limits.clone()));
-    Ok(Running {
-        addr: local,
-        coordinator,
-        task,
-    })
+    Ok(http::Site::new(tls, http::router(Arc::clone(coordinator))))
+}
+
+/// Serve the recovered coordinator from the moment recovery succeeds.
+async fn switch_when_recovered(
+    mut recovered: tokio::sync::watch::Receiver<Option<Arc<Coordinator>>>,
+    site: Arc<arc_swap::ArcSwap<http::Site>>,
+    names: Vec<String>,
+) {
+    let Ok(coordinator) = recovered
+        .wait_for(Option::is_some)
+        .await
+        .map(|c| c.as_ref().map(Arc::clone))
+    else {
+        return;
+    };
+    let Some(coordinator) = coordinator else {
+        return;
+    };
+    match ready_site(&coordinator, &names) {
+        Ok(ready) => site.store(Arc::new(ready)),
+        Err(e) => tracing::error!(error = %e, "the recovered coordinator cannot serve: restart it"),
+    }
 }
 
 #[cfg(test)]

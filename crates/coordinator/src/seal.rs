@@ -56,6 +56,41 @@ impl SealSource {
     }
 }
 
+/// The key everything in the store is sealed under: random, and itself sealed under the
+/// platform's key (so a replica or a recovery can be handed the state without the platform).
+pub struct StateKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateKey(..)")
+    }
+}
+
+impl StateKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<Self, SealError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        aws_lc_rs::rand::fill(key.as_mut()).map_err(|_| SealError::Crypto)?;
+        Ok(Self(key))
+    }
+
+    /// The key from its 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let key: [u8; 32] = bytes.try_into().ok()?;
+        Some(Self(Zeroizing::new(key)))
+    }
+
+    /// Its bytes (to be sealed or split, never logged).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The sealer of the state, reporting `source` as where its protection comes from.
+    pub fn sealer(&self, source: SealSource) -> Result<Sealer, SealError> {
+        Sealer::derive(self.0.as_ref(), source)
+    }
+}
+
 /// AES-256-GCM with a random nonce per value; the caller's associated data (a record's name
 /// and version, an audit entry's position) keeps a sealed value from being replayed anywhere
 /// else. A second key, derived from the same seed, MACs stored values for the store's

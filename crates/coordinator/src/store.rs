@@ -36,12 +36,18 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-use crate::seal::{SealError, Sealer};
+use crate::seal::{SealError, Sealer, StateKey};
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const ROOT: TableDefinition<&str, &[u8]> = TableDefinition::new("root");
 const ROOT_KEY: &str = "root";
+/// What sits beside the sealed state: the state key sealed under the platform's key, and the
+/// recovery commitments (public: they must be readable when the state key is not).
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+const STATE_KEY_ENTRY: &str = "state-key";
+const STATE_KEY_AAD: &[u8] = b"cloister state key";
+const RECOVERY_ENTRY: &str = "recovery";
 /// Changes committed in one transaction at most.
 const MAX_BATCH: usize = 1024;
 /// How long a recorded event may wait for its durable commit.
@@ -131,6 +137,27 @@ pub enum StoreError {
         /// The event.
         event: &'static str,
     },
+    /// The state key is sealed under another platform's key (new hardware, a new coordinator
+    /// measurement): only recovery opens the state now.
+    #[error(
+        "the state key does not open with this platform's sealing key (new hardware or a new \
+         coordinator version): the coordinator starts in recovery mode; recovery key holders \
+         upload their shares with `cloister recover`"
+    )]
+    Locked {
+        /// The recovery commitments stored beside the state, if recovery keys were set.
+        recovery: Option<Vec<u8>>,
+    },
+    /// The file holds state sealed directly under the platform key, as cloister did before
+    /// the state key existed.
+    #[error(
+        "the state file was written by an earlier cloister, before state keys: start that \
+         version to read its secrets, or move the data directory away to start afresh"
+    )]
+    NoStateKey,
+    /// The state key handed over for recovery does not open the state.
+    #[error("the recovered state key does not open the state: {0}")]
+    WrongStateKey(#[source] Box<StoreError>),
     /// The writer thread is gone (the coordinator is shutting down).
     #[error("the state writer has stopped")]
     WriterGone,
@@ -159,6 +186,7 @@ pub struct AuditEvent {
 pub struct Change {
     puts: Vec<(String, Zeroizing<Vec<u8>>)>,
     raises: Vec<(String, u64)>,
+    recovery: Option<Vec<u8>>,
     audit: AuditEvent,
 }
 
@@ -168,8 +196,16 @@ impl Change {
         Self {
             puts: Vec::new(),
             raises: Vec::new(),
+            recovery: None,
             audit,
         }
+    }
+
+    /// Replace the public recovery commitments beside the state (empty: none).
+    #[must_use]
+    pub fn recovery(mut self, commitments: Vec<u8>) -> Self {
+        self.recovery = Some(commitments);
+        self
     }
 
     /// Write `value` (plaintext; sealed by the store) as record `name`.
@@ -207,6 +243,7 @@ struct Pending {
     entry: api::AuditEntry,
     puts: Vec<(String, Zeroizing<Vec<u8>>)>,
     raises: Vec<(String, u64)>,
+    recovery: Option<Vec<u8>>,
     /// Set for durable changes, which are acknowledged after the commit.
     reply: Option<oneshot::Sender<Result<api::AuditEntry, StoreError>>>,
 }
@@ -336,6 +373,7 @@ fn xor_into(into: &mut [u8; 32], value: &[u8; 32]) {
 pub struct Store {
     db: Arc<Database>,
     sealer: Arc<Sealer>,
+    state_key: Arc<StateKey>,
     writer: mpsc::Sender<Job>,
     /// Recorded events go here, without a lock (the queue is lock-free) ...
     recorded: mpsc::Sender<Recorded>,
@@ -346,20 +384,68 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (or create) the state file and check it whole against its sealed root: every record,
-    /// the audit chain, and the audit head.
-    pub fn open(path: &Path, sealer: Arc<Sealer>) -> Result<Self, StoreError> {
-        let db = Arc::new(
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(path)
-                .map_err(db_error)?,
-        );
-        let txn = db.begin_write().map_err(db_error)?;
-        txn.open_table(STATE).map_err(db_error)?;
-        txn.open_table(AUDIT).map_err(db_error)?;
-        txn.open_table(ROOT).map_err(db_error)?;
-        txn.commit().map_err(db_error)?;
+    /// Open (or create) the state file: unseal its state key with the platform's key `kek`
+    /// (or make one, for a new file), then check the state whole against its sealed root:
+    /// every record, the audit chain, and the audit head. A state key sealed under another
+    /// platform's key is [`StoreError::Locked`].
+    pub fn open(path: &Path, kek: &Sealer) -> Result<Self, StoreError> {
+        let db = create(path)?;
+        let txn = db.begin_read().map_err(db_error)?;
+        let keys = txn.open_table(KEYS).map_err(db_error)?;
+        let sealed = keys.get(STATE_KEY_ENTRY).map_err(db_error)?;
+        let state_key = match sealed {
+            Some(sealed) => {
+                let opened = kek.open("the state key", STATE_KEY_AAD, sealed.value());
+                let key = opened.ok().and_then(|k| StateKey::from_bytes(&k));
+                match key {
+                    Some(key) => key,
+                    None => {
+                        let recovery = keys.get(RECOVERY_ENTRY).map_err(db_error)?;
+                        return Err(StoreError::Locked {
+                            recovery: recovery.map(|r| r.value().to_vec()),
+                        });
+                    }
+                }
+            }
+            None => {
+                drop((keys, txn));
+                if !is_empty(&db)? {
+                    return Err(StoreError::NoStateKey);
+                }
+                let key = StateKey::generate()?;
+                seal_state_key(&db, kek, &key)?;
+                key
+            }
+        };
+        Self::start(db, state_key, kek)
+    }
+
+    /// Open the state file with a state key recovered from its holders' shares, and seal that
+    /// key under this platform's key `kek` from now on.
+    pub fn recover(path: &Path, kek: &Sealer, state_key: StateKey) -> Result<Self, StoreError> {
+        let db = create(path)?;
+        let sealer = state_key.sealer(kek.source())?;
+        check_state(&db, &sealer).map_err(|e| StoreError::WrongStateKey(Box::new(e)))?;
+        seal_state_key(&db, kek, &state_key)?;
+        Self::start(db, state_key, kek)
+    }
+
+    /// The public recovery commitments beside the state, if any.
+    pub fn recovery_commitments(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let keys = txn.open_table(KEYS).map_err(db_error)?;
+        let entry = keys.get(RECOVERY_ENTRY).map_err(db_error)?;
+        Ok(entry.map(|e| e.value().to_vec()).filter(|v| !v.is_empty()))
+    }
+
+    /// The key the state is sealed under (to split for recovery, or hand to a replica).
+    pub fn state_key(&self) -> &StateKey {
+        &self.state_key
+    }
+
+    /// Check the state under `state_key` and start the writer.
+    fn start(db: Arc<Database>, state_key: StateKey, kek: &Sealer) -> Result<Self, StoreError> {
+        let sealer = Arc::new(state_key.sealer(kek.source())?);
         let (root, last_time) = check_state(&db, &sealer)?;
         let head = Arc::new(ArcSwap::from_pointee(root.head()));
         let (writer, jobs) = mpsc::channel();
@@ -382,6 +468,7 @@ impl Store {
         Ok(Self {
             db,
             sealer,
+            state_key: Arc::new(state_key),
             writer,
             recorded,
             armed,
@@ -469,6 +556,52 @@ impl Store {
     }
 }
 
+/// Open (or create) the database file with all its tables.
+fn create(path: &Path) -> Result<Arc<Database>, StoreError> {
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(db_error)?;
+    let txn = db.begin_write().map_err(db_error)?;
+    txn.open_table(STATE).map_err(db_error)?;
+    txn.open_table(AUDIT).map_err(db_error)?;
+    txn.open_table(ROOT).map_err(db_error)?;
+    txn.open_table(KEYS).map_err(db_error)?;
+    txn.commit().map_err(db_error)?;
+    Ok(Arc::new(db))
+}
+
+/// Whether the file holds no state at all.
+fn is_empty(db: &Database) -> Result<bool, StoreError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    Ok(txn
+        .open_table(STATE)
+        .map_err(db_error)?
+        .is_empty()
+        .map_err(db_error)?
+        && txn
+            .open_table(AUDIT)
+            .map_err(db_error)?
+            .is_empty()
+            .map_err(db_error)?
+        && txn
+            .open_table(ROOT)
+            .map_err(db_error)?
+            .is_empty()
+            .map_err(db_error)?)
+}
+
+/// Seal `key` under the platform's key and store it, durably.
+fn seal_state_key(db: &Database, kek: &Sealer, key: &StateKey) -> Result<(), StoreError> {
+    let sealed = kek.seal(STATE_KEY_AAD, key.as_bytes())?;
+    let txn = db.begin_write().map_err(db_error)?;
+    txn.open_table(KEYS)
+        .map_err(db_error)?
+        .insert(STATE_KEY_ENTRY, sealed.as_slice())
+        .map_err(db_error)?;
+    txn.commit().map_err(db_error)
+}
+
 fn check_actor(audit: &AuditEvent) -> Result<(), StoreError> {
     if audit.actor.trim().is_empty() {
         return Err(StoreError::NoActor { event: audit.event });
@@ -552,23 +685,6 @@ fn check_state(db: &Database, sealer: &Sealer) -> Result<(Root, OffsetDateTime),
     Ok((root, last_time))
 }
 
-/// The hash of an entry: SHA-256 over its fields and its predecessor's hash.
-fn entry_hash(
-    seq: u64,
-    time: &str,
-    event: &str,
-    actor: &str,
-    details: &serde_json::Value,
-    prev: &str,
-) -> String {
-    // A tuple serializes as the compact JSON array `[seq, time, event, actor, details, prev]`,
-    // without building (and cloning `details` into) a `Value` first. It cannot fail: integers,
-    // strings and a `Value` always serialize.
-    let canonical =
-        serde_json::to_vec(&(seq, time, event, actor, details, prev)).unwrap_or_default();
-    hex::encode(attest::crypto::sha256(&canonical))
-}
-
 /// Check every link, one entry in memory at a time; return the number of entries, the last
 /// hash (zeros for an empty log) and the last entry's time.
 fn check_chain(
@@ -591,7 +707,7 @@ fn check_chain(
         if e.prev_hash != prev {
             return Err(broken("it does not link to the previous entry"));
         }
-        if e.hash != entry_hash(e.seq, &e.time, &e.event, &e.actor, &e.details, &e.prev_hash) {
+        if e.hash != e.computed_hash() {
             return Err(broken("its hash does not match its contents"));
         }
         last_time = OffsetDateTime::parse(&e.time, &Rfc3339).unwrap_or(last_time);
@@ -671,6 +787,7 @@ impl Writer {
             entry,
             puts: change.puts,
             raises: change.raises,
+            recovery: change.recovery,
             reply: Some(reply),
         });
         true
@@ -686,6 +803,7 @@ impl Writer {
                 entry,
                 puts: Vec::new(),
                 raises: Vec::new(),
+                recovery: None,
                 reply: None,
             });
         }
@@ -765,6 +883,12 @@ impl Writer {
                     }
                 })?;
             }
+            if let Some(commitments) = pending.iter().rev().find_map(|p| p.recovery.as_ref()) {
+                txn.open_table(KEYS)
+                    .map_err(db_error)?
+                    .insert(RECOVERY_ENTRY, commitments.as_slice())
+                    .map_err(db_error)?;
+            }
             let sealed_root = self.sealer.seal(ROOT_AAD, &root.encode())?;
             txn.open_table(ROOT)
                 .map_err(db_error)?
@@ -803,7 +927,8 @@ impl Writer {
         self.last_time = self.last_time.max(at);
         let time = attest::x509::rfc3339(self.last_time);
         let (seq, prev) = (self.chain.0, hex::encode(self.chain.1));
-        let hash = entry_hash(seq, &time, event.event, &event.actor, &event.details, &prev);
+        let hash =
+            api::audit_entry_hash(seq, &time, event.event, &event.actor, &event.details, &prev);
         let _ = hex::decode_to_slice(&hash, &mut self.chain.1);
         self.chain.0 += 1;
         api::AuditEntry {
@@ -843,7 +968,7 @@ mod tests {
             "00"
         ]);
         assert_eq!(
-            entry_hash(
+            api::audit_entry_hash(
                 7,
                 "2026-12-02T00:00:00Z",
                 "activation",
@@ -861,9 +986,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.redb");
-        let sealer =
-            Arc::new(Sealer::derive(&[1; 32], crate::seal::SealSource::Simulation).unwrap());
-        let store = Store::open(&path, Arc::clone(&sealer)).unwrap();
+        let kek = Sealer::derive(&[1; 32], crate::seal::SealSource::Simulation).unwrap();
+        let store = Store::open(&path, &kek).unwrap();
+        let sealer = store
+            .state_key()
+            .sealer(crate::seal::SealSource::Simulation)
+            .unwrap();
         for n in 0..3 {
             let audit = AuditEvent {
                 event: "test",
@@ -892,7 +1020,7 @@ mod tests {
         }
         txn.commit().unwrap();
         drop(db);
-        match Store::open(&path, sealer) {
+        match Store::open(&path, &kek) {
             Err(StoreError::AuditChain { seq: 1, .. }) => {}
             other => panic!("tampering not detected: {other:?}"),
         }

@@ -45,7 +45,7 @@ async fn coordinator_in(dir: PathBuf, sim: &std::path::Path) -> Setup {
         .await
         .unwrap();
     let url = format!("https://{}", running.addr);
-    let root = running.coordinator.root_der().to_vec();
+    let root = running.root_der();
     Setup {
         _running: running,
         url,

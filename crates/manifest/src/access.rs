@@ -1,8 +1,9 @@
 //! Users, roles and what they permit.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use crate::schema::{Manifest, User};
+use crate::schema::{Manifest, Package, User};
 
 /// Something a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,6 +132,38 @@ impl Resource<'_> {
 }
 
 impl Manifest {
+    /// The users holding a role that permits `action` on `resource`, by name.
+    pub fn users_who_may(&self, action: Action, resource: Resource<'_>) -> Vec<String> {
+        self.users
+            .keys()
+            .filter(|user| self.user_may(user, action, resource))
+            .cloned()
+            .collect()
+    }
+
+    /// If this manifest is a package update (MarbleRun's: nothing but packages, each with
+    /// nothing but `security_version`), the new security version of each package.
+    pub fn as_package_update(&self) -> Option<BTreeMap<String, u16>> {
+        let only_packages = Self {
+            packages: self.packages.clone(),
+            ..Self::default()
+        };
+        if self.packages.is_empty() || *self != only_packages {
+            return None;
+        }
+        self.packages
+            .iter()
+            .map(|(name, package)| {
+                let svn = package.security_version?;
+                let only_svn = Package {
+                    security_version: Some(svn),
+                    ..Package::default()
+                };
+                (*package == only_svn).then(|| (name.clone(), svn))
+            })
+            .collect()
+    }
+
     /// Users who registered a public key for Bearer JWTs: `(name, PEM)`.
     pub fn users_with_public_keys(&self) -> impl Iterator<Item = (&str, &str)> {
         self.users

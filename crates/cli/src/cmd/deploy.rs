@@ -168,7 +168,7 @@ pub(crate) fn print_statement(s: &Statement, saved: Option<&std::path::Path>) {
     }
 }
 
-fn read_package(path: &std::path::Path) -> Result<manifest::Package> {
+pub(crate) fn read_package(path: &std::path::Path) -> Result<manifest::Package> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     // A package file is a manifest with one package and nothing else.
     let wrapped = format!(
@@ -188,13 +188,21 @@ fn read_package(path: &std::path::Path) -> Result<manifest::Package> {
 /// `manifest` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ManifestCommand {
-    /// Upload a manifest (the first one, or a replacement by a user with UpdateManifest).
+    /// Upload a manifest (the first one, or a replacement by a user with UpdateManifest when
+    /// one acknowledgement is enough).
     Set {
         /// The manifest file (JSON or YAML, cloister or MarbleRun format).
         file: PathBuf,
+        /// Write the recovery key holders' encrypted shares here (JSON, holder → base64).
+        #[arg(long)]
+        recovery_secrets: Option<PathBuf>,
         #[command(flatten)]
         conn: Conn,
     },
+    /// Change the manifest in force: package updates at once, full updates once enough users
+    /// acknowledged them.
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Print the manifest in force.
     Get {
         #[command(flatten)]
@@ -218,13 +226,18 @@ pub(crate) enum ManifestCommand {
 /// Run a `manifest` subcommand.
 pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitCode> {
     match command {
-        ManifestCommand::Set { file, conn } => {
+        ManifestCommand::Set {
+            file,
+            recovery_secrets,
+            conn,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let client = conn.client()?;
             let answer: Option<api::ManifestSetResponse> =
                 runtime()?.block_on(client.post("/manifest", bytes))?;
             let answer = answer.context("empty answer")?;
+            save_recovery_secrets(&answer.recovery_secrets, recovery_secrets.as_deref())?;
             match format {
                 Format::Json | Format::Yaml => print_data(format, &answer),
                 Format::Text => {
@@ -232,10 +245,12 @@ pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitC
                     for w in &answer.warnings {
                         outln!("  warning: {w}");
                     }
+                    print_recovery_secrets(&answer.recovery_secrets, recovery_secrets.as_deref());
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
+        ManifestCommand::Update(command) => update(command, format),
         ManifestCommand::Get { conn } => {
             let answer: api::ManifestResponse =
                 runtime()?.block_on(conn.client()?.get("/manifest"))?;
@@ -292,6 +307,158 @@ pub(crate) fn manifest(command: ManifestCommand, format: Format) -> Result<ExitC
     }
 }
 
+/// `manifest update` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum UpdateCommand {
+    /// Propose a full update (needs UpdateManifest; it counts as your acknowledgement), or
+    /// apply a package update (a manifest of packages with only `security_version`; needs
+    /// UpdateSecurityVersion).
+    Apply {
+        /// The new manifest, or the package update.
+        file: PathBuf,
+        /// Write new recovery shares here (JSON), if the update changes the recovery keys.
+        #[arg(long)]
+        recovery_secrets: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Acknowledge the pending update: the file you reviewed must be the pending manifest.
+    Acknowledge {
+        /// The manifest you reviewed.
+        file: PathBuf,
+        /// Write new recovery shares here (JSON), if this acknowledgement applies an update
+        /// that changes the recovery keys.
+        #[arg(long)]
+        recovery_secrets: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Cancel the pending update (needs UpdateManifest).
+    Cancel {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show the pending update, who acknowledged it and who may still.
+    Status {
+        /// Write the pending manifest here, to review it.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// Run a `manifest update` subcommand.
+fn update(command: UpdateCommand, format: Format) -> Result<ExitCode> {
+    let rt = runtime()?;
+    let (answer, secrets_file): (api::UpdateResponse, _) = match command {
+        UpdateCommand::Apply {
+            file,
+            recovery_secrets,
+            conn,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let answer: Option<api::UpdateResponse> =
+                rt.block_on(conn.client()?.post("/manifest/update", bytes))?;
+            (answer.context("empty answer")?, recovery_secrets)
+        }
+        UpdateCommand::Acknowledge {
+            file,
+            recovery_secrets,
+            conn,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let body = api::Acknowledgement {
+                manifest_hash: hex::encode(attest::crypto::sha256(&bytes)),
+            };
+            let answer: Option<api::UpdateResponse> = rt.block_on(
+                conn.client()?
+                    .post("/manifest/update/acknowledge", serde_json::to_vec(&body)?),
+            )?;
+            (answer.context("empty answer")?, recovery_secrets)
+        }
+        UpdateCommand::Cancel { conn } => {
+            let _: Option<serde_json::Value> =
+                rt.block_on(conn.client()?.post("/manifest/update/cancel", Vec::new()))?;
+            outln!("the pending update is cancelled");
+            return Ok(ExitCode::SUCCESS);
+        }
+        UpdateCommand::Status { save, conn } => {
+            let status: api::UpdateStatus = rt.block_on(conn.client()?.get("/manifest/update"))?;
+            if let (Some(path), Some(p)) = (&save, &status.pending) {
+                let raw = B64
+                    .decode(&p.manifest)
+                    .context("the manifest is not base64")?;
+                std::fs::write(path, raw).with_context(|| format!("writing {}", path.display()))?;
+            }
+            match (format, &status.pending) {
+                (Format::Json | Format::Yaml, _) => print_data(format, &status),
+                (Format::Text, None) => outln!("no update is pending"),
+                (Format::Text, Some(p)) => {
+                    outln!("pending update sha256:{}", p.manifest_hash);
+                    outln!("  proposed by     {}", p.initiator);
+                    outln!("  acknowledged by {}", p.acknowledged.join(", "));
+                    outln!(
+                        "  missing         {} (may acknowledge: {})",
+                        p.missing_acknowledgements,
+                        p.missing_users.join(", ")
+                    );
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    save_recovery_secrets(&answer.recovery_secrets, secrets_file.as_deref())?;
+    match format {
+        Format::Json | Format::Yaml => print_data(format, &answer),
+        Format::Text => {
+            outln!("{}", answer.message);
+            if !answer.missing_users.is_empty() {
+                outln!("  may acknowledge: {}", answer.missing_users.join(", "));
+            }
+            print_recovery_secrets(&answer.recovery_secrets, secrets_file.as_deref());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Write the encrypted recovery shares to `path`, if any came and a path was given.
+fn save_recovery_secrets(
+    secrets: &std::collections::BTreeMap<String, String>,
+    path: Option<&std::path::Path>,
+) -> Result<()> {
+    if let (Some(path), false) = (path, secrets.is_empty()) {
+        std::fs::write(path, serde_json::to_vec_pretty(secrets)?)
+            .with_context(|| format!("writing the recovery secrets to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Say where the recovery shares went (they are shown only once).
+fn print_recovery_secrets(
+    secrets: &std::collections::BTreeMap<String, String>,
+    path: Option<&std::path::Path>,
+) {
+    if secrets.is_empty() {
+        return;
+    }
+    match path {
+        Some(path) => outln!(
+            "recovery secrets for {} holder(s) written to {}: give each holder theirs",
+            secrets.len(),
+            path.display()
+        ),
+        None => {
+            outln!("recovery secrets (shown once; each is encrypted to its holder's key):");
+            for (holder, secret) in secrets {
+                outln!("  {holder}: {secret}");
+            }
+        }
+    }
+}
+
 /// Arguments of `audit`.
 #[derive(Debug, Args)]
 pub(crate) struct AuditArgs {
@@ -320,14 +487,17 @@ pub(crate) fn audit(args: AuditArgs, format: Format) -> Result<ExitCode> {
         from = page.next;
         entries.extend(page.entries);
     }
+    let broken = chain_breaks(&entries);
     match format {
         Format::Json | Format::Yaml => print_data(
             format,
-            &api::AuditLog {
-                entries,
-                total,
-                next: from,
-            },
+            &serde_json::json!({
+                "entries": entries,
+                "total": total,
+                "next": from,
+                "chain_verified": broken.is_none(),
+                "chain_error": broken,
+            }),
         ),
         Format::Text => {
             for e in &entries {
@@ -345,9 +515,43 @@ pub(crate) fn audit(args: AuditArgs, format: Format) -> Result<ExitCode> {
                 entries.len(),
                 from.map_or(String::new(), |n| format!(" (more from --from {n})"))
             );
+            match &broken {
+                None => outln!("hash chain verified over these entries"),
+                Some(why) => outln!("HASH CHAIN BROKEN: {why}"),
+            }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if broken.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Where the hash chain over `entries` (consecutive, oldest first) breaks, if it does.
+fn chain_breaks(entries: &[api::AuditEntry]) -> Option<String> {
+    let mut previous: Option<&api::AuditEntry> = None;
+    for e in entries {
+        if e.hash != e.computed_hash() {
+            return Some(format!(
+                "entry {}: its hash does not match its contents",
+                e.seq
+            ));
+        }
+        if let Some(p) = previous
+            && (e.seq != p.seq + 1 || e.prev_hash != p.hash)
+        {
+            return Some(format!(
+                "entry {}: it does not link to entry {}",
+                e.seq, p.seq
+            ));
+        }
+        if e.seq == 0 && e.prev_hash != hex::encode([0u8; 32]) {
+            return Some("entry 0: it does not start the chain".into());
+        }
+        previous = Some(e);
+    }
+    None
 }
 
 /// Run `status`.
@@ -366,6 +570,18 @@ pub(crate) fn status(conn: Conn, format: Format) -> Result<ExitCode> {
             );
             outln!("sealing   {}", status.sealing);
             outln!("version   {}", status.version);
+            if let Some(r) = &status.recovery {
+                outln!(
+                    "recovery  {} of {} shares needed; received from: {}",
+                    r.threshold,
+                    r.holders.len(),
+                    if r.received.is_empty() {
+                        "nobody yet".to_string()
+                    } else {
+                        r.received.join(", ")
+                    }
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -11,4 +11,5 @@ pub(crate) mod keep;
 pub(crate) mod launch;
 pub(crate) mod platform;
 pub(crate) mod quickstart;
+pub(crate) mod recover;
 pub(crate) mod tour;

@@ -5,6 +5,7 @@
 mod hardening;
 mod image;
 mod keep;
+mod survive;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
