@@ -140,9 +140,9 @@ pub enum StoreError {
     /// The state key is sealed under another platform's key (new hardware, a new coordinator
     /// measurement): only recovery opens the state now.
     #[error(
-        "the state key does not open with this platform's sealing key (new hardware or a new \
-         coordinator version): the coordinator starts in recovery mode; recovery key holders \
-         upload their shares with `cloister recover`"
+        "the state key does not open with this platform's sealing key: it was sealed on another \
+         platform (other hardware, or another coordinator version); the coordinator starts in \
+         recovery mode, and recovery key holders upload their shares with `cloister recover`"
     )]
     Locked {
         /// The recovery commitments stored beside the state, if recovery keys were set.

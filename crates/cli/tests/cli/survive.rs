@@ -452,3 +452,212 @@ fn updates_need_their_permissions_and_acknowledgements() {
     let text = run(&d, &["audit"], &as_alice);
     assert!(String::from_utf8_lossy(&text.stdout).contains("hash chain verified"));
 }
+
+/// What one round of state changes had acknowledged before the coordinator was killed.
+#[derive(Default)]
+struct Acknowledged {
+    /// The last secret value whose write was acknowledged, and the last one attempted.
+    secret: (u64, u64),
+    /// The last manifest note acknowledged, and the last attempted.
+    note: (u64, u64),
+    /// UUIDs of acknowledged limited activations.
+    activations: Vec<String>,
+    changes: usize,
+}
+
+/// Secret writes, manifest updates and limited activations as fast as they go, until the
+/// coordinator dies under them.
+async fn change_until_killed(
+    url: &str,
+    root: &[u8],
+    admin: &launcher::client::Identity,
+    manifest: &(dyn Fn(u64) -> String + Sync),
+    sim: &Path,
+    start: (u64, u64),
+) -> Acknowledged {
+    use base64::Engine as _;
+    let client = launcher::client::Client::pinned(url, root, Some(admin)).unwrap();
+    let platform = attest::sim::SimPlatform::open(sim, time::OffsetDateTime::now_utc()).unwrap();
+    let attester = attest::attester::SimulatedAttester::on_platform(
+        attest::TeeKind::Sgx,
+        &platform,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let mut acked = Acknowledged {
+        secret: (start.0, start.0),
+        note: (start.1, start.1),
+        ..Acknowledged::default()
+    };
+    for step in 0u64.. {
+        let ok = match step % 3 {
+            0 => {
+                acked.secret.1 += 1;
+                let value =
+                    base64::engine::general_purpose::STANDARD.encode(acked.secret.1.to_string());
+                let body = json!({ "secrets": { "up": { "key": value } } }).to_string();
+                let done = client
+                    .post::<Value>("/secrets", body.into_bytes())
+                    .await
+                    .is_ok();
+                if done {
+                    acked.secret.0 = acked.secret.1;
+                }
+                done
+            }
+            1 => {
+                acked.note.1 += 1;
+                let body = manifest(acked.note.1).into_bytes();
+                let done = client.post::<Value>("/manifest", body).await.is_ok();
+                if done {
+                    acked.note.0 = acked.note.1;
+                }
+                done
+            }
+            _ => {
+                let key = launcher::WorkloadKey::generate().unwrap();
+                let request = launcher::Request {
+                    coordinator: url,
+                    root_der: root,
+                    workload: "limited",
+                    uuid: None,
+                    module_sha256: None,
+                };
+                match launcher::activate(&request, &attester, &key, &key).await {
+                    Ok(a) => {
+                        acked.activations.push(a.uuid);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        };
+        if !ok {
+            return acked;
+        }
+        acked.changes += 1;
+    }
+    acked
+}
+
+#[test]
+fn kill_9_during_1000_state_changes_loses_nothing_acknowledged() {
+    use std::time::Duration;
+    const LIMIT: u64 = 100_000;
+    let d = Deployment::start("crash");
+    d.verify();
+    let admin = User::new("admin");
+    let identity = launcher::client::Identity::from_pem(&admin.cert, &admin.key).unwrap();
+    let cert = admin.cert.clone();
+    let manifest = move |note: u64| {
+        json!({
+            "packages": { "app": { "unique_id": mrenclave() } },
+            "workloads": { "limited": { "package": "app", "max_activations": LIMIT,
+                                        "parameters": { "env": { "NOTE": note.to_string() } } } },
+            "secrets": { "up": { "type": "plain", "user_defined": true } },
+            "users": { "admin": { "certificate": cert, "roles": ["write", "update"] } },
+            "roles": {
+                "write": { "resource_type": "Secrets", "resource_names": ["up"], "actions": ["WriteSecret", "ReadSecret"] },
+                "update": { "resource_type": "Manifest", "actions": ["UpdateManifest"] }
+            }
+        })
+        .to_string()
+    };
+    assert!(d.set_manifest(&manifest(0)).status.success());
+    let root = launcher::client::certs_from_pem(
+        "root",
+        &std::fs::read_to_string(d.dir.join("root.pem")).unwrap(),
+    )
+    .unwrap()
+    .remove(0);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut d = d;
+    let (mut secret, mut note, mut total) = (0u64, 0u64, 0usize);
+    let mut activations = Vec::new();
+    let mut round = 0u64;
+    while total < 1000 {
+        round += 1;
+        // Kill -9 at a point that differs from round to round.
+        let pid = d.child.id();
+        let delay = Duration::from_millis(150 + (round * 137) % 400);
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        });
+        let acked = rt.block_on(change_until_killed(
+            &d.url,
+            &root,
+            &identity,
+            &manifest,
+            &d.dir.join("sim"),
+            (secret, note),
+        ));
+        killer.join().unwrap();
+        d = d.restart();
+        // Every acknowledged write is there: the value is the last acknowledged one, or the
+        // one in flight when the coordinator died.
+        let client = launcher::client::Client::pinned(&d.url, &root, Some(&identity)).unwrap();
+        let read: api::Secrets = rt.block_on(client.get("/secrets?name=up")).unwrap();
+        let value = read.secrets["up"].key.clone().unwrap();
+        use base64::Engine as _;
+        let value: u64 = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .unwrap(),
+        )
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert!(
+            value == acked.secret.0 || value == acked.secret.1,
+            "secret {value}, acknowledged {:?}",
+            acked.secret
+        );
+        let m: api::ManifestResponse = rt.block_on(client.get("/manifest")).unwrap();
+        let m = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(m.manifest)
+                .unwrap(),
+        )
+        .unwrap();
+        let in_force: Value = serde_json::from_str(&m).unwrap();
+        let in_force: u64 = in_force["workloads"]["limited"]["parameters"]["env"]["NOTE"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            in_force == acked.note.0 || in_force == acked.note.1,
+            "note {in_force}, acknowledged {:?}",
+            acked.note
+        );
+        (secret, note) = (value, in_force);
+        total += acked.changes;
+        activations.extend(acked.activations);
+    }
+    // Every acknowledged activation is in the audit log, and the counts never went back.
+    let client = launcher::client::Client::pinned(&d.url, &root, Some(&identity)).unwrap();
+    let mut counts = Vec::new();
+    let mut logged = std::collections::HashSet::new();
+    let mut from = Some(0u64);
+    while let Some(at) = from {
+        let page: api::AuditLog = rt
+            .block_on(client.get(&format!("/audit?from={at}&limit=1000")))
+            .unwrap();
+        for e in &page.entries {
+            if e.event == "activation" {
+                counts.push(e.details["activation"].as_u64().unwrap());
+                logged.insert(e.details["uuid"].as_str().unwrap().to_string());
+            }
+        }
+        from = page.next;
+    }
+    for uuid in &activations {
+        assert!(logged.contains(uuid), "acknowledged activation {uuid} lost");
+    }
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "activation counts went back: {counts:?}"
+    );
+    assert!(round >= 3, "the coordinator was killed {round} times");
+}
