@@ -1,5 +1,5 @@
-//! Manifests in any format: parsing, validation (with the template dry run) and conversion must
-//! never panic.
+//! Manifests in any format: parsing, validation (with the template dry run), conversion and
+//! reading a package update must never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(parsed) = manifest::Manifest::parse(data) {
         let _ = parsed.manifest.validate();
+        let _ = parsed.manifest.as_package_update();
         let _ = parsed.manifest.to_json();
         let _ = parsed.manifest.to_yaml();
     }

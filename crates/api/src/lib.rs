@@ -168,6 +168,22 @@ pub struct RecoverResponse {
     pub message: String,
 }
 
+/// `POST /replicas/join`: a coordinator replica asks a running one for the state key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The joining replica's evidence; its report data starts with SHA-256 of `public_key`.
+    pub evidence: EvidenceBundle,
+    /// The key to encrypt the state key to: a CoCo TEE public key (JWK), as JSON text.
+    pub public_key: String,
+}
+
+/// `POST /replicas/join` response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    /// The state key, as a JWE to the joining replica's key (the key broker's format).
+    pub state_key: serde_json::Value,
+}
+
 /// What a holder signs to upload `share` in recovery session `session`.
 pub fn recovery_message(session: &[u8], share: &[u8]) -> Vec<u8> {
     let mut message = b"cloister recovery share v1\0".to_vec();

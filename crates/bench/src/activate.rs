@@ -39,8 +39,8 @@ impl Drop for Server {
     }
 }
 
-/// The child process: a coordinator on simulated SGX.
-pub(crate) fn serve_child(dir: &Path) -> Result<()> {
+/// The child process: a coordinator on simulated SGX, its state in `dir` or in `store` (etcd).
+pub(crate) fn serve_child(dir: &Path, store: Option<&str>) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let config = coordinator::Config {
@@ -53,6 +53,11 @@ pub(crate) fn serve_child(dir: &Path) -> Result<()> {
             pcs_url: pcs::INTEL_PCS.into(),
             pcs_roots: vec![],
             kds_url: pcs::AMD_KDS.into(),
+            etcd: store
+                .map(|s| coordinator::store::etcd::Location::parse(s, None))
+                .transpose()?,
+            advertise: None,
+            sim_machine: None,
             limits: coordinator::Limits::default(),
         };
         let running = coordinator::serve(&config, "127.0.0.1:0".parse()?).await?;
@@ -67,8 +72,18 @@ pub(crate) fn serve_child(dir: &Path) -> Result<()> {
 /// CPU 1, so neither pollutes the other's caches and the CPU per request is the server's own;
 /// the second value says which way it ran. `BENCH_NO_PIN=1` lets both share the CPUs.
 pub(crate) fn start_server(dir: &Path) -> Result<(Server, String, &'static str)> {
+    start_server_on(dir, None)
+}
+
+/// A coordinator process on `store` (etcd), or on its file when `None` (then pinned, as
+/// [`start_server`] says).
+pub(crate) fn start_server_on(
+    dir: &Path,
+    store: Option<&str>,
+) -> Result<(Server, String, &'static str)> {
     let exe = std::env::current_exe()?;
-    let pinned = std::env::var_os("BENCH_NO_PIN").is_none()
+    let pinned = store.is_none()
+        && std::env::var_os("BENCH_NO_PIN").is_none()
         && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
         && pin_self_to_cpu(1);
     let mut command = if pinned {
@@ -78,11 +93,11 @@ pub(crate) fn start_server(dir: &Path) -> Result<(Server, String, &'static str)>
     } else {
         Command::new(exe)
     };
-    let mut child = command
-        .arg("serve-coordinator")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .spawn()?;
+    command.arg("serve-coordinator").arg(dir);
+    if let Some(store) = store {
+        command.arg(store);
+    }
+    let mut child = command.stdout(Stdio::piped()).spawn()?;
     let stdout = child.stdout.take().context("no stdout")?;
     let server = Server(child);
     let mut line = String::new();
@@ -147,7 +162,7 @@ pub(crate) fn cpu_time(pid: u32) -> Result<Duration> {
 }
 
 /// One simulated workload: its key (as a TLS identity) and its activation request.
-struct Worker {
+pub(crate) struct Worker {
     body: bytes::Bytes,
     tls: tokio_rustls::TlsConnector,
     addr: std::net::SocketAddr,
@@ -234,7 +249,12 @@ fn connector(
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-fn workers(url: &str, root: &[u8], attester: &dyn Attester) -> Result<Vec<Arc<Worker>>> {
+pub(crate) fn workers(
+    url: &str,
+    root: &[u8],
+    attester: &dyn Attester,
+    workload: &str,
+) -> Result<Vec<Arc<Worker>>> {
     let addr = url.trim_start_matches("https://").parse()?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(root.to_vec()))?;
@@ -255,7 +275,7 @@ fn workers(url: &str, root: &[u8], attester: &dyn Attester) -> Result<Vec<Arc<Wo
                 key_pkcs8: key.pkcs8_der(),
             };
             let body = serde_json::to_vec(&api::ActivationRequest {
-                workload: "bench".into(),
+                workload: workload.into(),
                 uuid: None,
                 // A quote alone, as from hardware (the coordinator completes the collateral).
                 evidence: api::EvidenceBundle {
@@ -274,7 +294,7 @@ fn workers(url: &str, root: &[u8], attester: &dyn Attester) -> Result<Vec<Arc<Wo
 
 /// What each request of a loop does.
 #[derive(Debug, Clone, Copy)]
-enum Call {
+pub(crate) enum Call {
     /// A full activation.
     Activate,
     /// A new mTLS connection, closed right after the handshake.
@@ -287,9 +307,9 @@ async fn call(worker: &Worker, what: Call) -> Result<Duration> {
 
 /// Where one call's time went.
 #[derive(Debug, Clone, Copy)]
-struct Timing {
+pub(crate) struct Timing {
     /// From connect to the answer.
-    total: Duration,
+    pub(crate) total: Duration,
     /// Connect and TLS handshake.
     handshake: Duration,
     /// The coordinator's own time on the activation (its Server-Timing).
@@ -357,7 +377,7 @@ async fn activate(
 }
 
 /// Closed loop: `concurrency` tasks activate back to back for `seconds`.
-async fn closed_loop(
+pub(crate) async fn closed_loop(
     workers: &[Arc<Worker>],
     what: Call,
     concurrency: usize,
@@ -385,7 +405,11 @@ async fn closed_loop(
 }
 
 /// Open loop: one activation started every `1/rate` seconds, for `seconds`.
-async fn open_loop(workers: &[Arc<Worker>], rate: u64, seconds: u64) -> Result<Vec<Timing>> {
+pub(crate) async fn open_loop(
+    workers: &[Arc<Worker>],
+    rate: u64,
+    seconds: u64,
+) -> Result<Vec<Timing>> {
     let mut interval = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::new();
@@ -568,7 +592,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let _: Option<serde_json::Value> = admin
             .post("/manifest", manifest.to_string().into_bytes())
             .await?;
-        let workers = workers(&url, &root, &attester)?;
+        let workers = workers(&url, &root, &attester, "bench")?;
         closed_loop(
             &workers,
             Call::Activate,
@@ -616,7 +640,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 /// The coordinator's peak and current resident memory (VmHWM, VmRSS), KiB.
-fn memory_kib(pid: u32) -> Result<(u64, u64)> {
+pub(crate) fn memory_kib(pid: u32) -> Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> Result<u64> {
         status

@@ -21,6 +21,7 @@ mod image_bench;
 mod kbs_bench;
 mod keep_bench;
 mod peers;
+mod replicas_bench;
 mod tls_floor;
 
 use std::path::PathBuf;
@@ -285,13 +286,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("activate") if args.get(1).is_some_and(|a| a == "--store") => {
+            return replicas_bench::run(&args[3..]);
+        }
         Some("activate") => return activate::run(&args[1..]),
         Some("kbs") => return kbs_bench::run(&args[1..]),
         Some("keep") => return keep_bench::run(),
         Some("image" | "image-child") => return image_bench::run(&args[1..]),
         Some("serve-coordinator") => {
-            let dir = args.get(1).context("serve-coordinator DIR")?;
-            return activate::serve_child(std::path::Path::new(dir));
+            let dir = args.get(1).context("serve-coordinator DIR [STORE]")?;
+            return activate::serve_child(
+                std::path::Path::new(dir),
+                args.get(2).map(String::as_str),
+            );
         }
         _ => {}
     }

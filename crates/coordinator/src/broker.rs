@@ -93,6 +93,49 @@ impl Broker {
         };
         let signer = TokenSigner::new(&key, LIFETIME.as_secs())
             .map_err(|e| crate::core::StartError::Attest(e.to_string()))?;
+        let stored = Stored::load(store)?;
+        Ok(Self {
+            sessions: Sessions::new(LIFETIME, max_sessions),
+            signer,
+            uploaded_policy: ArcSwapOption::from(stored.uploaded_policy),
+            default_policy: ResourcePolicy::new(DEFAULT_POLICY)
+                .map(Arc::new)
+                .map_err(|e| crate::core::StartError::Attest(e.to_string()))?,
+            attestation_policy: ArcSwapOption::from(stored.attestation_policy),
+            resources: RwLock::new(stored.resources),
+            reference_values: ArcSwap::from_pointee(stored.reference_values),
+            reference_writes: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Take up what another replica stored: policies, reference values, resources.
+    pub(crate) fn reload(
+        &self,
+        store: &crate::store::Store,
+    ) -> Result<(), crate::core::StartError> {
+        let stored = Stored::load(store)?;
+        self.uploaded_policy.store(stored.uploaded_policy);
+        self.attestation_policy.store(stored.attestation_policy);
+        *self
+            .resources
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = stored.resources;
+        self.reference_values
+            .store(Arc::new(stored.reference_values));
+        Ok(())
+    }
+}
+
+/// What the broker keeps in the store besides its token key.
+struct Stored {
+    uploaded_policy: Option<Arc<ResourcePolicy>>,
+    attestation_policy: Option<Arc<AttestationPolicy>>,
+    reference_values: serde_json::Map<String, Value>,
+    resources: HashMap<String, Arc<Zeroizing<Vec<u8>>>>,
+}
+
+impl Stored {
+    fn load(store: &crate::store::Store) -> Result<Self, crate::core::StartError> {
         let stored_text = |record: &str| -> Result<Option<String>, crate::store::StoreError> {
             Ok(store
                 .get(record)?
@@ -120,19 +163,15 @@ impl Broker {
             }
         }
         Ok(Self {
-            sessions: Sessions::new(LIFETIME, max_sessions),
-            signer,
-            uploaded_policy: ArcSwapOption::from(uploaded_policy),
-            default_policy: ResourcePolicy::new(DEFAULT_POLICY)
-                .map(Arc::new)
-                .map_err(|e| crate::core::StartError::Attest(e.to_string()))?,
-            attestation_policy: ArcSwapOption::from(attestation_policy),
-            resources: RwLock::new(resources),
-            reference_values: ArcSwap::from_pointee(reference_values),
-            reference_writes: tokio::sync::Mutex::new(()),
+            uploaded_policy,
+            attestation_policy,
+            reference_values,
+            resources,
         })
     }
+}
 
+impl Broker {
     /// `POST /auth`: a fresh session and its challenge.
     pub fn auth(&self, body: &[u8]) -> Result<(String, Challenge), KbsError> {
         let request: Request =

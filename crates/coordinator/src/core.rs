@@ -50,6 +50,14 @@ pub struct Config {
     pub kds_url: String,
     /// What any one caller may spend.
     pub limits: Limits,
+    /// Keep the state in etcd, shared with other replicas, instead of a file in `data_dir`.
+    pub etcd: Option<crate::store::etcd::Location>,
+    /// The URL other replicas reach this one at (default: `https://` and the listening
+    /// address).
+    pub advertise: Option<String>,
+    /// In simulation, the name of the simulated machine: each has its own sealing key (as
+    /// real machines do), under the same simulated vendor roots.
+    pub sim_machine: Option<String>,
 }
 
 /// Bounds on what callers may spend: connections, time, sessions, token lifetimes.
@@ -216,8 +224,8 @@ pub(crate) struct Platform {
     pub(crate) attester: Box<dyn Attester>,
     /// The platform's sealing key, which seals the state key.
     pub(crate) kek: Sealer,
-    verifiers: Verifiers,
-    collateral: CollateralSource,
+    pub(crate) verifiers: Verifiers,
+    pub(crate) collateral: CollateralSource,
 }
 
 impl Platform {
@@ -257,7 +265,12 @@ impl Platform {
     /// A simulated TEE: evidence and sealing from the shared simulated platform's keys.
     fn simulated(config: &Config, now: OffsetDateTime) -> Result<Self, StartError> {
         let platform = SimPlatform::open(&config.sim_dir, now)?;
-        let sealer = Sealer::derive(platform.sealing_seed().as_ref(), SealSource::Simulation)?;
+        let mut seed = Zeroizing::new(platform.sealing_seed().to_vec());
+        if let Some(machine) = &config.sim_machine {
+            seed.extend_from_slice(b"\0simulated machine\0");
+            seed.extend_from_slice(machine.as_bytes());
+        }
+        let sealer = Sealer::derive(&seed, SealSource::Simulation)?;
         tracing::warn!(
             "SIMULATION: state is sealed under a key derived from the simulated platform in {}; \
              it protects nothing from the host",
@@ -336,7 +349,7 @@ pub struct Coordinator {
     pub(crate) store: Store,
     simulation: bool,
     sealing: &'static str,
-    platform: Platform,
+    pub(crate) platform: Platform,
     pub(crate) deployment: ArcSwapOption<Deployment>,
     /// Evidence over the root and current manifest with no nonce, refreshed on manifest set.
     cached_attestation: ArcSwap<api::EvidenceBundle>,
@@ -356,6 +369,8 @@ pub struct Coordinator {
     /// What callers may spend.
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
+    /// This coordinator's own claims, for comparing joining replicas with.
+    pub(crate) own_claims: std::sync::OnceLock<attest::claims::Claims>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -391,6 +406,62 @@ pub enum Node {
 /// The state file.
 fn state_path(config: &Config) -> PathBuf {
     config.data_dir.join("state.redb")
+}
+
+/// Open the state where `config` keeps it. A replica whose platform has no sealed copy of the
+/// state key in etcd joins a running replica; with none to join it is
+/// [`crate::store::StoreError::Locked`] (recovery mode).
+async fn open_store(
+    config: &Config,
+    platform: &Platform,
+) -> Result<Store, crate::store::StoreError> {
+    use crate::store::StoreError;
+    let Some(location) = &config.etcd else {
+        return Store::open(&state_path(config), &platform.kek);
+    };
+    match Store::open_etcd(location, &platform.kek).await {
+        Err(StoreError::NotJoined { recovery }) => {
+            let replicas = location.replicas().await?;
+            match crate::replica::join(platform, &replicas).await {
+                Ok(key) => Store::adopt_etcd(location, &platform.kek, key).await,
+                Err(why) => {
+                    tracing::error!(
+                        "this platform has no copy of the state key, and no running replica \
+                         handed one over ({why}): recovery mode"
+                    );
+                    Err(StoreError::Locked { recovery })
+                }
+            }
+        }
+        other => other,
+    }
+}
+
+/// Open the state with a rebuilt state key, and seal it for this platform.
+pub(crate) async fn adopt_store(
+    config: &Config,
+    platform: &Platform,
+    key: crate::seal::StateKey,
+) -> Result<Store, crate::store::StoreError> {
+    match &config.etcd {
+        Some(location) => Store::adopt_etcd(location, &platform.kek, key).await,
+        None => Store::recover(&state_path(config), &platform.kek, key),
+    }
+}
+
+/// Reload whenever another replica commits, for as long as the coordinator lives.
+async fn follow_replicas(
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    coordinator: std::sync::Weak<Coordinator>,
+) {
+    while changes.changed().await.is_ok() {
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        if let Err(e) = c.reload().await {
+            tracing::error!(error = %e, "taking up another replica's changes failed");
+        }
+    }
 }
 
 /// Threads for heavy jobs (a manifest, a policy to compile, key generation) ...
@@ -434,7 +505,7 @@ impl Coordinator {
             path: config.data_dir.clone(),
             source,
         })?;
-        match Store::open(&state_path(config), &platform.kek) {
+        match open_store(config, &platform).await {
             Ok(store) => Ok(Node::Ready(Self::assemble(config, platform, store).await?)),
             Err(crate::store::StoreError::Locked { recovery }) => {
                 tracing::warn!(
@@ -495,9 +566,17 @@ impl Coordinator {
                 .map_err(StartError::Threads)?,
             limits: config.limits.clone(),
             metrics: Metrics::default(),
+            own_claims: std::sync::OnceLock::new(),
         };
         coordinator.refresh_cached_attestation().await?;
-        Ok(Arc::new(coordinator))
+        let coordinator = Arc::new(coordinator);
+        if let Some(shared) = coordinator.store.etcd() {
+            tokio::spawn(follow_replicas(
+                shared.changes(),
+                Arc::downgrade(&coordinator),
+            ));
+        }
+        Ok(coordinator)
     }
 
     /// The server certificate chain and key for the TLS endpoint.
@@ -610,6 +689,36 @@ impl Coordinator {
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = pending;
+    }
+
+    /// Take up what another replica committed: the deployment, the pending update, the key
+    /// broker's policies and resources.
+    async fn reload(&self) -> Result<(), StartError> {
+        let _admin = self.admin.lock().await;
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let deployment = load_deployment(&self.store, &mut counters)?;
+        *self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = counters;
+        let changed =
+            self.deployment.load().as_ref().map(|d| d.hash) != deployment.as_ref().map(|d| d.hash);
+        self.deployment.store(deployment.map(Arc::new));
+        self.set_pending(crate::update::load_pending(&self.store)?);
+        self.broker.reload(&self.store)?;
+        if changed {
+            self.refresh_cached_attestation().await?;
+        }
+        Ok(())
+    }
+
+    /// The store this coordinator keeps its state in.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub(crate) fn current(&self) -> Result<Arc<Deployment>, ApiError> {
@@ -893,7 +1002,7 @@ impl Coordinator {
     }
 
     /// `GET /audit?from&limit`, for any user the manifest names.
-    pub fn audit(
+    pub async fn audit(
         &self,
         peer: Option<&[u8]>,
         from: u64,
@@ -902,7 +1011,7 @@ impl Coordinator {
         let d = self.current()?;
         authenticate(&d.manifest, peer)?;
         let limit = limit.clamp(1, api::MAX_AUDIT_PAGE);
-        let (entries, total) = self.store.audit(from, limit)?;
+        let (entries, total) = self.store.audit(from, limit).await?;
         let next = entries.last().map(|e| e.seq + 1).filter(|n| *n < total);
         Ok(api::AuditLog {
             entries,
@@ -970,8 +1079,7 @@ impl Coordinator {
             None => crate::random_uuid(),
         }
         .to_string();
-        let count = self.reserve_activation(&d, &request.workload, workload.max_activations)?;
-        let audit = AuditEvent {
+        let mut audit = AuditEvent {
             event: "activation",
             actor: format!("{}/{uuid}", request.workload),
             details: json!({
@@ -980,24 +1088,39 @@ impl Coordinator {
                 "tee": claims.tee.as_str(),
                 "simulated": claims.simulated,
                 "tcb_status": claims.tcb_status.map(|s| s.as_str()),
-                "activation": count,
             }),
         };
-        // A limited workload's counter is state: durable before the reply. Otherwise the
-        // activation changes nothing and is only recorded.
-        let stored = if workload.max_activations > 0 {
+        let max = workload.max_activations;
+        if max > 0 {
+            // A limited workload's count is state, taken in the store's transaction (so the
+            // limit holds across replicas) and durable before the reply.
             self.store
-                .commit(Change::new(audit).raise(counter_record(&request.workload), count))
+                .commit(Change::new(audit).take(counter_record(&request.workload), max))
                 .await
-                .map(|_| ())
+                .map_err(|e| match e {
+                    crate::store::StoreError::Exhausted { .. } => ApiError::MaxActivations {
+                        workload: request.workload.clone(),
+                        max,
+                    },
+                    other => other.into(),
+                })?;
         } else {
-            self.store.record(audit)
-        };
-        if let Err(e) = stored {
-            if let Some(c) = d.counters.get(&request.workload) {
-                c.fetch_sub(1, Ordering::SeqCst);
+            // Otherwise the activation changes nothing and is only recorded, with this
+            // replica's count.
+            if !self.store.available() {
+                return Err(ApiError::StoreUnavailable(
+                    "the state store is unavailable: activations are refused until it returns"
+                        .into(),
+                ));
             }
-            return Err(e.into());
+            let count = d
+                .counters
+                .get(&request.workload)
+                .ok_or_else(|| ApiError::UnknownWorkload(request.workload.clone()))?
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            audit.details["activation"] = count.into();
+            self.store.record(audit)?;
         }
         let mut names = workload.dns_names.clone();
         names.push(request.workload.clone());
@@ -1041,28 +1164,6 @@ impl Coordinator {
             tls: d.manifest.tls_rules(workload),
             image_policy: workload.image_policy.clone(),
         })
-    }
-
-    /// Take one activation from the workload's budget, atomically; returns the new count.
-    fn reserve_activation(
-        &self,
-        d: &Deployment,
-        workload: &str,
-        max: u64,
-    ) -> Result<u64, ApiError> {
-        let counter = d
-            .counters
-            .get(workload)
-            .ok_or_else(|| ApiError::UnknownWorkload(workload.to_string()))?;
-        counter
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
-                (max == 0 || c < max).then_some(c + 1)
-            })
-            .map(|previous| previous + 1)
-            .map_err(|_| ApiError::MaxActivations {
-                workload: workload.to_string(),
-                max,
-            })
     }
 
     /// `GET /secrets?name=…`: shared and user-defined secrets, for users holding `ReadSecret`.

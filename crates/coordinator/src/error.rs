@@ -132,6 +132,12 @@ pub enum ApiError {
     /// No update is pending.
     #[error("no manifest update is pending: propose one with `cloister manifest update apply`")]
     NoPendingUpdate,
+    /// The store (etcd) cannot be reached: the replica refuses work until it returns.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// A replica asked to join and was refused.
+    #[error("joining refused: {0}")]
+    JoinRefused(String),
     /// The coordinator is in recovery mode and serves only status, attestation and recovery.
     #[error(
         "the coordinator is in recovery mode: its state is sealed under another platform's key; \
@@ -266,6 +272,12 @@ impl ApiError {
             ),
             Self::UpdateConflict(_) => (S::CONFLICT, "update-conflict", "Update conflict"),
             Self::NoPendingUpdate => (S::NOT_FOUND, "no-pending-update", "No pending update"),
+            Self::StoreUnavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "The state store is unavailable",
+            ),
+            Self::JoinRefused(_) => (S::FORBIDDEN, "join-refused", "Joining refused"),
             Self::InRecovery => (
                 S::SERVICE_UNAVAILABLE,
                 "in-recovery",
@@ -353,7 +365,10 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        Self::Internal(e.to_string())
+        match e {
+            crate::store::StoreError::Unavailable(_) => Self::StoreUnavailable(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 

@@ -66,6 +66,7 @@ fn v1_operations() -> Vec<Operation> {
         (Method::POST, "/secrets", post(set_secrets)),
         (Method::GET, "/audit", get(audit)),
         (Method::POST, "/activate", post(activate)),
+        (Method::POST, "/replicas/join", post(join_replica)),
         (
             Method::POST,
             "/recover",
@@ -283,6 +284,11 @@ async fn set_manifest(
     Ok(json(&c.set_manifest(&body, peer.der()).await?))
 }
 
+async fn join_replica(State(c): State<AppState>, body: Body) -> Result<Response, ApiError> {
+    let body = read_body(&c, body, crate::body::ACTIVATION).await?;
+    Ok(json(&c.join_replica(parse_api(&body)?).await?))
+}
+
 async fn update_status(State(c): State<AppState>) -> Result<Response, ApiError> {
     Ok(json(&c.update_status()?))
 }
@@ -368,7 +374,7 @@ async fn audit(
     let from = query_number(q.as_deref(), "from", 0..=u64::MAX)?.unwrap_or(0);
     let limit = query_number(q.as_deref(), "limit", 1..=api::MAX_AUDIT_PAGE as u64)?
         .map_or(api::MAX_AUDIT_PAGE / 10, |n| n as usize);
-    Ok(json(&c.audit(peer.der(), from, limit)?))
+    Ok(json(&c.audit(peer.der(), from, limit).await?))
 }
 
 async fn activate(

@@ -21,6 +21,7 @@ mod kbs_http;
 pub mod metrics;
 pub mod recovery;
 pub mod recovery_mode;
+mod replica;
 pub mod seal;
 pub mod secrets;
 pub mod store;
@@ -132,6 +133,15 @@ pub async fn serve(config: &Config, addr: SocketAddr) -> Result<Running, ServeEr
             Arc::clone(&site),
             names,
         ));
+    }
+    if let (Node::Ready(c), Some(_)) = (&node, &config.etcd)
+        && let Some(shared) = c.store().etcd()
+    {
+        let url = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("https://{local}"));
+        shared.register(&url).await.map_err(StartError::Store)?;
     }
     let task = tokio::spawn(http::serve(listener, site, config.limits.clone()));
     Ok(Running {

@@ -181,8 +181,7 @@ impl RecoveryMode {
         let Some(taken) = platform.take() else {
             return Err(ApiError::InRecovery);
         };
-        let path = self.config.data_dir.join("state.redb");
-        let store = match Store::recover(&path, &taken.kek, key) {
+        let store = match crate::core::adopt_store(&self.config, &taken, key).await {
             Ok(store) => store,
             Err(e) => {
                 *platform = Some(taken);

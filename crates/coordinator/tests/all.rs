@@ -69,7 +69,7 @@ async fn state_and_the_audit_chain_survive_a_restart() {
     fill(&path).await;
     let store = reopen(&path, sealer(1)).unwrap();
     assert_eq!(store.get("k").unwrap().unwrap().as_slice(), b"v2");
-    let (log, total) = store.audit(0, 100).unwrap();
+    let (log, total) = store.audit(0, 100).await.unwrap();
     assert_eq!(total, 5);
     let actors: Vec<&str> = log.iter().map(|e| e.actor.as_str()).collect();
     assert_eq!(
@@ -88,7 +88,7 @@ async fn state_and_the_audit_chain_survive_a_restart() {
     std::thread::sleep(coordinator::store::FLUSH_WINDOW * 4);
     drop(store);
     let store = reopen(&path, sealer(1)).unwrap();
-    assert_eq!(store.audit(0, 100).unwrap().0.len(), 6);
+    assert_eq!(store.audit(0, 100).await.unwrap().0.len(), 6);
     assert_eq!(store.head().audit_entries, 6);
     drop(store);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -367,6 +367,9 @@ async fn without_simulation_the_tees_own_key_seals_the_state() {
         pcs_url: "http://127.0.0.1:9".into(),
         pcs_roots: vec![],
         kds_url: pcs::AMD_KDS.into(),
+        etcd: None,
+        advertise: None,
+        sim_machine: None,
         limits: coordinator::Limits::default(),
     };
 

@@ -39,6 +39,9 @@ async fn coordinator_in(dir: PathBuf, sim: &std::path::Path) -> Setup {
         pcs_url: pcs::INTEL_PCS.into(),
         pcs_roots: vec![],
         kds_url: pcs::AMD_KDS.into(),
+        etcd: None,
+        advertise: None,
+        sim_machine: None,
         limits: coordinator::Limits::default(),
     };
     let running = coordinator::serve(&config, "127.0.0.1:0".parse().unwrap())

@@ -50,6 +50,27 @@ pub(crate) struct ServeArgs {
     /// Where AMD's ASK/ARK chains (for Azure SNP vTPM evidence) come from: AMD's KDS or a mirror.
     #[arg(long, env = "CLOISTER_KDS_URL", default_value = pcs::AMD_KDS)]
     kds_url: String,
+    /// Keep the state in etcd, shared by every replica started with the same store:
+    /// `etcd://host:port[,host:port…][/prefix]`. Without it, the state is a file in
+    /// --data-dir.
+    #[arg(long, env = "CLOISTER_STORE", value_name = "URL")]
+    store: Option<String>,
+    /// The CA certificate (PEM) of etcd's TLS; with it, the store is reached over TLS.
+    #[arg(long, requires = "store")]
+    etcd_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for etcd.
+    #[arg(long, requires = "etcd_ca", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// The URL other replicas reach this one at (default: https:// and the listening address).
+    #[arg(long, requires = "store")]
+    advertise: Option<String>,
+    /// In simulation, the name of this simulated machine: its sealing key differs from other
+    /// machines' (replicas then join by attestation, as on real hardware).
+    #[arg(long, hide = true)]
+    sim_machine: Option<String>,
     /// Connections served at once; more wait in the kernel's backlog. Keep it below the
     /// process's open-file limit (`ulimit -n`).
     #[arg(long, default_value_t = coordinator::Limits::default().max_connections)]
@@ -78,6 +99,25 @@ fn limits(args: &ServeArgs) -> coordinator::Limits {
     }
 }
 
+/// The etcd store the flags name, if any.
+fn etcd_location(args: &ServeArgs) -> Result<Option<coordinator::store::etcd::Location>> {
+    let Some(url) = &args.store else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let tls = match &args.etcd_ca {
+        Some(ca) => Some(coordinator::store::etcd::Tls {
+            ca_pem: read(ca)?,
+            identity: match (&args.etcd_cert, &args.etcd_key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            },
+        }),
+        None => None,
+    };
+    Ok(Some(coordinator::store::etcd::Location::parse(url, tls)?))
+}
+
 /// Run a `coordinator` subcommand.
 pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
     let CoordinatorCommand::Serve(args) = command;
@@ -89,6 +129,7 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
         .with_writer(std::io::stderr)
         .try_init();
     let limits = limits(&args);
+    let etcd = etcd_location(&args)?;
     let config = coordinator::Config {
         data_dir: args.data_dir,
         dns_names: args.dns_names,
@@ -111,6 +152,9 @@ pub(crate) fn run(command: CoordinatorCommand) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?,
         kds_url: args.kds_url,
+        etcd,
+        advertise: args.advertise.clone(),
+        sim_machine: args.sim_machine.clone(),
         limits,
     };
     runtime()?.block_on(async {

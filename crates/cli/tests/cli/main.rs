@@ -5,6 +5,7 @@
 mod hardening;
 mod image;
 mod keep;
+mod replicas;
 mod survive;
 
 use std::path::{Path, PathBuf};

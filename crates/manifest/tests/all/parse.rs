@@ -394,3 +394,40 @@ fn pathological_documents_are_refused_before_a_tree_is_built() {
     }
     assert!(Manifest::parse(bomb.as_bytes()).is_err());
 }
+
+#[test]
+fn a_package_update_is_packages_with_only_security_versions() {
+    let update = |text: &str| {
+        Manifest::parse(text.as_bytes())
+            .unwrap()
+            .manifest
+            .as_package_update()
+    };
+    // MarbleRun's spelling and ours.
+    assert_eq!(
+        update(r#"{"Packages": {"backend": {"SecurityVersion": 3}}}"#),
+        Some([("backend".to_string(), 3)].into())
+    );
+    assert_eq!(
+        update("packages:\n  a: {security_version: 2}\n  b: {isv_svn: 5}\n"),
+        Some([("a".to_string(), 2), ("b".to_string(), 5)].into())
+    );
+    // Anything else in a package, or beside the packages, makes it a full update.
+    assert_eq!(
+        update(r#"{"packages": {"backend": {"security_version": 3, "debug": true}}}"#),
+        None
+    );
+    assert_eq!(
+        update(
+            r#"{"packages": {"backend": {"security_version": 3}}, "workloads": {"w": {"package": "backend"}}}"#
+        ),
+        None
+    );
+    assert_eq!(
+        update(&format!(
+            r#"{{"packages": {{"backend": {{"signer_id": "{A32}"}}}}}}"#
+        )),
+        None
+    );
+    assert_eq!(update(r#"{"packages": {}}"#), None);
+}
