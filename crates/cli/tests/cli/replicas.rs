@@ -18,17 +18,28 @@ struct Etcd {
     members: Vec<Option<Child>>,
     clients: Vec<u16>,
     peers: Vec<u16>,
+    /// Serve clients over TLS and require client certificates (files in `dir`).
+    tls: bool,
 }
 
 impl Etcd {
     fn start(dir: &Path, size: usize) -> Self {
+        Self::start_with(dir, size, false)
+    }
+
+    fn start_with(dir: &Path, size: usize, tls: bool) -> Self {
         let clients: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let peers: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        std::fs::create_dir_all(dir).unwrap();
+        if tls {
+            write_pki(dir);
+        }
         let mut etcd = Self {
             dir: dir.to_path_buf(),
             members: (0..size).map(|_| None).collect(),
             clients,
             peers,
+            tls,
         };
         for i in 0..size {
             etcd.spawn(i);
@@ -44,9 +55,21 @@ impl Etcd {
             .enumerate()
             .map(|(n, p)| format!("m{n}=http://127.0.0.1:{p}"))
             .collect();
-        let client = format!("http://127.0.0.1:{}", self.clients[i]);
+        let scheme = if self.tls { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.clients[i]);
         let peer = format!("http://127.0.0.1:{}", self.peers[i]);
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if self.tls {
+            command
+                .arg("--cert-file")
+                .arg(self.dir.join("server.pem"))
+                .arg("--key-file")
+                .arg(self.dir.join("server.key"))
+                .arg("--trusted-ca-file")
+                .arg(self.dir.join("ca.pem"))
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &format!("m{i}"), "--data-dir"])
             .arg(self.dir.join(format!("m{i}")))
             .args([
@@ -94,8 +117,18 @@ impl Etcd {
     fn wait_healthy(&self) {
         let start = Instant::now();
         loop {
-            let out = Command::new("etcdctl")
-                .env("ETCDCTL_API", "3")
+            let mut command = Command::new("etcdctl");
+            command.env("ETCDCTL_API", "3");
+            if self.tls {
+                command
+                    .arg("--cacert")
+                    .arg(self.dir.join("ca.pem"))
+                    .arg("--cert")
+                    .arg(self.dir.join("client.pem"))
+                    .arg("--key")
+                    .arg(self.dir.join("client.key"));
+            }
+            let out = command
                 .args(["--endpoints", &self.endpoints(), "endpoint", "health"])
                 .output()
                 .unwrap();
@@ -124,6 +157,26 @@ impl Drop for Etcd {
         for i in 0..self.members.len() {
             self.kill(i);
         }
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+fn write_pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    for (name, san) in [("server", "127.0.0.1"), ("client", "replica")] {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec![san.to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
     }
 }
 
@@ -295,6 +348,53 @@ fn wait_for(mut done: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
+}
+
+#[test]
+fn a_replica_reaches_etcd_over_mutual_tls_and_only_with_its_certificate() {
+    let dir = scratch("etcd-tls");
+    let etcd = Etcd::start_with(&dir.join("etcd"), 1, true);
+    let pki = |name: &str| dir.join("etcd").join(name).display().to_string();
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    let a = Deployment::spawn(
+        dir.join("a"),
+        &[
+            "--store",
+            &etcd.store(),
+            "--etcd-ca",
+            &pki("ca.pem"),
+            "--etcd-cert",
+            &pki("client.pem"),
+            "--etcd-key",
+            &pki("client.key"),
+        ],
+        None,
+    );
+    a.verify();
+    let auditor = User::new("auditor");
+    let set = a.set_manifest(&manifest(1, &auditor));
+    assert!(set.status.success(), "{}", stderr(&set));
+    // Without the client certificate etcd refuses the connection, and the coordinator says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args([
+            "coordinator",
+            "serve",
+            "--simulation",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--store", &etcd.store(), "--etcd-ca", &pki("ca.pem")])
+        .arg("--data-dir")
+        .arg(dir.join("b"))
+        .env("CLOISTER_SIM_DIR", dir.join("a").join("sim"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("etcd store is unavailable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
