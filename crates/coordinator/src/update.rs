@@ -119,12 +119,7 @@ impl Coordinator {
         let prepared = self.prepare(raw).await?;
         let _admin = self.admin.lock().await;
         let d = self.current()?;
-        let user = authorize(
-            &d.manifest,
-            peer,
-            Action::UpdateManifest,
-            Resource::Manifest,
-        )?;
+        let user = may_update_manifest(&d, peer)?;
         if let Some(p) = self.pending() {
             return Err(ApiError::UpdateConflict(format!(
                 "an update (sha256:{}) is already pending: acknowledge or cancel it first",
@@ -160,12 +155,7 @@ impl Coordinator {
     ) -> Result<api::UpdateResponse, ApiError> {
         let _admin = self.admin.lock().await;
         let d = self.current()?;
-        let user = authorize(
-            &d.manifest,
-            peer,
-            Action::UpdateManifest,
-            Resource::Manifest,
-        )?;
+        let user = may_update_manifest(&d, peer)?;
         let mut pending = self.pending().ok_or(ApiError::NoPendingUpdate)?;
         if !pending.hash.eq_ignore_ascii_case(manifest_hash) {
             return Err(ApiError::UpdateConflict(format!(
@@ -207,12 +197,7 @@ impl Coordinator {
     pub async fn cancel_update(&self, peer: Option<&[u8]>) -> Result<(), ApiError> {
         let _admin = self.admin.lock().await;
         let d = self.current()?;
-        let user = authorize(
-            &d.manifest,
-            peer,
-            Action::UpdateManifest,
-            Resource::Manifest,
-        )?;
+        let user = may_update_manifest(&d, peer)?;
         let pending = self.pending().ok_or(ApiError::NoPendingUpdate)?;
         self.store
             .commit(
@@ -341,6 +326,16 @@ impl Coordinator {
             recovery_secrets: BTreeMap::new(),
         })
     }
+}
+
+/// The user `peer` is, if they hold `UpdateManifest`.
+fn may_update_manifest(d: &Deployment, peer: Option<&[u8]>) -> Result<String, ApiError> {
+    authorize(
+        &d.manifest,
+        peer,
+        Action::UpdateManifest,
+        Resource::Manifest,
+    )
 }
 
 /// A pending update as the API shows it.

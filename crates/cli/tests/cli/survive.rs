@@ -305,37 +305,25 @@ fn updates_need_their_permissions_and_acknowledgements() {
     let refused = note_of(&d);
     assert!(!refused.status.success());
     assert!(stderr(&refused).contains("ISVSVN"), "{}", stderr(&refused));
-    let down = d.dir.join("down.json");
-    std::fs::write(
-        &down,
+    let refused_update = |file: &str, text: &str, says: &str| {
+        let path = d.dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        let out = run(
+            &d,
+            &["manifest", "update", "apply", path.to_str().unwrap()],
+            &as_carol,
+        );
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    };
+    refused_update(
+        "down.json",
         r#"{"packages": {"signed": {"security_version": 1}}}"#,
-    )
-    .unwrap();
-    let downgrade = run(
-        &d,
-        &["manifest", "update", "apply", down.to_str().unwrap()],
-        &as_carol,
+        "only go up",
     );
-    assert!(
-        stderr(&downgrade).contains("only go up"),
-        "{}",
-        stderr(&downgrade)
-    );
-    let pinned = d.dir.join("pinned.json");
-    std::fs::write(
-        &pinned,
+    refused_update(
+        "pinned.json",
         r#"{"packages": {"pinned": {"security_version": 5}}}"#,
-    )
-    .unwrap();
-    let not_signer = run(
-        &d,
-        &["manifest", "update", "apply", pinned.to_str().unwrap()],
-        &as_carol,
-    );
-    assert!(
-        stderr(&not_signer).contains("not an SGX package pinned by signer_id"),
-        "{}",
-        stderr(&not_signer)
+        "not an SGX package pinned by signer_id",
     );
     let got = success_json(&d.cmd(&["manifest", "get", "-o", "json"]));
     assert_eq!(got["package_updates"]["signed"], 2);

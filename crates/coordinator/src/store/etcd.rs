@@ -35,6 +35,9 @@ use crate::seal::{Sealer, StateKey};
 /// The most bytes and operations one transaction holds: etcd refuses requests over 1.5 MiB
 /// and transactions over 128 operations by default.
 pub(crate) const TXN_LIMITS: (usize, usize) = (1 << 20, 120);
+/// Activation counters: other replicas change them all the time, and nothing in a
+/// coordinator's memory depends on them.
+const COUNTER_PREFIX: &str = "activations/";
 /// Audit entries read per request.
 const PAGE: i64 = 1000;
 /// How long a replica's registration outlives it.
@@ -188,6 +191,8 @@ pub(super) async fn open(
         location: location.clone(),
         records: HashMap::new(),
         root_rev: 0,
+        chain_len: 0,
+        conflict: None,
         shared: Arc::clone(&shared),
     };
     Ok((shared, writer, state_key))
@@ -304,16 +309,22 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Take what a newer root's transaction wrote, unless the cache is as new already.
-    fn update(&self, root_rev: i64, records: BTreeMap<String, Vec<u8>>, root: &Root) {
+    /// Take what a newer root's transaction wrote, unless the cache is as new already; whether
+    /// a record other than an activation counter changed (what the coordinator must take up).
+    fn update(&self, root_rev: i64, records: BTreeMap<String, Vec<u8>>, root: &Root) -> bool {
         let mut cache = self
             .cache
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if root_rev > cache.root_rev {
-            *cache = Cache { records, root_rev };
-            self.head.store(Arc::new(root.head()));
+        if root_rev <= cache.root_rev {
+            return false;
         }
+        let counter = |name: &String| name.starts_with(COUNTER_PREFIX);
+        let before = cache.records.iter().filter(|(k, _)| !counter(k));
+        let changed = !before.eq(records.iter().filter(|(k, _)| !counter(k)));
+        *cache = Cache { records, root_rev };
+        self.head.store(Arc::new(root.head()));
+        changed
     }
 
     /// Another replica's commits, by state version.
@@ -386,13 +397,14 @@ impl Shared {
             if newest.is_some_and(|rev| rev > self.read().root_rev) {
                 let (root, root_rev, records) =
                     read_state(&mut client, &self.location, sealer).await?;
-                self.update(root_rev, records, &root);
-                *self
-                    .recovery
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    recovery(&mut client, &self.location).await?;
-                self.changes.send_replace(root.version);
+                if self.update(root_rev, records, &root) {
+                    *self
+                        .recovery
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        recovery(&mut client, &self.location).await?;
+                    self.changes.send_replace(root.version);
+                }
             }
         }
         Ok(())
@@ -467,32 +479,63 @@ async fn read_state(
     let revision = found
         .header()
         .map_or(0, etcd_client::ResponseHeader::revision);
-    let kv = found.kvs().first();
-    let root_rev = kv.map_or(0, etcd_client::KeyValue::mod_revision);
-    let prefix = location.record("");
     let rows = client
         .get(
-            prefix.as_str(),
+            location.record(""),
             Some(GetOptions::new().with_prefix().with_revision(revision)),
         )
         .await
         .map_err(|e| unavailable(&e))?;
+    check_state(location, sealer, found.kvs().first(), rows.kvs())
+}
+
+/// The root (with its revision) and the records of one revision, checked against each other.
+fn check_state(
+    location: &Location,
+    sealer: &Sealer,
+    root: Option<&etcd_client::KeyValue>,
+    rows: &[etcd_client::KeyValue],
+) -> Result<(Root, i64, BTreeMap<String, Vec<u8>>), StoreError> {
+    let prefix = location.record("");
     let records: BTreeMap<String, Vec<u8>> = rows
-        .kvs()
         .iter()
         .filter_map(|kv| {
             let name = kv.key_str().ok()?.strip_prefix(prefix.as_str())?;
             Some((name.to_string(), kv.value().to_vec()))
         })
         .collect();
+    let root_rev = root.map_or(0, etcd_client::KeyValue::mod_revision);
     let held = (records.len() as u64, u64::from(root_rev != 0));
-    let root = super::open_root(sealer, kv.map(etcd_client::KeyValue::value), held)?;
+    let checked = super::open_root(sealer, root.map(etcd_client::KeyValue::value), held)?;
     super::check_records(
         sealer,
-        &root,
+        &checked,
         records.iter().map(|(k, v)| Ok((k.clone(), v.clone()))),
     )?;
-    Ok((root, root_rev, records))
+    Ok((checked, root_rev, records))
+}
+
+/// What a failed transaction's `or_else` read: the root, the records, newer audit entries.
+type Won = (
+    Option<etcd_client::KeyValue>,
+    Vec<etcd_client::KeyValue>,
+    Vec<etcd_client::KeyValue>,
+);
+
+fn won(response: &etcd_client::TxnResponse) -> Option<Won> {
+    let mut gets: Vec<Vec<etcd_client::KeyValue>> = response
+        .op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            etcd_client::TxnOpResponse::Get(mut get) => Some(get.take_kvs()),
+            _ => None,
+        })
+        .collect();
+    let audit = gets.pop()?;
+    let records = gets.pop()?;
+    let root = gets.pop()?;
+    gets.is_empty()
+        .then(|| (root.into_iter().next(), records, audit))
 }
 
 /// Sealed audit entries `from..to`, at `revision` if given, a page at a time.
@@ -535,6 +578,10 @@ pub(crate) struct Writer {
     location: Location,
     records: HashMap<String, Vec<u8>>,
     root_rev: i64,
+    /// The audit log's length as of `root_rev`.
+    chain_len: u64,
+    /// What a failed transaction returned: the state that won, read in the same round trip.
+    conflict: Option<etcd_client::TxnResponse>,
     shared: Arc<Shared>,
 }
 
@@ -566,6 +613,7 @@ impl Writer {
             recovery(&mut self.client, &self.location).await?;
         self.records = records.clone().into_iter().collect();
         self.root_rev = root_rev;
+        self.chain_len = root.audit_entries;
         self.shared.update(root_rev.max(1), records, &root);
         Ok((root, last_time))
     }
@@ -596,20 +644,41 @@ impl Writer {
             None => {}
         }
         ops.push(TxnOp::put(root_key.as_str(), batch.root.clone(), None));
+        // When another replica won, the same round trip brings back what it wrote.
+        let since = self.location.audit(self.chain_len);
         let txn = Txn::new()
             .when([Compare::mod_revision(
                 root_key.as_str(),
                 CompareOp::Equal,
                 self.root_rev,
             )])
-            .and_then(ops);
+            .and_then(ops)
+            .or_else([
+                TxnOp::get(root_key.as_str(), None),
+                TxnOp::get(
+                    self.location.record(""),
+                    Some(GetOptions::new().with_prefix()),
+                ),
+                TxnOp::get(
+                    since,
+                    Some(
+                        GetOptions::new()
+                            .with_range(self.location.audit(u64::MAX / 2))
+                            .with_limit(PAGE),
+                    ),
+                ),
+            ]);
         let mut client = self.client.clone();
         let done = self
             .handle
             .block_on(client.txn(txn))
             .map_err(|e| unavailable(&e))?;
         if !done.succeeded() {
+            self.conflict = Some(done);
             return Ok(false);
+        }
+        if let Some((seq, _)) = batch.audit.last() {
+            self.chain_len = seq + 1;
         }
         self.root_rev = done
             .header()
@@ -645,23 +714,45 @@ impl Writer {
     /// the continuation of the chain this writer knew. A root that went back is refused.
     pub(super) fn refresh(&mut self, sealer: &Sealer, known: &Root) -> Result<Root, StoreError> {
         let handle = self.handle.clone();
+        let conflict = self.conflict.take();
         handle.block_on(async {
-            let (root, root_rev, records) =
-                read_state(&mut self.client, &self.location, sealer).await?;
+            let (root, root_rev, records, mut entries) = match conflict.as_ref().and_then(won) {
+                Some((root, rows, audit)) => {
+                    let (checked, rev, records) =
+                        check_state(&self.location, sealer, root.as_ref(), &rows)?;
+                    let entries = audit
+                        .iter()
+                        .enumerate()
+                        .map(|(i, kv)| (known.audit_entries + i as u64, kv.value().to_vec()))
+                        .filter(|(seq, _)| *seq < checked.audit_entries)
+                        .collect::<Vec<_>>();
+                    (checked, rev, records, entries)
+                }
+                None => {
+                    let (checked, rev, records) =
+                        read_state(&mut self.client, &self.location, sealer).await?;
+                    (checked, rev, records, Vec::new())
+                }
+            };
             if root.version < known.version || root.audit_entries < known.audit_entries {
                 return Err(StoreError::AuditHead {
                     found: root.audit_entries,
                     committed: known.audit_entries,
                 });
             }
-            let entries = read_audit(
-                &mut self.client,
-                &self.location,
-                known.audit_entries,
-                root.audit_entries,
-                None,
-            )
-            .await?;
+            let have = known.audit_entries + entries.len() as u64;
+            if have < root.audit_entries {
+                entries.extend(
+                    read_audit(
+                        &mut self.client,
+                        &self.location,
+                        have,
+                        root.audit_entries,
+                        None,
+                    )
+                    .await?,
+                );
+            }
             let chain = super::check_chain(
                 sealer,
                 (known.audit_entries, known.audit_head),
@@ -670,7 +761,10 @@ impl Writer {
             super::check_head(&root, chain)?;
             self.records = records.clone().into_iter().collect();
             self.root_rev = root_rev;
-            self.shared.update(root_rev, records, &root);
+            self.chain_len = root.audit_entries;
+            if self.shared.update(root_rev, records, &root) {
+                self.shared.changes.send_replace(root.version);
+            }
             Ok(root)
         })
     }

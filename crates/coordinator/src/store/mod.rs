@@ -557,16 +557,7 @@ impl Store {
     /// Open the shared state in etcd (creating it when there is none): like [`Self::open`],
     /// or [`StoreError::NotJoined`] when only other replicas' platforms hold the state key.
     pub async fn open_etcd(location: &etcd::Location, kek: &Sealer) -> Result<Self, StoreError> {
-        let (shared, mut writer, state_key) = etcd::open(location, kek, None).await?;
-        let sealer = state_key.sealer(kek.source())?;
-        let checked = writer.load(&sealer).await?;
-        Self::start(
-            Source::Etcd(shared),
-            Sink::Etcd(Box::new(writer)),
-            state_key,
-            sealer,
-            checked,
-        )
+        Self::start_etcd(location, kek, None).await
     }
 
     /// Open the shared state in etcd with a state key a running replica handed over, or
@@ -576,13 +567,25 @@ impl Store {
         kek: &Sealer,
         state_key: StateKey,
     ) -> Result<Self, StoreError> {
-        let (shared, mut writer, state_key) = etcd::open(location, kek, Some(state_key)).await?;
+        Self::start_etcd(location, kek, Some(state_key)).await
+    }
+
+    async fn start_etcd(
+        location: &etcd::Location,
+        kek: &Sealer,
+        adopt: Option<StateKey>,
+    ) -> Result<Self, StoreError> {
+        let adopted = adopt.is_some();
+        let (shared, mut writer, state_key) = etcd::open(location, kek, adopt).await?;
         let sealer = state_key.sealer(kek.source())?;
-        let checked = writer
-            .load(&sealer)
-            .await
-            .map_err(|e| StoreError::WrongStateKey(Box::new(e)))?;
-        shared.seal_state_key(kek, &state_key).await?;
+        let checked = writer.load(&sealer).await;
+        let checked = if adopted {
+            let checked = checked.map_err(|e| StoreError::WrongStateKey(Box::new(e)))?;
+            shared.seal_state_key(kek, &state_key).await?;
+            checked
+        } else {
+            checked?
+        };
         Self::start(
             Source::Etcd(shared),
             Sink::Etcd(Box::new(writer)),
