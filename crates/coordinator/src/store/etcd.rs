@@ -381,33 +381,91 @@ impl Shared {
     async fn follow(&self, sealer: &Sealer) -> Result<(), StoreError> {
         let mut client = self.client.clone();
         let from = self.read().root_rev + 1;
+        // `root` and every `state/` key, and nothing else: keys sort as `root` < `state/…` <
+        // `state0`. Every transaction writes the root with its records, in one revision.
         let mut stream = client
             .watch(
                 self.location.key("root"),
-                Some(WatchOptions::new().with_start_revision(from)),
+                Some(
+                    WatchOptions::new()
+                        .with_start_revision(from)
+                        .with_range(self.location.key("state0")),
+                ),
             )
             .await
             .map_err(|e| unavailable(&e))?;
         while let Some(response) = stream.message().await.map_err(|e| unavailable(&e))? {
-            let newest = response
-                .events()
-                .iter()
-                .filter_map(|e| e.kv().map(etcd_client::KeyValue::mod_revision))
-                .max();
-            if newest.is_some_and(|rev| rev > self.read().root_rev) {
-                let (root, root_rev, records) =
-                    read_state(&mut client, &self.location, sealer).await?;
-                if self.update(root_rev, records, &root) {
-                    *self
-                        .recovery
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        recovery(&mut client, &self.location).await?;
-                    self.changes.send_replace(root.version);
+            let taken = match self.apply(sealer, response.events()) {
+                Some(Ok(taken)) => taken,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "a watched commit did not check out; reading the state");
+                    let (root, root_rev, records) =
+                        read_state(&mut client, &self.location, sealer).await?;
+                    self.update(root_rev, records, &root)
+                        .then_some(root.version)
                 }
+                None => None,
+            };
+            if let Some(version) = taken {
+                *self
+                    .recovery
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    recovery(&mut client, &self.location).await?;
+                self.changes.send_replace(version);
             }
         }
         Ok(())
+    }
+
+    /// Apply watched writes newer than the cache: the new root and records, checked against
+    /// each other. `None` when there was nothing new; the version when more than counters
+    /// changed.
+    fn apply(
+        &self,
+        sealer: &Sealer,
+        events: &[etcd_client::Event],
+    ) -> Option<Result<Option<u64>, StoreError>> {
+        let (mut records, known) = {
+            let cache = self.read();
+            (cache.records.clone(), cache.root_rev)
+        };
+        let (root_key, prefix) = (self.location.key("root"), self.location.record(""));
+        let mut root = None;
+        let mut any = false;
+        for kv in events.iter().filter_map(etcd_client::Event::kv) {
+            if kv.mod_revision() <= known {
+                continue;
+            }
+            any = true;
+            let Ok(key) = kv.key_str() else { continue };
+            if key == root_key {
+                root = Some((kv.value().to_vec(), kv.mod_revision()));
+            } else if let Some(name) = key.strip_prefix(prefix.as_str()) {
+                records.insert(name.to_string(), kv.value().to_vec());
+            }
+        }
+        if !any {
+            return None;
+        }
+        let Some((sealed, root_rev)) = root else {
+            return Some(Err(StoreError::Unavailable(
+                "records changed without a root".into(),
+            )));
+        };
+        let checked =
+            super::open_root(sealer, Some(&sealed), (records.len() as u64, 1)).and_then(|root| {
+                super::check_records(
+                    sealer,
+                    &root,
+                    records.iter().map(|(k, v)| Ok((k.clone(), v.clone()))),
+                )
+                .map(|()| root)
+            });
+        Some(checked.map(|root| {
+            self.update(root_rev, records, &root)
+                .then_some(root.version)
+        }))
     }
 
     /// Register this replica's URL, alive while the process keeps its lease.
