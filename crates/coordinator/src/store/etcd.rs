@@ -524,12 +524,15 @@ impl Shared {
     }
 }
 
+/// A checked root, its revision, and the records of the same revision.
+type Checked = (Root, i64, BTreeMap<String, Vec<u8>>);
+
 /// The root, its revision, and the records of the same revision.
 async fn read_state(
     client: &mut Client,
     location: &Location,
     sealer: &Sealer,
-) -> Result<(Root, i64, BTreeMap<String, Vec<u8>>), StoreError> {
+) -> Result<Checked, StoreError> {
     let found = client
         .get(location.key("root"), None)
         .await
@@ -553,7 +556,7 @@ fn check_state(
     sealer: &Sealer,
     root: Option<&etcd_client::KeyValue>,
     rows: &[etcd_client::KeyValue],
-) -> Result<(Root, i64, BTreeMap<String, Vec<u8>>), StoreError> {
+) -> Result<Checked, StoreError> {
     let prefix = location.record("");
     let records: BTreeMap<String, Vec<u8>> = rows
         .iter()
