@@ -683,6 +683,13 @@ impl Writer {
         self.records.get(name).cloned()
     }
 
+    /// Whether etcd answers a read.
+    pub(super) fn reachable(&mut self) -> bool {
+        let mut client = self.client.clone();
+        let root = self.location.key("root");
+        self.handle.block_on(client.get(root, None)).is_ok()
+    }
+
     /// One transaction, if the root is still the one this writer last saw.
     pub(super) fn write(&mut self, batch: &Batch) -> Result<bool, StoreError> {
         let root_key = self.location.key("root");

@@ -102,6 +102,9 @@ impl Writer {
     pub(super) fn stored(&self, _: &str) -> Option<Vec<u8>> {
         match *self {}
     }
+    pub(super) fn reachable(&mut self) -> bool {
+        match *self {}
+    }
     pub(super) fn write(&mut self, _: &Batch) -> Result<bool, StoreError> {
         match *self {}
     }

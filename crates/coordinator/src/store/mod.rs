@@ -485,6 +485,14 @@ impl Sink {
         }
     }
 
+    /// Whether the store answers (a redb file always does).
+    fn reachable(&mut self) -> bool {
+        match self {
+            Self::File(_) => true,
+            Self::Etcd(w) => w.reachable(),
+        }
+    }
+
     /// The most bytes and operations one transaction may hold.
     fn limits(&self) -> (usize, usize) {
         match self {
@@ -909,8 +917,11 @@ impl Writer {
                 Some(at) => match jobs.recv_timeout(at.saturating_duration_since(Instant::now())) {
                     Ok(job) => Some(job),
                     Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if pending.is_empty() && !self.available.load(Ordering::Relaxed) {
+                            self.probe();
+                        }
                         self.flush(&mut pending);
-                        deadline = (!pending.is_empty()).then(|| Instant::now() + RETRY);
+                        deadline = self.retry(&pending);
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => None,
@@ -929,10 +940,24 @@ impl Writer {
             }
             if durable || pending.len() >= MAX_BATCH {
                 self.flush(&mut pending);
-                deadline = (!pending.is_empty()).then(|| Instant::now() + RETRY);
+                deadline = self.retry(&pending);
             } else if deadline.is_none() {
                 deadline = Some(Instant::now() + FLUSH_WINDOW);
             }
+        }
+    }
+
+    /// When to try again: while events wait, or the store is down (to notice it is back).
+    fn retry(&self, pending: &[Pending]) -> Option<Instant> {
+        let down = !self.available.load(Ordering::Relaxed);
+        (down || !pending.is_empty()).then(|| Instant::now() + RETRY)
+    }
+
+    /// With nothing to write, ask the store whether it is back.
+    fn probe(&mut self) {
+        if self.sink.reachable() {
+            tracing::info!("the state store is reachable again");
+            self.available.store(true, Ordering::Relaxed);
         }
     }
 
