@@ -132,16 +132,13 @@ pub async fn serve(config: &Config, addr: SocketAddr) -> Result<Running, ServeEr
             mode.recovered(),
             Arc::clone(&site),
             names,
+            advertised(config, local),
         ));
     }
-    if let (Node::Ready(c), Some(_)) = (&node, &config.etcd)
-        && let Some(shared) = c.store().etcd()
-    {
-        let url = config
-            .advertise
-            .clone()
-            .unwrap_or_else(|| format!("https://{local}"));
-        shared.register(&url).await.map_err(StartError::Store)?;
+    if let Node::Ready(c) = &node {
+        register(c, advertised(config, local).as_deref())
+            .await
+            .map_err(StartError::Store)?;
     }
     let task = tokio::spawn(http::serve(listener, site, config.limits.clone()));
     Ok(Running {
@@ -149,6 +146,25 @@ pub async fn serve(config: &Config, addr: SocketAddr) -> Result<Running, ServeEr
         node,
         task,
     })
+}
+
+/// The URL other replicas reach this one at, when the state is in etcd.
+fn advertised(config: &Config, local: SocketAddr) -> Option<String> {
+    config.etcd.as_ref()?;
+    Some(
+        config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("https://{local}")),
+    )
+}
+
+/// Register a replica on etcd at `url`, so that others can join through it.
+async fn register(coordinator: &Coordinator, url: Option<&str>) -> Result<(), store::StoreError> {
+    match (coordinator.store().etcd(), url) {
+        (Some(shared), Some(url)) => shared.register(url).await,
+        _ => Ok(()),
+    }
 }
 
 /// The names of the server certificate: the configured ones and loopback.
@@ -174,6 +190,7 @@ async fn switch_when_recovered(
     mut recovered: tokio::sync::watch::Receiver<Option<Arc<Coordinator>>>,
     site: Arc<arc_swap::ArcSwap<http::Site>>,
     names: Vec<String>,
+    url: Option<String>,
 ) {
     let Ok(coordinator) = recovered
         .wait_for(Option::is_some)
@@ -185,6 +202,9 @@ async fn switch_when_recovered(
     let Some(coordinator) = coordinator else {
         return;
     };
+    if let Err(e) = register(&coordinator, url.as_deref()).await {
+        tracing::error!(error = %e, "the recovered replica could not register: restart it");
+    }
     match ready_site(&coordinator, &names) {
         Ok(ready) => site.store(Arc::new(ready)),
         Err(e) => tracing::error!(error = %e, "the recovered coordinator cannot serve: restart it"),

@@ -546,3 +546,82 @@ fn audit_uuids(d: &Deployment, root: &[u8], auditor: &User) -> Vec<String> {
         .filter_map(|e| e.details["uuid"].as_str().map(str::to_string))
         .collect()
 }
+
+#[test]
+fn with_no_replica_to_join_holders_recover_the_state_in_etcd() {
+    let dir = scratch("etcd-recover");
+    let etcd = Etcd::start(&dir.join("etcd"), 1);
+    let store = etcd.store();
+    let sim = dir.join("sim");
+    let a = replica(&dir.join("a"), &sim, &store, "a");
+    a.verify();
+    let (key, public) = super::survive::recovery_key(&a.dir, "holder");
+    let auditor = User::new("auditor");
+    let mut m: Value = serde_json::from_str(&manifest(3, &auditor)).unwrap();
+    m["recovery_keys"] = json!({ "holder": public });
+    let path = a.dir.join("manifest.json");
+    std::fs::write(&path, m.to_string()).unwrap();
+    let secrets = a.dir.join("recovery.json");
+    success_json(&a.cmd(&[
+        "manifest",
+        "set",
+        path.to_str().unwrap(),
+        "--recovery-secrets",
+        secrets.to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    let secret: Value = serde_json::from_slice(&std::fs::read(&secrets).unwrap()).unwrap();
+    let secret_file = a.dir.join("holder.secret");
+    std::fs::write(&secret_file, secret["holder"].as_str().unwrap()).unwrap();
+    let shared = a.launch("free", &[], "echo $KEY");
+    assert!(a.launch("limited", &[], "true").status.success());
+    drop(a);
+
+    // A replica on another machine, with nobody to join: recovery mode.
+    let b = replica(&dir.join("b"), &sim, &store, "b");
+    let temporary = b.dir.join("recovery-root.pem");
+    success_json(&b.cmd(&[
+        "verify",
+        "--accept-simulation",
+        "--save-root",
+        temporary.to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    let status = success_json(&b.cmd(&[
+        "status",
+        "--root-ca",
+        temporary.to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    assert_eq!(status["state"], "recovery", "{}", b.log());
+    let done = success_json(&b.cmd(&[
+        "recover",
+        "--accept-simulation",
+        "--key",
+        key.to_str().unwrap(),
+        "--secret",
+        secret_file.to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    assert_eq!(done["recovered"], true);
+    // The same deployment, on the new machine: its secret, its counts; it registered, so a
+    // third machine joins through it.
+    std::fs::copy(dir.join("a").join("root.pem"), b.dir.join("root.pem")).unwrap();
+    assert_eq!(b.launch("free", &[], "echo $KEY").stdout, shared.stdout);
+    let c = replica(&dir.join("c"), &sim, &store, "c");
+    assert!(c.log().contains("joined"), "{}", c.log());
+    std::fs::copy(dir.join("a").join("root.pem"), c.dir.join("root.pem")).unwrap();
+    assert!(c.launch("limited", &[], "true").status.success());
+    assert!(b.launch("limited", &[], "true").status.success());
+    let over = c.launch("limited", &[], "true");
+    assert!(
+        stderr(&over).contains("activations"),
+        "the limit of 3 held: {}",
+        stderr(&over)
+    );
+    drop((b, c, etcd));
+}

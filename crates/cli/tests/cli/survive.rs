@@ -11,7 +11,7 @@ use super::hardening::User;
 use super::{Deployment, mrenclave, stderr, success_json};
 
 /// An RSA recovery key pair made by openssl: (private PKCS#8 PEM path, public PEM text).
-fn recovery_key(dir: &Path, name: &str) -> (PathBuf, String) {
+pub(super) fn recovery_key(dir: &Path, name: &str) -> (PathBuf, String) {
     let private = dir.join(format!("{name}.key.pem"));
     let ok = Command::new("openssl")
         .args([
