@@ -118,37 +118,9 @@ async fn attested_root(platform: &Platform, url: &str, own: &Claims) -> Result<V
     if !same_software(own, &claims) {
         return Err("it is not the same coordinator software as this one".into());
     }
-    let root = launcher::client::certs_from_pem("root", &response.certificate_chain_pem)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .next()
-        .ok_or("no root certificate")?;
-    let manifest_hash = response
-        .manifest_hash
-        .as_deref()
-        .map(|h| {
-            hex::decode(h)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or("a malformed manifest hash")
-        })
-        .transpose()?;
-    let expected = api::coordinator_report_data(
-        &sha256(&root),
-        manifest_hash.as_ref(),
-        response.state.as_ref(),
-        &nonce,
-        sha256,
-    )
-    .map_err(|e| e.to_string())?;
-    if claims.report_data != expected {
-        return Err("its evidence does not bind what it served".into());
-    }
-    let host = url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split(['/', ':']).next())
-        .unwrap_or(url);
+    let root = launcher::verify::bound_root(&response, &nonce, &claims.report_data)
+        .map_err(|e| e.to_string())?;
+    let host = launcher::verify::host_of(url);
     first_contact
         .check(&root, host)
         .map_err(|e| e.to_string())?;

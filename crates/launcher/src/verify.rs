@@ -113,6 +113,33 @@ pub fn check(
             "the evidence is simulated and simulation was not accepted".into(),
         ));
     }
+    let root = bound_root(response, nonce, &claims.report_data)?;
+    if let Some(expected) = expect.min_version {
+        let found = response.state.as_ref().map_or(0, |s| s.version);
+        if found < expected {
+            return Err(CoordinatorRejected::StateTooOld { found, expected });
+        }
+    }
+    let statement = Statement {
+        verified: true,
+        tee: claims.tee.as_str().to_string(),
+        simulated: claims.simulated,
+        tcb_status: claims.tcb_status.map(|s| s.as_str().to_string()),
+        root_sha256: hex::encode(sha256(&root)),
+        manifest_hash: response.manifest_hash.clone(),
+        state: response.state.clone(),
+        measurement_checked: expect.package.is_some(),
+    };
+    Ok((statement, root))
+}
+
+/// The root certificate (DER) an attestation answer serves, if the evidence's `report_data`
+/// binds it together with the manifest hash, state head and `nonce` the answer names.
+pub fn bound_root(
+    response: &api::AttestationResponse,
+    nonce: &[u8],
+    report_data: &[u8; 64],
+) -> Result<Vec<u8>, CoordinatorRejected> {
     let root = certs_from_pem(
         "coordinator certificate chain",
         &response.certificate_chain_pem,
@@ -142,26 +169,10 @@ pub fn check(
         sha256,
     )
     .map_err(|e| CoordinatorRejected::Malformed(e.to_string()))?;
-    if claims.report_data != expected {
+    if *report_data != expected {
         return Err(CoordinatorRejected::NotBound);
     }
-    if let Some(expected) = expect.min_version {
-        let found = response.state.as_ref().map_or(0, |s| s.version);
-        if found < expected {
-            return Err(CoordinatorRejected::StateTooOld { found, expected });
-        }
-    }
-    let statement = Statement {
-        verified: true,
-        tee: claims.tee.as_str().to_string(),
-        simulated: claims.simulated,
-        tcb_status: claims.tcb_status.map(|s| s.as_str().to_string()),
-        root_sha256: hex::encode(sha256(&root)),
-        manifest_hash: response.manifest_hash.clone(),
-        state: response.state.clone(),
-        measurement_checked: expect.package.is_some(),
-    };
-    Ok((statement, root))
+    Ok(root)
 }
 
 /// Verify the coordinator at `url` with a fresh nonce. Returns the statement, the root (DER)
@@ -222,7 +233,7 @@ fn fresh_nonce() -> Result<[u8; 16], CoordinatorRejected> {
 }
 
 /// The host part of an `https://host:port/…` URL (IPv6 in brackets is kept without them).
-fn host_of(url: &str) -> &str {
+pub fn host_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or(rest);
     match authority.strip_prefix('[') {
